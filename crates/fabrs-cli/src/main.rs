@@ -1,0 +1,46 @@
+//! The `fabrs` binary: glue. Arguments in, one operation, a `Result` mapped to
+//! an exit status (0 ok, 1 error, 2 "changes present" for --detailed-exitcode).
+
+mod args;
+mod commands;
+mod printer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::printer::Printer;
+
+/// How a command ended, beyond plain success.
+pub enum Outcome {
+    Ok,
+    /// The command reported its own errors (diagnostics); exit 1 without more.
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut printer = Printer::new(cli.global.output, cli.global.quiet, cli.global.verbose, cli.global.color);
+    let result = match &cli.command {
+        Command::Validate(a) => commands::validate::run(&cli.global, a, &mut printer),
+        Command::Render(a) => commands::render::run(&cli.global, a, &mut printer),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "fabrs", &mut buf);
+            printer.data(&String::from_utf8_lossy(&buf));
+            Ok(Outcome::Ok)
+        }
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            // One line per cause, no debug dump.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            printer.error(&chain.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}

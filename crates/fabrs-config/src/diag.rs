@@ -1,0 +1,169 @@
+//! Diagnostics: one per problem, each pointing at file:line:col and a key path.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A position in the source file, 1-based, counted in characters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Loc {
+    pub line: u32,
+    pub col: u32,
+    /// Width of the offending token in characters (0 when unknown).
+    pub len: u32,
+}
+
+/// One problem found in an environment file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub loc: Loc,
+    /// Dotted key path, e.g. `roles.web.autoscaling.min` (empty for syntax errors).
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The security rule this diagnostic enforces, when it comes from the lint.
+    pub rule: Option<&'static str>,
+}
+
+impl Diagnostic {
+    /// `file:line:col: error[rule]: path: message (hint)`, on one line.
+    pub fn short(&self) -> String {
+        let mut s = format!(
+            "{}:{}:{}: error",
+            self.file.display(),
+            self.loc.line,
+            self.loc.col
+        );
+        if let Some(rule) = self.rule {
+            s.push_str(&format!("[{rule}]"));
+        }
+        s.push_str(": ");
+        if !self.path.is_empty() {
+            s.push_str(&self.path);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        if let Some(h) = &self.hint {
+            s.push_str(&format!(" ({h})"));
+        }
+        s
+    }
+
+    /// The one-line form followed by the source line, a caret under the
+    /// problem and the hint: what a person reads in a terminal.
+    pub fn render(&self, source: &str) -> String {
+        let mut out = self.short_without_hint();
+        out.push('\n');
+        let gutter = self.loc.line.to_string().len();
+        if let Some(text) = source.lines().nth(self.loc.line.saturating_sub(1) as usize) {
+            let pad: String = text
+                .chars()
+                .take(self.loc.col.saturating_sub(1) as usize)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let width = self.loc.len.max(1) as usize;
+            out.push_str(&format!("{:gutter$} |\n", ""));
+            out.push_str(&format!("{} | {}\n", self.loc.line, text));
+            out.push_str(&format!("{:gutter$} | {}{}\n", "", pad, "^".repeat(width)));
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(&format!("{:gutter$} = help: {h}\n", ""));
+        }
+        out
+    }
+
+    fn short_without_hint(&self) -> String {
+        Diagnostic { hint: None, ..self.clone() }.short()
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+/// Every problem of one file, in source order.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{} error(s) in {}", .diagnostics.len(), .file.display())]
+pub struct Diagnostics {
+    pub file: PathBuf,
+    pub text: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&d.render(&self.text));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Collects diagnostics while a file is decoded.
+pub(crate) struct Sink {
+    pub file: PathBuf,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Sink {
+    pub fn new(file: &Path) -> Self {
+        Sink {
+            file: file.to_path_buf(),
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, loc: Loc, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            loc,
+            path: path.to_string(),
+            message: message.into(),
+            hint: None,
+            rule: None,
+        });
+        self.diags.last_mut().expect("just pushed")
+    }
+}
+
+/// The closest candidate to `given`, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys_only() {
+        assert_eq!(did_you_mean("instance_typ", ["instance_type", "count"]), Some("instance_type"));
+        assert_eq!(did_you_mean("zzz", ["instance_type", "count"]), None);
+    }
+
+    #[test]
+    fn renders_caret_under_token() {
+        let d = Diagnostic {
+            file: "e.yaml".into(),
+            loc: Loc { line: 2, col: 3, len: 4 },
+            path: "a.b".into(),
+            message: "bad".into(),
+            hint: Some("try c".into()),
+            rule: None,
+        };
+        let r = d.render("a:\n  bbbb: 1\n");
+        assert!(r.starts_with("e.yaml:2:3: error: a.b: bad\n"), "{r}");
+        assert!(r.contains("= help: try c"), "{r}");
+        assert!(r.contains("2 |   bbbb: 1\n  |   ^^^^\n"), "{r}");
+        assert_eq!(d.short(), "e.yaml:2:3: error: a.b: bad (try c)");
+    }
+}

@@ -1,0 +1,378 @@
+//! The validated environment: what the rest of fabrs works from.
+//!
+//! Values that later checks may need to point at keep their source location
+//! (`At<T>`); everything here has passed every check of `crate::load`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::decode::At;
+
+/// The file format version this fabrs understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Environment {
+    /// The file this was loaded from.
+    pub file: PathBuf,
+    /// The project directory (holds `environments/`, optional `templates/` and `cloud-init/`).
+    pub project_dir: PathBuf,
+    pub project: String,
+    pub name: String,
+    pub region: String,
+    pub network: Network,
+    pub ami: String,
+    pub ssh: Ssh,
+    pub load_balancer: LoadBalancer,
+    pub roles: BTreeMap<RoleKind, Role>,
+    pub database: Database,
+    pub app: App,
+    pub artifacts: Artifacts,
+    pub deploy: Deploy,
+    pub secrets: BTreeMap<String, SecretDecl>,
+    pub firewall: Vec<FirewallRule>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Environment {
+    pub fn role(&self, kind: RoleKind) -> Option<&Role> {
+        self.roles.get(&kind)
+    }
+
+    /// Tags every resource of this environment carries; how fabrs finds them again.
+    pub fn ownership_tags(&self) -> BTreeMap<String, String> {
+        let mut t = self.tags.clone();
+        t.insert(TAG_PROJECT.into(), self.project.clone());
+        t.insert(TAG_ENVIRONMENT.into(), self.name.clone());
+        t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+        t
+    }
+
+    /// Where a revision's release artifact lives in the artifact bucket:
+    /// `releases/<project>/<revision>/<app>.tar.gz`.
+    pub fn artifact_key(&self, revision: &str) -> String {
+        format!("{}/{}/{}/{}.tar.gz", self.artifacts.prefix, self.project, revision, self.app.name)
+    }
+
+    /// `<prefix>-sg`, `<prefix>-web-sg`…: seed 004's names, with the prefix
+    /// defaulting to `<project>-<environment>` so environments can share a VPC.
+    pub fn group_name(&self, group: Group) -> String {
+        match group {
+            Group::Base => format!("{}-sg", self.network.security_group_prefix),
+            g => format!("{}-{}-sg", self.network.security_group_prefix, g.as_str()),
+        }
+    }
+}
+
+pub const TAG_PROJECT: &str = "fabrs:project";
+pub const TAG_ENVIRONMENT: &str = "fabrs:environment";
+pub const TAG_ROLE: &str = "fabrs:role";
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const MANAGED_BY: &str = "fabrs";
+
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub vpc: Vpc,
+    pub subnets: Vec<String>,
+    pub admin_cidrs: Vec<At<IpNet>>,
+    pub security_group_prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vpc {
+    Default,
+    Id(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Ssh {
+    pub user: String,
+    pub key_name: Option<String>,
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadBalancer {
+    pub listeners: Vec<Listener>,
+    pub health_check: HealthCheck,
+    /// Who may reach the load balancer (default: the internet, IPv4 and IPv6).
+    pub ingress_cidrs: Vec<At<IpNet>>,
+    pub idle_timeout: Duration,
+    pub cross_zone: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+    Ssl,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+            Protocol::Tcp => "TCP",
+            Protocol::Ssl => "SSL",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "HTTP" => Some(Protocol::Http),
+            "HTTPS" => Some(Protocol::Https),
+            "TCP" => Some(Protocol::Tcp),
+            "SSL" => Some(Protocol::Ssl),
+            _ => None,
+        }
+    }
+    pub fn is_secure(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Ssl)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub instance_port: u16,
+    pub instance_protocol: Protocol,
+    pub certificate_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `HTTPS:443/healthcheck.html`, as the classic ELB API spells it.
+    pub target: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoleKind {
+    Web,
+    Worker,
+    Cache,
+}
+
+impl RoleKind {
+    pub const ALL: [RoleKind; 3] = [RoleKind::Web, RoleKind::Worker, RoleKind::Cache];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleKind::Web => "web",
+            RoleKind::Worker => "worker",
+            RoleKind::Cache => "cache",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RoleKind> {
+        RoleKind::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Role {
+    pub kind: RoleKind,
+    pub instance_type: String,
+    pub ami: String,
+    pub scaling: Scaling,
+    pub volume_gb: u32,
+    /// Worker processes' concurrency (worker role), rendered into the app's environment.
+    pub concurrency: u32,
+    /// Cache + queue role: which services it runs.
+    pub cache: CacheEngine,
+    pub queue: QueueEngine,
+    pub cache_password_secret: Option<String>,
+    pub queue_password_secret: Option<String>,
+}
+
+impl Role {
+    pub fn is_autoscaled(&self) -> bool {
+        matches!(self.scaling, Scaling::Auto { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    Fixed { count: u32 },
+    Auto { min: u32, max: u32, desired: u32, launch: Launch },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Launch {
+    Configuration,
+    Template,
+}
+
+impl Launch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Launch::Configuration => "configuration",
+            Launch::Template => "template",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheEngine {
+    Redis,
+    Memcached,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueEngine {
+    Rabbitmq,
+    Redis,
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub engine: String,
+    pub engine_version: String,
+    pub instance_class: String,
+    pub replica_instance_class: String,
+    pub storage_gb: u32,
+    pub name: String,
+    pub username: String,
+    pub password_secret: String,
+    pub replicas: u32,
+    pub backup_retention_days: u32,
+    pub multi_az: bool,
+    pub publicly_accessible: At<bool>,
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub name: String,
+    /// Where the app stores photos and renditions (default `<project>-<environment>-photos`).
+    pub photos_bucket: Option<String>,
+    pub server_names: Vec<String>,
+    pub port: u16,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+
+#[derive(Clone, Debug)]
+pub struct Deploy {
+    pub batch_size: u32,
+    pub healthy_floor: u32,
+    pub health_timeout: Duration,
+    pub lock_wait: Duration,
+    pub keep_launch_configurations: u32,
+    pub migrate_on: RoleKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretDecl {
+    pub name: String,
+    pub source: SecretSource,
+    pub loc: crate::diag::Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A security group fabrs manages: the base group, one per role, the load
+/// balancer's, the queue's and the database's (seed 001 and 004).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    Base,
+    Lb,
+    Web,
+    Worker,
+    Cache,
+    Queue,
+    Db,
+}
+
+impl Group {
+    pub const ALL: [Group; 7] =
+        [Group::Base, Group::Lb, Group::Web, Group::Worker, Group::Cache, Group::Queue, Group::Db];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Base => "base",
+            Group::Lb => "lb",
+            Group::Web => "web",
+            Group::Worker => "worker",
+            Group::Cache => "cache",
+            Group::Queue => "queue",
+            Group::Db => "db",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Group> {
+        Group::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An extra ingress rule declared in the file's `firewall:` list.
+#[derive(Clone, Debug)]
+pub struct FirewallRule {
+    pub to: At<Group>,
+    pub from: At<Source>,
+    pub protocol: IpProtocol,
+    pub ports: At<(u16, u16)>,
+    pub description: Option<String>,
+    pub loc: crate::diag::Loc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpProtocol {
+    Tcp,
+    Udp,
+}
+
+impl IpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpProtocol::Tcp => "tcp",
+            IpProtocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Cidr(IpNet),
+    Group(Group),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Cidr(c) => write!(f, "{c}"),
+            Source::Group(g) => write!(f, "group {g}"),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The YAML document as a tree of nodes, each with its source location.
+//!
+//! serde stops at the first error; to report every problem of a file at once,
+//! fabrs parses the YAML (syntax, duplicate keys, anchors and merge keys are
+//! serde-saphyr's job) into this generic tree, then decodes the tree itself.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use crate::diag::Loc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Key, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub loc: Loc,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub loc: Loc,
+    pub name: String,
+}
+
+impl Node {
+    /// What a user would call this node's type, for "expected X, found Y".
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+pub(crate) fn loc_of(l: &serde_saphyr::Location) -> Loc {
+    Loc {
+        line: l.line() as u32,
+        col: l.column() as u32,
+        len: l.span().len() as u32,
+    }
+}
+
+/// The raw value as serde-saphyr hands it over, wrapped in `Spanned` at every level.
+struct Raw(Value);
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw(Value::Int(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
+                i64::try_from(v)
+                    .map(|v| Raw(Value::Int(v)))
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw(Value::Float(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw(Value::Str(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw(Value::Str(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = a.next_element::<Spanned<Raw>>()? {
+                    items.push(node(item));
+                }
+                Ok(Raw(Value::Seq(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = a.next_entry::<Spanned<KeyName>, Spanned<Raw>>()? {
+                    let key = Key {
+                        loc: loc_of(&k.referenced),
+                        name: k.value.0,
+                    };
+                    entries.push((key, node(v)));
+                }
+                Ok(Raw(Value::Map(entries)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mapping key: any scalar, kept as its text (`80: x` gives the key "80").
+struct KeyName(String);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar mapping key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyName, E> {
+                Ok(KeyName(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyName, E> {
+                Ok(KeyName(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyName, E> {
+                Ok(KeyName(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyName, E> {
+                Ok(KeyName(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<KeyName, E> {
+                Ok(KeyName("null".to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn node(s: Spanned<Raw>) -> Node {
+    Node {
+        loc: loc_of(&s.referenced),
+        value: s.value.0,
+    }
+}
+
+/// A YAML syntax error (or a duplicate key), with where the parser stopped.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub loc: Loc,
+    pub message: String,
+}
+
+pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    // `yes`/`no`/`on`/`off` stay strings: in an infrastructure file, `on` must
+    // not silently become `true`.
+    options.strict_booleans = true;
+    match serde_saphyr::from_str_with_options::<Spanned<Raw>>(source, options) {
+        Ok(n) => Ok(node(n)),
+        Err(e) => {
+            let loc = e.location().map(|l| loc_of(&l)).unwrap_or(Loc { line: 1, col: 1, len: 0 });
+            let mut message = e.without_snippet().to_string();
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
+            if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+                let key = rest.split(',').next().unwrap_or(rest);
+                message = format!("duplicate key `{key}`");
+            }
+            Err(SyntaxError { loc, message })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_locations_and_merges() {
+        let n = parse("a: &x\n  k: 1\nb:\n  <<: *x\n  j: on\n").unwrap();
+        let Value::Map(entries) = &n.value else { panic!() };
+        assert_eq!(entries[1].0.name, "b");
+        assert_eq!(entries[1].0.loc.line, 3);
+        let Value::Map(b) = &entries[1].1.value else { panic!() };
+        let names: Vec<_> = b.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert!(names.contains(&"k") && names.contains(&"j"), "{names:?}");
+        let j = b.iter().find(|(k, _)| k.name == "j").unwrap();
+        assert_eq!(j.1.value, Value::Str("on".into()));
+        assert_eq!((j.1.loc.line, j.1.loc.col), (5, 6));
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error_with_location() {
+        let e = parse("a: 1\nb: 2\na: 3\n").err().unwrap();
+        assert_eq!((e.loc.line, e.loc.col), (3, 1));
+        assert_eq!(e.message, "duplicate key `a`");
+    }
+}
