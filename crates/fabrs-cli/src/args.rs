@@ -16,7 +16,13 @@ pub struct Cli {
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
     /// Project directory (holds environments/, and optional templates/ and cloud-init/ overrides)
-    #[arg(short = 'C', long = "dir", global = true, default_value = ".", value_name = "DIR")]
+    #[arg(
+        short = 'C',
+        long = "dir",
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
     pub dir: PathBuf,
     /// Output format for results
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]

@@ -21,7 +21,12 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut printer = Printer::new(cli.global.output, cli.global.quiet, cli.global.verbose, cli.global.color);
+    let mut printer = Printer::new(
+        cli.global.output,
+        cli.global.quiet,
+        cli.global.verbose,
+        cli.global.color,
+    );
     let result = match &cli.command {
         Command::Validate(a) => commands::validate::run(&cli.global, a, &mut printer),
         Command::Render(a) => commands::render::run(&cli.global, a, &mut printer),

@@ -73,7 +73,11 @@ impl Diagnostic {
     }
 
     fn short_without_hint(&self) -> String {
-        Diagnostic { hint: None, ..self.clone() }.short()
+        Diagnostic {
+            hint: None,
+            ..self.clone()
+        }
+        .short()
     }
 }
 
@@ -131,7 +135,10 @@ impl Sink {
 }
 
 /// The closest candidate to `given`, when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(given, c), c))
@@ -146,7 +153,10 @@ mod tests {
 
     #[test]
     fn suggests_close_keys_only() {
-        assert_eq!(did_you_mean("instance_typ", ["instance_type", "count"]), Some("instance_type"));
+        assert_eq!(
+            did_you_mean("instance_typ", ["instance_type", "count"]),
+            Some("instance_type")
+        );
         assert_eq!(did_you_mean("zzz", ["instance_type", "count"]), None);
     }
 
@@ -154,7 +164,11 @@ mod tests {
     fn renders_caret_under_token() {
         let d = Diagnostic {
             file: "e.yaml".into(),
-            loc: Loc { line: 2, col: 3, len: 4 },
+            loc: Loc {
+                line: 2,
+                col: 3,
+                len: 4,
+            },
             path: "a.b".into(),
             message: "bad".into(),
             hint: Some("try c".into()),

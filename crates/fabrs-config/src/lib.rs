@@ -31,7 +31,11 @@ pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
                 text: String::new(),
                 diagnostics: vec![Diagnostic {
                     file: file.to_path_buf(),
-                    loc: Loc { line: 1, col: 1, len: 0 },
+                    loc: Loc {
+                        line: 1,
+                        col: 1,
+                        len: 0,
+                    },
                     path: String::new(),
                     message: format!("cannot read the file: {}", e.kind()),
                     hint: None,
@@ -64,7 +68,11 @@ pub fn load_str(source: &str, file: &Path, project_dir: &Path) -> Result<Environ
             let mut diagnostics = sink.diags;
             diagnostics.sort_by_key(|d| (d.loc.line, d.loc.col));
             diagnostics.dedup();
-            Err(Diagnostics { file: file.to_path_buf(), text: source.to_string(), diagnostics })
+            Err(Diagnostics {
+                file: file.to_path_buf(),
+                text: source.to_string(),
+                diagnostics,
+            })
         }
     }
 }
@@ -72,26 +80,51 @@ pub fn load_str(source: &str, file: &Path, project_dir: &Path) -> Result<Environ
 /// A file under `environments/` must be named after the environment it describes:
 /// `fabrs deploy staging` must never act on a file that says `production`.
 fn check_file_name(sink: &mut diag::Sink, env: &Environment, source: &str) {
-    let in_envs = env.file.parent().and_then(Path::file_name).is_some_and(|n| n == "environments");
+    let in_envs = env
+        .file
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "environments");
     let stem = env.file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if in_envs && stem != env.name {
         let loc = source
             .lines()
             .enumerate()
             .find(|(_, l)| l.starts_with("environment:"))
-            .map(|(i, l)| Loc { line: i as u32 + 1, col: (l.find(&*env.name).unwrap_or(0) + 1) as u32, len: env.name.len() as u32 })
-            .unwrap_or(Loc { line: 1, col: 1, len: 0 });
-        let d = sink.error(loc, "environment", format!("`{}` does not match the file name `{}`", env.name, stem));
-        d.hint = Some(format!("rename the file to {}.yaml or set `environment: {stem}`", env.name));
+            .map(|(i, l)| Loc {
+                line: i as u32 + 1,
+                col: (l.find(&*env.name).unwrap_or(0) + 1) as u32,
+                len: env.name.len() as u32,
+            })
+            .unwrap_or(Loc {
+                line: 1,
+                col: 1,
+                len: 0,
+            });
+        let d = sink.error(
+            loc,
+            "environment",
+            format!("`{}` does not match the file name `{}`", env.name, stem),
+        );
+        d.hint = Some(format!(
+            "rename the file to {}.yaml or set `environment: {stem}`",
+            env.name
+        ));
     }
 }
 
 /// The project directory of an environment file: the parent of `environments/`
 /// when the file lives there, else the file's own directory.
 pub fn project_dir_of(file: &Path) -> PathBuf {
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if dir.file_name().is_some_and(|n| n == "environments") {
-        dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
+        dir.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
     } else {
         dir.to_path_buf()
     }
@@ -101,5 +134,9 @@ pub fn project_dir_of(file: &Path) -> PathBuf {
 /// `<dir>/environments/staging.yaml`) or a path to a YAML file.
 pub fn locate(arg: &str, dir: &Path) -> PathBuf {
     let looks_like_path = arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml");
-    if looks_like_path { PathBuf::from(arg) } else { dir.join("environments").join(format!("{arg}.yaml")) }
+    if looks_like_path {
+        PathBuf::from(arg)
+    } else {
+        dir.join("environments").join(format!("{arg}.yaml"))
+    }
 }

@@ -19,7 +19,14 @@ pub const RULES: [&str; 5] = [
     "db-not-public",
 ];
 
-fn refuse(sink: &mut Sink, loc: crate::diag::Loc, path: &str, rule: &'static str, message: String, hint: &str) {
+fn refuse(
+    sink: &mut Sink,
+    loc: crate::diag::Loc,
+    path: &str,
+    rule: &'static str,
+    message: String,
+    hint: &str,
+) {
     let d = sink.error(loc, path, message);
     d.rule = Some(rule);
     d.hint = Some(hint.to_string());
@@ -53,33 +60,91 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
     for group in security_groups(env) {
         for rule in &group.ingress {
             // Derived rules are safe by construction; only declared ones are linted.
-            let Some(loc) = rule.declared_at else { continue };
+            let Some(loc) = rule.declared_at else {
+                continue;
+            };
             let path = "firewall";
             let to = group.group;
             if let Source::Cidr(net) = &rule.source {
                 if is_internet(net) && to != Group::Lb {
-                    refuse(sink, loc, path, "internet-only-to-lb", format!("`{net}` (the internet) may reach only the load balancer, not group `{to}`"), "route public traffic through the load balancer");
+                    refuse(
+                        sink,
+                        loc,
+                        path,
+                        "internet-only-to-lb",
+                        format!(
+                            "`{net}` (the internet) may reach only the load balancer, not group `{to}`"
+                        ),
+                        "route public traffic through the load balancer",
+                    );
                     continue;
                 }
                 if is_internet(net) && to == Group::Lb && !covers_only(rule, &listener_ports) {
-                    refuse(sink, loc, path, "internet-only-to-lb", format!("the internet may reach the load balancer only on its listener ports ({})", join_ports(&listener_ports)), "add a listener instead of opening a port");
+                    refuse(
+                        sink,
+                        loc,
+                        path,
+                        "internet-only-to-lb",
+                        format!(
+                            "the internet may reach the load balancer only on its listener ports ({})",
+                            join_ports(&listener_ports)
+                        ),
+                        "add a listener instead of opening a port",
+                    );
                     continue;
                 }
             }
-            if rule.protocol == IpProtocol::Tcp && rule.from_port <= SSH_PORT && SSH_PORT <= rule.to_port {
+            if rule.protocol == IpProtocol::Tcp
+                && rule.from_port <= SSH_PORT
+                && SSH_PORT <= rule.to_port
+            {
                 let from_admin = match &rule.source {
-                    Source::Cidr(net) => env.network.admin_cidrs.iter().any(|a| a.value.contains(net)),
+                    Source::Cidr(net) => env
+                        .network
+                        .admin_cidrs
+                        .iter()
+                        .any(|a| a.value.contains(net)),
                     Source::Group(_) => false,
                 };
                 if !from_admin {
-                    refuse(sink, loc, path, "ssh-admin-only", format!("SSH (port 22) to group `{to}` from {} is not from an admin CIDR", rule.source), "SSH is allowed only from network.admin_cidrs");
+                    refuse(
+                        sink,
+                        loc,
+                        path,
+                        "ssh-admin-only",
+                        format!(
+                            "SSH (port 22) to group `{to}` from {} is not from an admin CIDR",
+                            rule.source
+                        ),
+                        "SSH is allowed only from network.admin_cidrs",
+                    );
                     continue;
                 }
             }
             let from_app = matches!(rule.source, Source::Group(Group::Web | Group::Worker));
             match to {
-                Group::Db if !from_app => refuse(sink, loc, path, "db-from-app-only", format!("the database may be reached only from web and worker, not from {}", rule.source), "remove this rule; migrations run on a worker"),
-                Group::Cache | Group::Queue if !from_app => refuse(sink, loc, path, "cache-queue-from-app-only", format!("group `{to}` may be reached only from web and worker, not from {}", rule.source), "remove this rule"),
+                Group::Db if !from_app => refuse(
+                    sink,
+                    loc,
+                    path,
+                    "db-from-app-only",
+                    format!(
+                        "the database may be reached only from web and worker, not from {}",
+                        rule.source
+                    ),
+                    "remove this rule; migrations run on a worker",
+                ),
+                Group::Cache | Group::Queue if !from_app => refuse(
+                    sink,
+                    loc,
+                    path,
+                    "cache-queue-from-app-only",
+                    format!(
+                        "group `{to}` may be reached only from web and worker, not from {}",
+                        rule.source
+                    ),
+                    "remove this rule",
+                ),
                 _ => {}
             }
         }
@@ -91,5 +156,9 @@ fn covers_only(rule: &Ingress, ports: &[u16]) -> bool {
 }
 
 fn join_ports(ports: &[u16]) -> String {
-    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -54,7 +54,10 @@ impl Environment {
     /// Where a revision's release artifact lives in the artifact bucket:
     /// `releases/<project>/<revision>/<app>.tar.gz`.
     pub fn artifact_key(&self, revision: &str) -> String {
-        format!("{}/{}/{}/{}.tar.gz", self.artifacts.prefix, self.project, revision, self.app.name)
+        format!(
+            "{}/{}/{}/{}.tar.gz",
+            self.artifacts.prefix, self.project, revision, self.app.name
+        )
     }
 
     /// `<prefix>-sg`, `<prefix>-web-sg`…: seed 004's names, with the prefix
@@ -208,8 +211,15 @@ impl Role {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scaling {
-    Fixed { count: u32 },
-    Auto { min: u32, max: u32, desired: u32, launch: Launch },
+    Fixed {
+        count: u32,
+    },
+    Auto {
+        min: u32,
+        max: u32,
+        desired: u32,
+        launch: Launch,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -274,7 +284,6 @@ pub struct Artifacts {
     pub prefix: String,
 }
 
-
 #[derive(Clone, Debug)]
 pub struct Deploy {
     pub batch_size: u32,
@@ -312,8 +321,15 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 7] =
-        [Group::Base, Group::Lb, Group::Web, Group::Worker, Group::Cache, Group::Queue, Group::Db];
+    pub const ALL: [Group; 7] = [
+        Group::Base,
+        Group::Lb,
+        Group::Web,
+        Group::Worker,
+        Group::Cache,
+        Group::Queue,
+        Group::Db,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Group::Base => "base",

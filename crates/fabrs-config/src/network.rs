@@ -63,7 +63,11 @@ pub fn role_groups(env: &Environment, role: RoleKind) -> Vec<Group> {
         RoleKind::Worker => &[Group::Base, Group::Worker],
         RoleKind::Cache => &[Group::Base, Group::Cache, Group::Queue],
     };
-    wanted.iter().copied().filter(|g| present.contains(g)).collect()
+    wanted
+        .iter()
+        .copied()
+        .filter(|g| present.contains(g))
+        .collect()
 }
 
 /// Every security group of the environment, in a fixed order, rules sorted.
@@ -71,17 +75,31 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     let app_sources: Vec<Source> = [RoleKind::Web, RoleKind::Worker]
         .into_iter()
         .filter(|r| env.roles.contains_key(r))
-        .map(|r| Source::Group(if r == RoleKind::Web { Group::Web } else { Group::Worker }))
+        .map(|r| {
+            Source::Group(if r == RoleKind::Web {
+                Group::Web
+            } else {
+                Group::Worker
+            })
+        })
         .collect();
     let cache_role = env.role(RoleKind::Cache);
     let mut groups = Vec::new();
     let mut add = |group: Group, description: String, ingress: Vec<Ingress>| {
-        groups.push(GroupSpec { group, name: env.group_name(group), description, ingress });
+        groups.push(GroupSpec {
+            group,
+            name: env.group_name(group),
+            description,
+            ingress,
+        });
     };
 
     add(
         Group::Base,
-        format!("{} {}: every server; SSH from admin CIDRs", env.project, env.name),
+        format!(
+            "{} {}: every server; SSH from admin CIDRs",
+            env.project, env.name
+        ),
         env.network
             .admin_cidrs
             .iter()
@@ -92,42 +110,71 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     let mut lb = Vec::new();
     for l in &env.load_balancer.listeners {
         for c in &env.load_balancer.ingress_cidrs {
-            lb.push(tcp(l.port, Source::Cidr(c.value), "clients to load balancer"));
+            lb.push(tcp(
+                l.port,
+                Source::Cidr(c.value),
+                "clients to load balancer",
+            ));
         }
     }
-    add(Group::Lb, format!("{} {}: load balancer", env.project, env.name), lb);
+    add(
+        Group::Lb,
+        format!("{} {}: load balancer", env.project, env.name),
+        lb,
+    );
 
-    let mut web_ports: Vec<u16> = env.load_balancer.listeners.iter().map(|l| l.instance_port).collect();
+    let mut web_ports: Vec<u16> = env
+        .load_balancer
+        .listeners
+        .iter()
+        .map(|l| l.instance_port)
+        .collect();
     web_ports.push(env.load_balancer.health_check.port);
     web_ports.sort();
     web_ports.dedup();
     add(
         Group::Web,
         format!("{} {}: web servers", env.project, env.name),
-        web_ports.into_iter().map(|p| tcp(p, Source::Group(Group::Lb), "load balancer to web")).collect(),
+        web_ports
+            .into_iter()
+            .map(|p| tcp(p, Source::Group(Group::Lb), "load balancer to web"))
+            .collect(),
     );
 
     if env.roles.contains_key(&RoleKind::Worker) {
-        add(Group::Worker, format!("{} {}: workers", env.project, env.name), vec![]);
+        add(
+            Group::Worker,
+            format!("{} {}: workers", env.project, env.name),
+            vec![],
+        );
     }
     if let Some(port) = cache_role.and_then(|r| cache_port(r.cache)) {
         add(
             Group::Cache,
             format!("{} {}: cache", env.project, env.name),
-            app_sources.iter().map(|s| tcp(port, s.clone(), "app to cache")).collect(),
+            app_sources
+                .iter()
+                .map(|s| tcp(port, s.clone(), "app to cache"))
+                .collect(),
         );
     }
     if let Some(port) = cache_role.and_then(|r| queue_port(r.queue)) {
         add(
             Group::Queue,
             format!("{} {}: queue", env.project, env.name),
-            app_sources.iter().map(|s| tcp(port, s.clone(), "app to queue")).collect(),
+            app_sources
+                .iter()
+                .map(|s| tcp(port, s.clone(), "app to queue"))
+                .collect(),
         );
     }
     add(
         Group::Db,
         format!("{} {}: database", env.project, env.name),
-        app_sources.iter().map(|s| tcp(POSTGRES_PORT, s.clone(), "app to database")).collect(),
+        app_sources
+            .iter()
+            .map(|s| tcp(POSTGRES_PORT, s.clone(), "app to database"))
+            .collect(),
     );
 
     for rule in &env.firewall {
@@ -137,14 +184,22 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
                 from_port: rule.ports.value.0,
                 to_port: rule.ports.value.1,
                 source: rule.from.value.clone(),
-                description: rule.description.clone().unwrap_or_else(|| "declared in environment file".into()),
+                description: rule
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| "declared in environment file".into()),
                 declared_at: Some(rule.loc),
             });
         }
     }
     for g in &mut groups {
         g.ingress.sort();
-        g.ingress.dedup_by(|a, b| a.protocol == b.protocol && a.from_port == b.from_port && a.to_port == b.to_port && a.source == b.source);
+        g.ingress.dedup_by(|a, b| {
+            a.protocol == b.protocol
+                && a.from_port == b.from_port
+                && a.to_port == b.to_port
+                && a.source == b.source
+        });
     }
     groups
 }

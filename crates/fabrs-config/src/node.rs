@@ -171,7 +171,11 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     match serde_saphyr::from_str_with_options::<Spanned<Raw>>(source, options) {
         Ok(n) => Ok(node(n)),
         Err(e) => {
-            let loc = e.location().map(|l| loc_of(&l)).unwrap_or(Loc { line: 1, col: 1, len: 0 });
+            let loc = e.location().map(|l| loc_of(&l)).unwrap_or(Loc {
+                line: 1,
+                col: 1,
+                len: 0,
+            });
             let mut message = e.without_snippet().to_string();
             if let Some(i) = message.rfind(" at line ") {
                 message.truncate(i);
@@ -192,10 +196,14 @@ mod tests {
     #[test]
     fn keeps_locations_and_merges() {
         let n = parse("a: &x\n  k: 1\nb:\n  <<: *x\n  j: on\n").unwrap();
-        let Value::Map(entries) = &n.value else { panic!() };
+        let Value::Map(entries) = &n.value else {
+            panic!()
+        };
         assert_eq!(entries[1].0.name, "b");
         assert_eq!(entries[1].0.loc.line, 3);
-        let Value::Map(b) = &entries[1].1.value else { panic!() };
+        let Value::Map(b) = &entries[1].1.value else {
+            panic!()
+        };
         let names: Vec<_> = b.iter().map(|(k, _)| k.name.as_str()).collect();
         assert!(names.contains(&"k") && names.contains(&"j"), "{names:?}");
         let j = b.iter().find(|(k, _)| k.name == "j").unwrap();

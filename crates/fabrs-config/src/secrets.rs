@@ -48,12 +48,20 @@ impl Secrets {
     }
     /// Test and tooling helper: secrets from literal values.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Secrets { values: pairs.into_iter().map(|(k, v)| (k.to_string(), SecretValue(v.to_string()))).collect() }
+        Secrets {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), SecretValue(v.to_string())))
+                .collect(),
+        }
     }
 }
 
 /// Resolve every declared secret; each missing one is a diagnostic at its declaration.
-pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Result<Secrets, Diagnostics> {
+pub fn resolve(
+    env: &Environment,
+    getenv: impl Fn(&str) -> Option<String>,
+) -> Result<Secrets, Diagnostics> {
     let mut sink = Sink::new(&env.file);
     let mut values = BTreeMap::new();
     for decl in env.secrets.values() {
@@ -62,19 +70,38 @@ pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Re
             SecretSource::Env(var) => match getenv(var) {
                 Some(v) if !v.is_empty() => Some(v),
                 _ => {
-                    let d = sink.error(decl.loc, &path, format!("secret `{}` is not set", decl.name));
+                    let d = sink.error(
+                        decl.loc,
+                        &path,
+                        format!("secret `{}` is not set", decl.name),
+                    );
                     d.hint = Some(format!("export {var}"));
                     None
                 }
             },
             SecretSource::File(file) => match std::fs::read_to_string(file) {
-                Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => Some(v.trim_end_matches(['\n', '\r']).to_string()),
+                Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
+                    Some(v.trim_end_matches(['\n', '\r']).to_string())
+                }
                 Ok(_) => {
-                    sink.error(decl.loc, &path, format!("secret `{}`: {} is empty", decl.name, file.display()));
+                    sink.error(
+                        decl.loc,
+                        &path,
+                        format!("secret `{}`: {} is empty", decl.name, file.display()),
+                    );
                     None
                 }
                 Err(e) => {
-                    sink.error(decl.loc, &path, format!("secret `{}`: cannot read {}: {}", decl.name, file.display(), e.kind()));
+                    sink.error(
+                        decl.loc,
+                        &path,
+                        format!(
+                            "secret `{}`: cannot read {}: {}",
+                            decl.name,
+                            file.display(),
+                            e.kind()
+                        ),
+                    );
                     None
                 }
             },
@@ -87,7 +114,11 @@ pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Re
         Ok(Secrets { values })
     } else {
         let source = std::fs::read_to_string(&env.file).unwrap_or_default();
-        Err(Diagnostics { file: env.file.clone(), text: source, diagnostics: sink.diags })
+        Err(Diagnostics {
+            file: env.file.clone(),
+            text: source,
+            diagnostics: sink.diags,
+        })
     }
 }
 

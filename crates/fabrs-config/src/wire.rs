@@ -17,7 +17,8 @@ fn name(sink: &mut Sink, node: &Node, path: &str, max: usize) -> Option<At<Strin
     let s = string(sink, node, path)?;
     let ok = s.len() <= max
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.ends_with('-');
     if !ok {
         let d = sink.error(s.loc, path, format!("`{}` is not a valid name", s.value));
@@ -32,55 +33,100 @@ fn port(sink: &mut Sink, node: &Node, path: &str) -> Option<u16> {
 }
 
 fn protocol(sink: &mut Sink, node: &Node, path: &str) -> Option<Protocol> {
-    one_of(sink, node, path, &["HTTP", "HTTPS", "TCP", "SSL"]).and_then(|p| Protocol::parse(p.value))
+    one_of(sink, node, path, &["HTTP", "HTTPS", "TCP", "SSL"])
+        .and_then(|p| Protocol::parse(p.value))
 }
 
-pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Path) -> Option<Environment> {
+pub(crate) fn decode(
+    sink: &mut Sink,
+    root: &Node,
+    file: &Path,
+    project_dir: &Path,
+) -> Option<Environment> {
     let mut top = Obj::new(sink, root, "")?;
 
     // The version comes first: a file from a newer fabrs gets one clear error.
-    let version = top.req(sink, "version").and_then(|n| int(sink, n, "version", 0, i64::MAX));
+    let version = top
+        .req(sink, "version")
+        .and_then(|n| int(sink, n, "version", 0, i64::MAX));
     if let Some(v) = &version {
         if v.value != FORMAT_VERSION {
-            let d = sink.error(v.loc, "version", format!("unsupported format version {}", v.value));
+            let d = sink.error(
+                v.loc,
+                "version",
+                format!("unsupported format version {}", v.value),
+            );
             d.hint = Some(format!("this fabrs reads version {FORMAT_VERSION}"));
             return None;
         }
     }
 
-    let project = top.req(sink, "project").and_then(|n| name(sink, n, "project", 32));
-    let env_name = top.req(sink, "environment").and_then(|n| name(sink, n, "environment", 24));
-    let region = top.req(sink, "region").and_then(|n| string(sink, n, "region"));
+    let project = top
+        .req(sink, "project")
+        .and_then(|n| name(sink, n, "project", 32));
+    let env_name = top
+        .req(sink, "environment")
+        .and_then(|n| name(sink, n, "environment", 24));
+    let region = top
+        .req(sink, "region")
+        .and_then(|n| string(sink, n, "region"));
     if let Some(r) = &region {
         let parts: Vec<_> = r.split('-').collect();
         if parts.len() < 3 || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
-            let d = sink.error(r.loc, "region", format!("`{}` is not an AWS region", r.value));
+            let d = sink.error(
+                r.loc,
+                "region",
+                format!("`{}` is not an AWS region", r.value),
+            );
             d.hint = Some("e.g. us-east-1, eu-west-1".into());
         }
     }
     let ami = top.req(sink, "ami").and_then(|n| ami(sink, n, "ami"));
 
-    let network = top.req(sink, "network").and_then(|n| network(sink, n, project.as_ref(), env_name.as_ref()));
+    let network = top
+        .req(sink, "network")
+        .and_then(|n| network(sink, n, project.as_ref(), env_name.as_ref()));
     let ssh = top.req(sink, "ssh").and_then(|n| ssh(sink, n));
-    let load_balancer = top.req(sink, "load_balancer").and_then(|n| load_balancer(sink, n));
+    let load_balancer = top
+        .req(sink, "load_balancer")
+        .and_then(|n| load_balancer(sink, n));
     let secrets = match top.opt("secrets") {
         Some(n) => secrets(sink, n, project_dir),
         None => Some(BTreeMap::new()),
     };
     let secret_names: Vec<String> = secrets.iter().flat_map(|s| s.keys().cloned()).collect();
-    let roles = top.req(sink, "roles").and_then(|n| roles(sink, n, ami.as_ref(), &secret_names));
-    let database = top.req(sink, "database").and_then(|n| database(sink, n, &secret_names));
+    let roles = top
+        .req(sink, "roles")
+        .and_then(|n| roles(sink, n, ami.as_ref(), &secret_names));
+    let database = top
+        .req(sink, "database")
+        .and_then(|n| database(sink, n, &secret_names));
     let app = match top.opt("app") {
         Some(n) => app(sink, n),
-        None => Some(App { name: "refapp".into(), photos_bucket: None, server_names: vec![], port: 8000, env: BTreeMap::new() }),
+        None => Some(App {
+            name: "refapp".into(),
+            photos_bucket: None,
+            server_names: vec![],
+            port: 8000,
+            env: BTreeMap::new(),
+        }),
     };
     let artifacts = top.req(sink, "artifacts").and_then(|n| artifacts(sink, n));
     let deploy = match top.opt("deploy") {
         Some(n) => deploy(sink, n, roles.as_ref()),
-        None => deploy(sink, &Node { loc: top.loc, value: Value::Null }, roles.as_ref()),
+        None => deploy(
+            sink,
+            &Node {
+                loc: top.loc,
+                value: Value::Null,
+            },
+            roles.as_ref(),
+        ),
     };
     let firewall = match top.opt("firewall") {
-        Some(n) => list(sink, n, "firewall", |s, n, p| firewall_rule(s, n, p, roles.as_ref())),
+        Some(n) => list(sink, n, "firewall", |s, n, p| {
+            firewall_rule(s, n, p, roles.as_ref())
+        }),
         None => Some(vec![]),
     };
     let tags = match top.opt("tags") {
@@ -160,7 +206,12 @@ fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, 
     ok.then_some(out)
 }
 
-fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<&At<String>>) -> Option<Network> {
+fn network(
+    sink: &mut Sink,
+    n: &Node,
+    project: Option<&At<String>>,
+    env: Option<&At<String>>,
+) -> Option<Network> {
     let mut o = Obj::new(sink, n, "network")?;
     let vpc = match o.opt("vpc") {
         None => Some(Vpc::Default),
@@ -170,7 +221,11 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
             } else if s.starts_with("vpc-") {
                 Some(Vpc::Id(s.value))
             } else {
-                let d = sink.error(s.loc, "network.vpc", format!("`{}` is not a VPC id", s.value));
+                let d = sink.error(
+                    s.loc,
+                    "network.vpc",
+                    format!("`{}` is not a VPC id", s.value),
+                );
                 d.hint = Some("write `default` or a vpc-… id".into());
                 None
             }
@@ -192,7 +247,11 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
         .and_then(|v| list(sink, v, "network.admin_cidrs", cidr));
     if let Some(list) = &admin_cidrs {
         if list.is_empty() {
-            sink.error(o.loc, "network.admin_cidrs", "list at least one admin CIDR (or no one can SSH in)");
+            sink.error(
+                o.loc,
+                "network.admin_cidrs",
+                "list at least one admin CIDR (or no one can SSH in)",
+            );
         }
     }
     let prefix = match o.opt("security_group_prefix") {
@@ -203,7 +262,12 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
         },
     };
     o.finish(sink);
-    Some(Network { vpc: vpc?, subnets: subnets?, admin_cidrs: admin_cidrs?, security_group_prefix: prefix? })
+    Some(Network {
+        vpc: vpc?,
+        subnets: subnets?,
+        admin_cidrs: admin_cidrs?,
+        security_group_prefix: prefix?,
+    })
 }
 
 fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
@@ -212,15 +276,25 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
         Some(v) => string(sink, v, "ssh.user").map(|s| s.value),
         None => Some("ubuntu".into()),
     };
-    let key_name = o.opt("key_name").map(|v| string(sink, v, "ssh.key_name").map(|s| s.value));
+    let key_name = o
+        .opt("key_name")
+        .map(|v| string(sink, v, "ssh.key_name").map(|s| s.value));
     let keys = o.req(sink, "authorized_keys").and_then(|v| {
         list(sink, v, "ssh.authorized_keys", |s, n, p| {
             let k = string(s, n, p)?;
             let ty = k.split_whitespace().next().unwrap_or("");
-            let known = ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com"];
+            let known = [
+                "ssh-ed25519",
+                "ssh-rsa",
+                "ecdsa-sha2-nistp256",
+                "ecdsa-sha2-nistp384",
+                "ecdsa-sha2-nistp521",
+                "sk-ssh-ed25519@openssh.com",
+            ];
             if !known.contains(&ty) || k.split_whitespace().count() < 2 {
                 let d = s.error(k.loc, p, "not an OpenSSH public key");
-                d.hint = Some("paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".into());
+                d.hint =
+                    Some("paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".into());
                 return None;
             }
             Some(k.value)
@@ -231,24 +305,40 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
         Some(k) => Some(k?),
         None => None,
     };
-    Some(Ssh { user: user?, key_name, authorized_keys: keys? })
+    Some(Ssh {
+        user: user?,
+        key_name,
+        authorized_keys: keys?,
+    })
 }
 
 fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
     let mut o = Obj::new(sink, n, "load_balancer")?;
-    let listeners = o.req(sink, "listeners").and_then(|v| list(sink, v, "load_balancer.listeners", listener));
+    let listeners = o
+        .req(sink, "listeners")
+        .and_then(|v| list(sink, v, "load_balancer.listeners", listener));
     if let Some(ls) = &listeners {
         if ls.is_empty() {
-            sink.error(o.loc, "load_balancer.listeners", "a load balancer needs at least one listener");
+            sink.error(
+                o.loc,
+                "load_balancer.listeners",
+                "a load balancer needs at least one listener",
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for l in ls {
             if !seen.insert(l.port) {
-                sink.error(o.loc, "load_balancer.listeners", format!("two listeners on port {}", l.port));
+                sink.error(
+                    o.loc,
+                    "load_balancer.listeners",
+                    format!("two listeners on port {}", l.port),
+                );
             }
         }
     }
-    let health_check = o.req(sink, "health_check").and_then(|v| health_check(sink, v));
+    let health_check = o
+        .req(sink, "health_check")
+        .and_then(|v| health_check(sink, v));
     let ingress = match o.opt("ingress_cidrs") {
         Some(v) => list(sink, v, "load_balancer.ingress_cidrs", cidr),
         None => Some(vec![
@@ -276,26 +366,46 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
 
 fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
     let mut o = Obj::new(sink, n, path)?;
-    let port_v = o.req(sink, "port").and_then(|v| port(sink, v, &join(path, "port")));
-    let proto = o.req(sink, "protocol").and_then(|v| protocol(sink, v, &join(path, "protocol")));
-    let iport = o.req(sink, "instance_port").and_then(|v| port(sink, v, &join(path, "instance_port")));
-    let iproto = o.req(sink, "instance_protocol").and_then(|v| protocol(sink, v, &join(path, "instance_protocol")));
+    let port_v = o
+        .req(sink, "port")
+        .and_then(|v| port(sink, v, &join(path, "port")));
+    let proto = o
+        .req(sink, "protocol")
+        .and_then(|v| protocol(sink, v, &join(path, "protocol")));
+    let iport = o
+        .req(sink, "instance_port")
+        .and_then(|v| port(sink, v, &join(path, "instance_port")));
+    let iproto = o
+        .req(sink, "instance_protocol")
+        .and_then(|v| protocol(sink, v, &join(path, "instance_protocol")));
     let cert_node = o.opt("certificate_arn");
     let cert = cert_node.map(|v| string(sink, v, &join(path, "certificate_arn")));
     if let (Some(p), Some(c)) = (proto, &cert) {
         match c {
             Some(arn) if !arn.starts_with("arn:") => {
-                sink.error(arn.loc, &join(path, "certificate_arn"), format!("`{}` is not an ARN", arn.value));
+                sink.error(
+                    arn.loc,
+                    &join(path, "certificate_arn"),
+                    format!("`{}` is not an ARN", arn.value),
+                );
             }
             Some(arn) if !p.is_secure() => {
-                sink.error(arn.loc, &join(path, "certificate_arn"), format!("a {} listener takes no certificate", p.as_str()));
+                sink.error(
+                    arn.loc,
+                    &join(path, "certificate_arn"),
+                    format!("a {} listener takes no certificate", p.as_str()),
+                );
             }
             _ => {}
         }
     }
     if let Some(p) = proto {
         if p.is_secure() && cert.is_none() {
-            let d = sink.error(o.loc, path, format!("a {} listener needs `certificate_arn`", p.as_str()));
+            let d = sink.error(
+                o.loc,
+                path,
+                format!("a {} listener needs `certificate_arn`", p.as_str()),
+            );
             d.hint = Some("the ARN of an ACM or IAM server certificate".into());
         }
     }
@@ -304,17 +414,29 @@ fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
         Some(c) => Some(c?.value),
         None => None,
     };
-    Some(Listener { port: port_v?, protocol: proto?, instance_port: iport?, instance_protocol: iproto?, certificate_arn: cert })
+    Some(Listener {
+        port: port_v?,
+        protocol: proto?,
+        instance_port: iport?,
+        instance_protocol: iproto?,
+        certificate_arn: cert,
+    })
 }
 
 fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
     let path = "load_balancer.health_check";
     let mut o = Obj::new(sink, n, path)?;
-    let target = o.req(sink, "target").and_then(|v| string(sink, v, &join(path, "target")));
+    let target = o
+        .req(sink, "target")
+        .and_then(|v| string(sink, v, &join(path, "target")));
     let parsed = target.as_ref().and_then(|t| {
         let parsed = parse_target(&t.value);
         if parsed.is_none() {
-            let d = sink.error(t.loc, &join(path, "target"), format!("`{}` is not a health check target", t.value));
+            let d = sink.error(
+                t.loc,
+                &join(path, "target"),
+                format!("`{}` is not a health check target", t.value),
+            );
             d.hint = Some("PROTOCOL:PORT[/path], e.g. HTTPS:443/healthcheck.html".into());
         }
         parsed
@@ -335,10 +457,18 @@ fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
     };
     if let (Some(i), Some(t)) = (&interval, &timeout) {
         if i.value.as_secs() < 5 || i.value.as_secs() > 300 {
-            sink.error(i.loc, &join(path, "interval"), "must be between 5s and 300s (an ELB limit)");
+            sink.error(
+                i.loc,
+                &join(path, "interval"),
+                "must be between 5s and 300s (an ELB limit)",
+            );
         }
         if t.value >= i.value {
-            let d = sink.error(t.loc, &join(path, "timeout"), "must be shorter than the interval");
+            let d = sink.error(
+                t.loc,
+                &join(path, "timeout"),
+                "must be shorter than the interval",
+            );
             d.hint = Some(format!("the interval is {}s", i.value.as_secs()));
         }
     }
@@ -374,16 +504,30 @@ fn secret_ref(sink: &mut Sink, n: &Node, path: &str, declared: &[String]) -> Opt
     let s = string(sink, n, path)?;
     if !declared.contains(&s.value) {
         let d = sink.error(s.loc, path, format!("unknown secret `{}`", s.value));
-        d.hint = Some(match did_you_mean(&s.value, declared.iter().map(String::as_str)) {
-            Some(m) => format!("did you mean `{m}`?"),
-            None => format!("declare it under `secrets:` (declared: {})", if declared.is_empty() { "none".to_string() } else { declared.join(", ") }),
-        });
+        d.hint = Some(
+            match did_you_mean(&s.value, declared.iter().map(String::as_str)) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!(
+                    "declare it under `secrets:` (declared: {})",
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            },
+        );
         return None;
     }
     Some(s.value)
 }
 
-fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<String>>, secrets: &[String]) -> Option<BTreeMap<RoleKind, Role>> {
+fn roles(
+    sink: &mut Sink,
+    n: &Node,
+    ami: Option<&At<String>>,
+    secrets: &[String],
+) -> Option<BTreeMap<RoleKind, Role>> {
     let mut o = Obj::new(sink, n, "roles")?;
     let mut out = BTreeMap::new();
     let mut ok = true;
@@ -399,20 +543,36 @@ fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<String>>, secrets: &[String]
     }
     o.finish(sink);
     if ok && !out.contains_key(&RoleKind::Web) {
-        sink.error(n.loc, "roles", "an environment needs a `web` role behind its load balancer");
+        sink.error(
+            n.loc,
+            "roles",
+            "an environment needs a `web` role behind its load balancer",
+        );
         return None;
     }
     ok.then_some(out)
 }
 
-fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<String>>, secrets: &[String]) -> Option<Role> {
+fn role(
+    sink: &mut Sink,
+    n: &Node,
+    kind: RoleKind,
+    ami_default: Option<&At<String>>,
+    secrets: &[String],
+) -> Option<Role> {
     let path = format!("roles.{kind}");
     let p = |k: &str| join(&path, k);
     let mut o = Obj::new(sink, n, &path)?;
-    let itype = o.req(sink, "instance_type").and_then(|v| string(sink, v, &p("instance_type")));
+    let itype = o
+        .req(sink, "instance_type")
+        .and_then(|v| string(sink, v, &p("instance_type")));
     if let Some(t) = &itype {
         if !t.contains('.') {
-            let d = sink.error(t.loc, &p("instance_type"), format!("`{}` is not an instance type", t.value));
+            let d = sink.error(
+                t.loc,
+                &p("instance_type"),
+                format!("`{}` is not an instance type", t.value),
+            );
             d.hint = Some("e.g. t3.small, m6i.large".into());
         }
     }
@@ -429,7 +589,11 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
     let launch = o.opt("launch");
     let scaling = match (count, auto) {
         (Some(_), Some(a)) => {
-            let d = sink.error(a.loc, &p("autoscaling"), "a role has either `count` or `autoscaling`, not both");
+            let d = sink.error(
+                a.loc,
+                &p("autoscaling"),
+                "a role has either `count` or `autoscaling`, not both",
+            );
             d.hint = Some("`count` for fixed servers, `autoscaling` for a group".into());
             None
         }
@@ -439,7 +603,11 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
         }
         (Some(c), None) => {
             if let Some(l) = launch {
-                sink.error(l.loc, &p("launch"), "`launch` applies only to autoscaled roles");
+                sink.error(
+                    l.loc,
+                    &p("launch"),
+                    "`launch` applies only to autoscaled roles",
+                );
             }
             int(sink, c, &p("count"), 1, 100).map(|c| Scaling::Fixed { count: c.value })
         }
@@ -447,14 +615,24 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
     };
     if kind == RoleKind::Cache && auto.is_some() {
         if let Some(a) = auto {
-            let d = sink.error(a.loc, &p("autoscaling"), "the cache/queue role holds state and cannot autoscale");
+            let d = sink.error(
+                a.loc,
+                &p("autoscaling"),
+                "the cache/queue role holds state and cannot autoscale",
+            );
             d.hint = Some("use `count: 1`".into());
         }
     }
     let concurrency = match o.opt("concurrency") {
-        Some(v) if kind == RoleKind::Worker => int(sink, v, &p("concurrency"), 1, 256).map(|v| v.value),
+        Some(v) if kind == RoleKind::Worker => {
+            int(sink, v, &p("concurrency"), 1, 256).map(|v| v.value)
+        }
         Some(v) => {
-            sink.error(v.loc, &p("concurrency"), "`concurrency` applies only to the worker role");
+            sink.error(
+                v.loc,
+                &p("concurrency"),
+                "`concurrency` applies only to the worker role",
+            );
             None
         }
         None => Some(2),
@@ -462,16 +640,22 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
     let (mut cache, mut queue) = (Some(CacheEngine::None), Some(QueueEngine::None));
     let (mut cache_pw, mut queue_pw) = (None, None);
     if kind == RoleKind::Cache {
-        cache = o.req(sink, "cache").and_then(|v| one_of(sink, v, &p("cache"), &["redis", "memcached", "none"])).map(|c| match c.value {
-            "redis" => CacheEngine::Redis,
-            "memcached" => CacheEngine::Memcached,
-            _ => CacheEngine::None,
-        });
-        queue = o.req(sink, "queue").and_then(|v| one_of(sink, v, &p("queue"), &["rabbitmq", "redis", "none"])).map(|q| match q.value {
-            "rabbitmq" => QueueEngine::Rabbitmq,
-            "redis" => QueueEngine::Redis,
-            _ => QueueEngine::None,
-        });
+        cache = o
+            .req(sink, "cache")
+            .and_then(|v| one_of(sink, v, &p("cache"), &["redis", "memcached", "none"]))
+            .map(|c| match c.value {
+                "redis" => CacheEngine::Redis,
+                "memcached" => CacheEngine::Memcached,
+                _ => CacheEngine::None,
+            });
+        queue = o
+            .req(sink, "queue")
+            .and_then(|v| one_of(sink, v, &p("queue"), &["rabbitmq", "redis", "none"]))
+            .map(|q| match q.value {
+                "rabbitmq" => QueueEngine::Rabbitmq,
+                "redis" => QueueEngine::Redis,
+                _ => QueueEngine::None,
+            });
         let redis = cache == Some(CacheEngine::Redis) || queue == Some(QueueEngine::Redis);
         let cpw = o.opt("cache_password_secret");
         let qpw = o.opt("queue_password_secret");
@@ -494,7 +678,11 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
         if let Some(Scaling::Fixed { count }) = scaling {
             if count > 1 {
                 if let Some(c) = count_loc(n) {
-                    let d = sink.error(c, &p("count"), "fabrs runs one cache/queue server per environment");
+                    let d = sink.error(
+                        c,
+                        &p("count"),
+                        "fabrs runs one cache/queue server per environment",
+                    );
                     d.hint = Some("use `count: 1`".into());
                 }
             }
@@ -517,34 +705,57 @@ fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Strin
 
 fn count_loc(n: &Node) -> Option<crate::diag::Loc> {
     match &n.value {
-        Value::Map(e) => e.iter().find(|(k, _)| k.name == "count").map(|(_, v)| v.loc),
+        Value::Map(e) => e
+            .iter()
+            .find(|(k, _)| k.name == "count")
+            .map(|(_, v)| v.loc),
         _ => None,
     }
 }
 
-fn autoscaling(sink: &mut Sink, n: &Node, path: &str, launch: Option<&Node>, launch_path: &str) -> Option<Scaling> {
+fn autoscaling(
+    sink: &mut Sink,
+    n: &Node,
+    path: &str,
+    launch: Option<&Node>,
+    launch_path: &str,
+) -> Option<Scaling> {
     let mut o = Obj::new(sink, n, path)?;
-    let min = o.req(sink, "min").and_then(|v| int(sink, v, &join(path, "min"), 0, 1000));
-    let max = o.req(sink, "max").and_then(|v| int(sink, v, &join(path, "max"), 1, 1000));
+    let min = o
+        .req(sink, "min")
+        .and_then(|v| int(sink, v, &join(path, "min"), 0, 1000));
+    let max = o
+        .req(sink, "max")
+        .and_then(|v| int(sink, v, &join(path, "max"), 1, 1000));
     let desired = match o.opt("desired") {
         Some(v) => int(sink, v, &join(path, "desired"), 0, 1000),
         None => min.clone(),
     };
     o.finish(sink);
     let launch = match launch {
-        Some(l) => one_of(sink, l, launch_path, &["configuration", "template"]).map(|l| match l.value {
-            "configuration" => Launch::Configuration,
-            _ => Launch::Template,
-        }),
+        Some(l) => {
+            one_of(sink, l, launch_path, &["configuration", "template"]).map(|l| match l.value {
+                "configuration" => Launch::Configuration,
+                _ => Launch::Template,
+            })
+        }
         None => {
-            let d = sink.error(n.loc, launch_path, "missing `launch: configuration` or `launch: template`");
+            let d = sink.error(
+                n.loc,
+                launch_path,
+                "missing `launch: configuration` or `launch: template`",
+            );
             d.hint = Some("accounts created after 2024-10-01 cannot create launch configurations: use `template` there".into());
             None
         }
     };
     let (min, max, desired) = (min?, max?, desired?);
     if min.value > max.value {
-        let d = sink.error(min.loc, &join(path, "min"), format!("min ({}) is greater than max ({})", min.value, max.value));
+        let d = sink.error(
+            min.loc,
+            &join(path, "min"),
+            format!("min ({}) is greater than max ({})", min.value, max.value),
+        );
         d.hint = Some("min ≤ desired ≤ max".into());
         return None;
     }
@@ -552,12 +763,20 @@ fn autoscaling(sink: &mut Sink, n: &Node, path: &str, launch: Option<&Node>, lau
         let d = sink.error(
             desired.loc,
             &join(path, "desired"),
-            format!("desired ({}) is outside min..max ({}..{})", desired.value, min.value, max.value),
+            format!(
+                "desired ({}) is outside min..max ({}..{})",
+                desired.value, min.value, max.value
+            ),
         );
         d.hint = Some("min ≤ desired ≤ max".into());
         return None;
     }
-    Some(Scaling::Auto { min: min.value, max: max.value, desired: desired.value, launch: launch? })
+    Some(Scaling::Auto {
+        min: min.value,
+        max: max.value,
+        desired: desired.value,
+        launch: launch?,
+    })
 }
 
 fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
@@ -567,7 +786,11 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
     let engine = o.req(sink, "engine").and_then(|v| {
         let e = string(sink, v, &p("engine"))?;
         if e.value != "postgres" {
-            let d = sink.error(e.loc, &p("engine"), format!("engine `{}` is not supported", e.value));
+            let d = sink.error(
+                e.loc,
+                &p("engine"),
+                format!("engine `{}` is not supported", e.value),
+            );
             d.hint = Some("fabrs's stack (pgbouncer, the reference app) runs on `postgres`".into());
             return None;
         }
@@ -576,32 +799,59 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
     let version = o.req(sink, "engine_version").and_then(|v| match &v.value {
         Value::Str(s) if s.split('.').all(|p| p.parse::<u32>().is_ok()) => Some(s.clone()),
         Value::Float(f) => {
-            let d = sink.error(v.loc, &p("engine_version"), format!("expected a string, found the number {f}"));
-            d.hint = Some(format!("quote it: \"{f}\" (as a number, 16.10 would read as 16.1)"));
+            let d = sink.error(
+                v.loc,
+                &p("engine_version"),
+                format!("expected a string, found the number {f}"),
+            );
+            d.hint = Some(format!(
+                "quote it: \"{f}\" (as a number, 16.10 would read as 16.1)"
+            ));
             None
         }
         Value::Int(i) => Some(i.to_string()),
         _ => {
-            sink.error(v.loc, &p("engine_version"), format!("expected a version such as \"16.4\", found {}", v.kind()));
+            sink.error(
+                v.loc,
+                &p("engine_version"),
+                format!("expected a version such as \"16.4\", found {}", v.kind()),
+            );
             None
         }
     });
-    let class = o.req(sink, "instance_class").and_then(|v| db_class(sink, v, &p("instance_class")));
+    let class = o
+        .req(sink, "instance_class")
+        .and_then(|v| db_class(sink, v, &p("instance_class")));
     let replica_class = match o.opt("replica_instance_class") {
         Some(v) => db_class(sink, v, &p("replica_instance_class")),
         None => class.clone(),
     };
-    let storage = o.req(sink, "storage_gb").and_then(|v| int(sink, v, &p("storage_gb"), 20, 65536)).map(|v| v.value);
-    let dbname = o.req(sink, "name").and_then(|v| string(sink, v, &p("name")));
-    let username = o.req(sink, "username").and_then(|v| string(sink, v, &p("username")));
+    let storage = o
+        .req(sink, "storage_gb")
+        .and_then(|v| int(sink, v, &p("storage_gb"), 20, 65536))
+        .map(|v| v.value);
+    let dbname = o
+        .req(sink, "name")
+        .and_then(|v| string(sink, v, &p("name")));
+    let username = o
+        .req(sink, "username")
+        .and_then(|v| string(sink, v, &p("username")));
     for s in [&dbname, &username].into_iter().flatten() {
-        let ok = s.starts_with(|c: char| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && s.len() <= 63;
+        let ok = s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && s.len() <= 63;
         if !ok {
-            let d = sink.error(s.loc, path, format!("`{}` is not a valid PostgreSQL identifier", s.value));
+            let d = sink.error(
+                s.loc,
+                path,
+                format!("`{}` is not a valid PostgreSQL identifier", s.value),
+            );
             d.hint = Some("letters, digits and '_', starting with a letter".into());
         }
     }
-    let password = o.req(sink, "password_secret").and_then(|v| secret_ref(sink, v, &p("password_secret"), secrets));
+    let password = o
+        .req(sink, "password_secret")
+        .and_then(|v| secret_ref(sink, v, &p("password_secret"), secrets));
     let replicas = match o.opt("replicas") {
         Some(v) => int(sink, v, &p("replicas"), 0, 5),
         None => Some(At::new(0, o.loc)),
@@ -612,7 +862,11 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
     };
     if let (Some(r), Some(b)) = (&replicas, &backups) {
         if r.value > 0 && b.value == 0 {
-            let d = sink.error(b.loc, &p("backup_retention_days"), "read replicas need automated backups on the master");
+            let d = sink.error(
+                b.loc,
+                &p("backup_retention_days"),
+                "read replicas need automated backups on the master",
+            );
             d.hint = Some("set backup_retention_days to 1 or more".into());
         }
     }
@@ -649,7 +903,11 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
 fn db_class(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let c = string(sink, v, path)?;
     if !c.starts_with("db.") {
-        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", c.value));
+        let d = sink.error(
+            c.loc,
+            path,
+            format!("`{}` is not an RDS instance class", c.value),
+        );
         d.hint = Some(format!("did you mean `db.{}`?", c.value));
         return None;
     }
@@ -675,7 +933,14 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
             let p = int(sink, v, "app.port", 1024, 65535);
             if let Some(p) = &p {
                 if [6432u32, 6379, 5672, 11211].contains(&p.value) {
-                    sink.error(p.loc, "app.port", format!("port {} is taken by a service fabrs runs on the same server", p.value));
+                    sink.error(
+                        p.loc,
+                        "app.port",
+                        format!(
+                            "port {} is taken by a service fabrs runs on the same server",
+                            p.value
+                        ),
+                    );
                 }
             }
             p.map(|p| p.value as u16)
@@ -688,35 +953,59 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
     };
     if let Some(env) = &env {
         for k in env.keys() {
-            let ok = k.starts_with(|c: char| c.is_ascii_uppercase() || c == '_') && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let ok = k.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             if !ok {
-                sink.error(n.loc, &join("app.env", k), "environment variable names are UPPER_SNAKE_CASE");
+                sink.error(
+                    n.loc,
+                    &join("app.env", k),
+                    "environment variable names are UPPER_SNAKE_CASE",
+                );
             }
         }
     }
     o.finish(sink);
-    Some(App { name: app_name?, photos_bucket: photos_bucket?, server_names: server_names?, port: port?, env: env? })
+    Some(App {
+        name: app_name?,
+        photos_bucket: photos_bucket?,
+        server_names: server_names?,
+        port: port?,
+        env: env?,
+    })
 }
 
 fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
     let mut o = Obj::new(sink, n, "artifacts")?;
-    let bucket = o.req(sink, "bucket").and_then(|v| bucket(sink, v, "artifacts.bucket"));
+    let bucket = o
+        .req(sink, "bucket")
+        .and_then(|v| bucket(sink, v, "artifacts.bucket"));
     let prefix = match o.opt("prefix") {
-        Some(v) => string(sink, v, "artifacts.prefix").map(|s| s.value.trim_matches('/').to_string()),
+        Some(v) => {
+            string(sink, v, "artifacts.prefix").map(|s| s.value.trim_matches('/').to_string())
+        }
         None => Some("releases".into()),
     };
     o.finish(sink);
-    Some(Artifacts { bucket: bucket?, prefix: prefix? })
+    Some(Artifacts {
+        bucket: bucket?,
+        prefix: prefix?,
+    })
 }
 
 fn bucket(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let b = string(sink, v, path)?;
     let ok = (3..=63).contains(&b.len())
-        && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && b.starts_with(|c: char| c.is_ascii_alphanumeric())
         && b.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        let d = sink.error(b.loc, path, format!("`{}` is not a valid S3 bucket name", b.value));
+        let d = sink.error(
+            b.loc,
+            path,
+            format!("`{}` is not a valid S3 bucket name", b.value),
+        );
         d.hint = Some("3-63 lowercase letters, digits, '-' or '.'".into());
         return None;
     }
@@ -747,7 +1036,13 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
     };
     let migrate_on = match o.opt("migrate_on") {
         Some(v) => role_ref(sink, v, &p("migrate_on"), roles),
-        None => roles.map(|r| if r.contains_key(&RoleKind::Worker) { RoleKind::Worker } else { RoleKind::Web }),
+        None => roles.map(|r| {
+            if r.contains_key(&RoleKind::Worker) {
+                RoleKind::Worker
+            } else {
+                RoleKind::Web
+            }
+        }),
     };
     if let (Some(f), Some(roles)) = (&floor, roles) {
         // The floor must be reachable, or no deploy could ever keep it.
@@ -757,8 +1052,18 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
                 Scaling::Fixed { count } => count,
             };
             if f.value > cap {
-                let d = sink.error(f.loc, &p("healthy_floor"), format!("healthy_floor ({}) is above the web role's capacity ({cap})", f.value));
-                d.hint = Some("the floor is the number of InService web instances a roll never goes below".into());
+                let d = sink.error(
+                    f.loc,
+                    &p("healthy_floor"),
+                    format!(
+                        "healthy_floor ({}) is above the web role's capacity ({cap})",
+                        f.value
+                    ),
+                );
+                d.hint = Some(
+                    "the floor is the number of InService web instances a roll never goes below"
+                        .into(),
+                );
             }
         }
     }
@@ -773,7 +1078,12 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
     })
 }
 
-fn role_ref(sink: &mut Sink, n: &Node, path: &str, roles: Option<&BTreeMap<RoleKind, Role>>) -> Option<RoleKind> {
+fn role_ref(
+    sink: &mut Sink,
+    n: &Node,
+    path: &str,
+    roles: Option<&BTreeMap<RoleKind, Role>>,
+) -> Option<RoleKind> {
     let s = string(sink, n, path)?;
     let names: Vec<&str> = RoleKind::ALL.iter().map(|r| r.as_str()).collect();
     let Some(kind) = RoleKind::parse(&s.value) else {
@@ -786,14 +1096,23 @@ fn role_ref(sink: &mut Sink, n: &Node, path: &str, roles: Option<&BTreeMap<RoleK
     };
     if let Some(roles) = roles {
         if !roles.contains_key(&kind) {
-            sink.error(s.loc, path, format!("role `{kind}` is not defined under `roles:`"));
+            sink.error(
+                s.loc,
+                path,
+                format!("role `{kind}` is not defined under `roles:`"),
+            );
             return None;
         }
     }
     Some(kind)
 }
 
-fn group_ref(sink: &mut Sink, s: &At<String>, path: &str, roles: Option<&BTreeMap<RoleKind, Role>>) -> Option<Group> {
+fn group_ref(
+    sink: &mut Sink,
+    s: &At<String>,
+    path: &str,
+    roles: Option<&BTreeMap<RoleKind, Role>>,
+) -> Option<Group> {
     let names: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
     let Some(g) = Group::parse(&s.value) else {
         let d = sink.error(s.loc, path, format!("unknown group `{}`", s.value));
@@ -811,55 +1130,93 @@ fn group_ref(sink: &mut Sink, s: &At<String>, path: &str, roles: Option<&BTreeMa
     };
     if let (Some(kind), Some(roles)) = (needs, roles) {
         if !roles.contains_key(&kind) {
-            sink.error(s.loc, path, format!("group `{g}` belongs to role `{kind}`, which is not defined under `roles:`"));
+            sink.error(
+                s.loc,
+                path,
+                format!(
+                    "group `{g}` belongs to role `{kind}`, which is not defined under `roles:`"
+                ),
+            );
             return None;
         }
     }
     Some(g)
 }
 
-fn firewall_rule(sink: &mut Sink, n: &Node, path: &str, roles: Option<&BTreeMap<RoleKind, Role>>) -> Option<FirewallRule> {
+fn firewall_rule(
+    sink: &mut Sink,
+    n: &Node,
+    path: &str,
+    roles: Option<&BTreeMap<RoleKind, Role>>,
+) -> Option<FirewallRule> {
     let mut o = Obj::new(sink, n, path)?;
-    let to = o.req(sink, "to").and_then(|v| string(sink, v, &join(path, "to"))).and_then(|s| {
-        group_ref(sink, &s, &join(path, "to"), roles).map(|g| At::new(g, s.loc))
-    });
+    let to = o
+        .req(sink, "to")
+        .and_then(|v| string(sink, v, &join(path, "to")))
+        .and_then(|s| group_ref(sink, &s, &join(path, "to"), roles).map(|g| At::new(g, s.loc)));
     let from = o.req(sink, "from").and_then(|v| {
         let s = string(sink, v, &join(path, "from"))?;
         if s.contains('/') || s.parse::<std::net::IpAddr>().is_ok() {
             cidr(sink, v, &join(path, "from")).map(|c| At::new(Source::Cidr(c.value), c.loc))
         } else {
-            group_ref(sink, &s, &join(path, "from"), roles).map(|g| At::new(Source::Group(g), s.loc))
+            group_ref(sink, &s, &join(path, "from"), roles)
+                .map(|g| At::new(Source::Group(g), s.loc))
         }
     });
     let protocol = match o.opt("protocol") {
-        Some(v) => one_of(sink, v, &join(path, "protocol"), &["tcp", "udp"]).map(|p| if p.value == "tcp" { IpProtocol::Tcp } else { IpProtocol::Udp }),
+        Some(v) => one_of(sink, v, &join(path, "protocol"), &["tcp", "udp"]).map(|p| {
+            if p.value == "tcp" {
+                IpProtocol::Tcp
+            } else {
+                IpProtocol::Udp
+            }
+        }),
         None => Some(IpProtocol::Tcp),
     };
     let ports = o.req(sink, "port").and_then(|v| match &v.value {
         Value::Int(_) => port(sink, v, &join(path, "port")).map(|p| At::new((p, p), v.loc)),
         Value::Str(s) => {
-            let parsed = s.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+            let parsed = s.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
             match parsed {
                 Some((a, b)) if a >= 1 && a <= b => Some(At::new((a, b), v.loc)),
                 _ => {
-                    let d = sink.error(v.loc, &join(path, "port"), format!("`{s}` is not a port or a port range"));
+                    let d = sink.error(
+                        v.loc,
+                        &join(path, "port"),
+                        format!("`{s}` is not a port or a port range"),
+                    );
                     d.hint = Some("a number, or a range such as \"8000-8010\"".into());
                     None
                 }
             }
         }
         _ => {
-            sink.error(v.loc, &join(path, "port"), format!("expected a port, found {}", v.kind()));
+            sink.error(
+                v.loc,
+                &join(path, "port"),
+                format!("expected a port, found {}", v.kind()),
+            );
             None
         }
     });
-    let description = o.opt("description").map(|v| string(sink, v, &join(path, "description")).map(|s| s.value));
+    let description = o
+        .opt("description")
+        .map(|v| string(sink, v, &join(path, "description")).map(|s| s.value));
     o.finish(sink);
     let description = match description {
         Some(d) => Some(d?),
         None => None,
     };
-    Some(FirewallRule { to: to?, from: from?, protocol: protocol?, ports: ports?, description, loc: n.loc })
+    Some(FirewallRule {
+        to: to?,
+        from: from?,
+        protocol: protocol?,
+        ports: ports?,
+        description,
+        loc: n.loc,
+    })
 }
 
 fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<String, SecretDecl>> {
@@ -868,9 +1225,16 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
     let mut ok = true;
     for (k, v) in o.entries() {
         let path = join("secrets", &k.name);
-        let valid = k.name.starts_with(|c: char| c.is_ascii_lowercase()) && k.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let valid = k.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
-            let d = sink.error(k.loc, "secrets", format!("`{}` is not a valid secret name", k.name));
+            let d = sink.error(
+                k.loc,
+                "secrets",
+                format!("`{}` is not a valid secret name", k.name),
+            );
             d.hint = Some("lowercase letters, digits and '_'".into());
             ok = false;
             continue;
@@ -881,32 +1245,57 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
             Value::Map(_) => {
                 let mut so = Obj::new(sink, v, &path)?;
                 let env = so.opt("env").map(|e| string(sink, e, &join(&path, "env")));
-                let file = so.opt("file").map(|f| string(sink, f, &join(&path, "file")));
+                let file = so
+                    .opt("file")
+                    .map(|f| string(sink, f, &join(&path, "file")));
                 so.finish(sink);
                 match (env, file) {
                     (Some(_), Some(_)) => {
-                        sink.error(v.loc, &path, "a secret comes from `env` or `file`, not both");
+                        sink.error(
+                            v.loc,
+                            &path,
+                            "a secret comes from `env` or `file`, not both",
+                        );
                         None
                     }
                     (Some(e), None) => e.map(|e| SecretSource::Env(e.value)),
-                    (None, Some(f)) => f.and_then(|f| secret_file(sink, &f, &join(&path, "file"), project_dir)),
+                    (None, Some(f)) => {
+                        f.and_then(|f| secret_file(sink, &f, &join(&path, "file"), project_dir))
+                    }
                     (None, None) => Some(SecretSource::Env(default_env)),
                 }
             }
             Value::Str(s) if s.len() >= 8 => {
-                let d = sink.error(v.loc, &path, "secret values do not belong in the environment file");
-                d.hint = Some(format!("remove the value and export {default_env}, or use `file:` outside the repository"));
+                let d = sink.error(
+                    v.loc,
+                    &path,
+                    "secret values do not belong in the environment file",
+                );
+                d.hint = Some(format!(
+                    "remove the value and export {default_env}, or use `file:` outside the repository"
+                ));
                 None
             }
             _ => {
-                let d = sink.error(v.loc, &path, format!("expected a mapping (`env:` or `file:`), found {}", v.kind()));
+                let d = sink.error(
+                    v.loc,
+                    &path,
+                    format!("expected a mapping (`env:` or `file:`), found {}", v.kind()),
+                );
                 d.hint = Some(format!("`{}: {{}}` reads {default_env}", k.name));
                 None
             }
         };
         match source {
             Some(source) => {
-                out.insert(k.name.clone(), SecretDecl { name: k.name.clone(), source, loc: k.loc });
+                out.insert(
+                    k.name.clone(),
+                    SecretDecl {
+                        name: k.name.clone(),
+                        source,
+                        loc: k.loc,
+                    },
+                );
             }
             None => ok = false,
         }
@@ -915,7 +1304,12 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
     ok.then_some(out)
 }
 
-fn secret_file(sink: &mut Sink, f: &At<String>, path: &str, project_dir: &Path) -> Option<SecretSource> {
+fn secret_file(
+    sink: &mut Sink,
+    f: &At<String>,
+    path: &str,
+    project_dir: &Path,
+) -> Option<SecretSource> {
     let expanded = match f.value.strip_prefix("~/") {
         Some(rest) => match std::env::var_os("HOME") {
             Some(home) => Path::new(&home).join(rest),
@@ -924,17 +1318,28 @@ fn secret_file(sink: &mut Sink, f: &At<String>, path: &str, project_dir: &Path) 
         None => Path::new(&f.value).to_path_buf(),
     };
     if !expanded.is_absolute() {
-        let d = sink.error(f.loc, path, "a secret file path must be absolute (or start with ~/)");
+        let d = sink.error(
+            f.loc,
+            path,
+            "a secret file path must be absolute (or start with ~/)",
+        );
         d.hint = Some("secret files live outside the repository".into());
         return None;
     }
     let inside = |dir: &Path| {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let parent = expanded.parent().and_then(|p| p.canonicalize().ok()).unwrap_or_else(|| expanded.clone());
+        let parent = expanded
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .unwrap_or_else(|| expanded.clone());
         parent.starts_with(&dir)
     };
     if inside(project_dir) {
-        let d = sink.error(f.loc, path, "secret files must live outside the project directory");
+        let d = sink.error(
+            f.loc,
+            path,
+            "secret files must live outside the project directory",
+        );
         d.hint = Some("a secret committed with the environment file is no longer a secret".into());
         return None;
     }

@@ -83,11 +83,15 @@ impl Layout {
     }
 
     pub fn srv(&self, env: &Environment) -> String {
-        self.srv.clone().unwrap_or_else(|| format!("/srv/{}", env.project))
+        self.srv
+            .clone()
+            .unwrap_or_else(|| format!("/srv/{}", env.project))
     }
 
     pub fn etc(&self, env: &Environment) -> String {
-        self.etc.clone().unwrap_or_else(|| format!("/etc/{}", env.project))
+        self.etc
+            .clone()
+            .unwrap_or_else(|| format!("/etc/{}", env.project))
     }
 
     pub fn env_file(&self, env: &Environment) -> String {
@@ -96,7 +100,9 @@ impl Layout {
 }
 
 pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<String, RenderError> {
-    let Some(name) = name else { return Ok(String::new()) };
+    let Some(name) = name else {
+        return Ok(String::new());
+    };
     match mode {
         SecretMode::Placeholders => Ok(placeholder(name)),
         SecretMode::Values(secrets) => secrets
@@ -106,17 +112,36 @@ pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<St
     }
 }
 
-pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Result<tera::Context, RenderError> {
+pub(crate) fn build(
+    env: &Environment,
+    role: RoleKind,
+    opts: &Options<'_>,
+) -> Result<tera::Context, RenderError> {
     let l = &opts.layout;
     let srv = l.srv(env);
     let current = format!("{srv}/current");
     let cache_role = env.role(RoleKind::Cache);
-    let (cache_engine, queue_engine) = cache_role.map(|r| (r.cache, r.queue)).unwrap_or((CacheEngine::None, QueueEngine::None));
-    let cache_pw = secret_text(opts.secrets, cache_role.and_then(|r| r.cache_password_secret.as_deref()))?;
-    let queue_pw = secret_text(opts.secrets, cache_role.and_then(|r| r.queue_password_secret.as_deref()))?;
+    let (cache_engine, queue_engine) = cache_role
+        .map(|r| (r.cache, r.queue))
+        .unwrap_or((CacheEngine::None, QueueEngine::None));
+    let cache_pw = secret_text(
+        opts.secrets,
+        cache_role.and_then(|r| r.cache_password_secret.as_deref()),
+    )?;
+    let queue_pw = secret_text(
+        opts.secrets,
+        cache_role.and_then(|r| r.queue_password_secret.as_deref()),
+    )?;
     // A Redis queue shares the cache's password.
-    let queue_pw = if queue_engine == QueueEngine::Redis && queue_pw.is_empty() { cache_pw.clone() } else { queue_pw };
-    let concurrency = env.role(RoleKind::Worker).map(|w| w.concurrency).unwrap_or(1);
+    let queue_pw = if queue_engine == QueueEngine::Redis && queue_pw.is_empty() {
+        cache_pw.clone()
+    } else {
+        queue_pw
+    };
+    let concurrency = env
+        .role(RoleKind::Worker)
+        .map(|w| w.concurrency)
+        .unwrap_or(1);
     let app_env: Vec<(&String, &String)> = env.app.env.iter().collect();
     let value = json!({
         "project": env.project,
@@ -189,5 +214,9 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
             "server_tls_ca_file": l.db_tls_ca_file,
         },
     });
-    tera::Context::from_serialize(&value).map_err(|e| RenderError::Template { name: "(context)".into(), origin: String::new(), message: e.to_string() })
+    tera::Context::from_serialize(&value).map_err(|e| RenderError::Template {
+        name: "(context)".into(),
+        origin: String::new(),
+        message: e.to_string(),
+    })
 }

@@ -19,27 +19,91 @@ pub use context::{Facts, Layout};
 
 /// Shipped defaults: (name, folder, content).
 const DEFAULTS: &[(&str, &str, &str)] = &[
-    ("nginx.conf.tera", "templates", include_str!("../../../templates/nginx.conf.tera")),
-    ("pgbouncer.ini.tera", "templates", include_str!("../../../templates/pgbouncer.ini.tera")),
-    ("pgbouncer-userlist.txt.tera", "templates", include_str!("../../../templates/pgbouncer-userlist.txt.tera")),
-    ("app.env.tera", "templates", include_str!("../../../templates/app.env.tera")),
-    ("app.service.tera", "templates", include_str!("../../../templates/app.service.tera")),
-    ("install-release.sh.tera", "templates", include_str!("../../../templates/install-release.sh.tera")),
-    ("redis.conf.tera", "templates", include_str!("../../../templates/redis.conf.tera")),
-    ("memcached.conf.tera", "templates", include_str!("../../../templates/memcached.conf.tera")),
-    ("rabbitmq.conf.tera", "templates", include_str!("../../../templates/rabbitmq.conf.tera")),
-    ("setup-cache.sh.tera", "templates", include_str!("../../../templates/setup-cache.sh.tera")),
-    ("web.yaml.tera", "cloud-init", include_str!("../../../cloud-init/web.yaml.tera")),
-    ("worker.yaml.tera", "cloud-init", include_str!("../../../cloud-init/worker.yaml.tera")),
-    ("cache.yaml.tera", "cloud-init", include_str!("../../../cloud-init/cache.yaml.tera")),
-    ("common-head.yaml.tera", "cloud-init", include_str!("../../../cloud-init/common-head.yaml.tera")),
-    ("common-files.yaml.tera", "cloud-init", include_str!("../../../cloud-init/common-files.yaml.tera")),
+    (
+        "nginx.conf.tera",
+        "templates",
+        include_str!("../../../templates/nginx.conf.tera"),
+    ),
+    (
+        "pgbouncer.ini.tera",
+        "templates",
+        include_str!("../../../templates/pgbouncer.ini.tera"),
+    ),
+    (
+        "pgbouncer-userlist.txt.tera",
+        "templates",
+        include_str!("../../../templates/pgbouncer-userlist.txt.tera"),
+    ),
+    (
+        "app.env.tera",
+        "templates",
+        include_str!("../../../templates/app.env.tera"),
+    ),
+    (
+        "app.service.tera",
+        "templates",
+        include_str!("../../../templates/app.service.tera"),
+    ),
+    (
+        "install-release.sh.tera",
+        "templates",
+        include_str!("../../../templates/install-release.sh.tera"),
+    ),
+    (
+        "redis.conf.tera",
+        "templates",
+        include_str!("../../../templates/redis.conf.tera"),
+    ),
+    (
+        "memcached.conf.tera",
+        "templates",
+        include_str!("../../../templates/memcached.conf.tera"),
+    ),
+    (
+        "rabbitmq.conf.tera",
+        "templates",
+        include_str!("../../../templates/rabbitmq.conf.tera"),
+    ),
+    (
+        "setup-cache.sh.tera",
+        "templates",
+        include_str!("../../../templates/setup-cache.sh.tera"),
+    ),
+    (
+        "web.yaml.tera",
+        "cloud-init",
+        include_str!("../../../cloud-init/web.yaml.tera"),
+    ),
+    (
+        "worker.yaml.tera",
+        "cloud-init",
+        include_str!("../../../cloud-init/worker.yaml.tera"),
+    ),
+    (
+        "cache.yaml.tera",
+        "cloud-init",
+        include_str!("../../../cloud-init/cache.yaml.tera"),
+    ),
+    (
+        "common-head.yaml.tera",
+        "cloud-init",
+        include_str!("../../../cloud-init/common-head.yaml.tera"),
+    ),
+    (
+        "common-files.yaml.tera",
+        "cloud-init",
+        include_str!("../../../cloud-init/common-files.yaml.tera"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template {name} ({origin}): {message}")]
-    Template { name: String, origin: String, message: String },
+    Template {
+        name: String,
+        origin: String,
+        message: String,
+    },
     #[error("cannot read template override {path}: {message}")]
     Override { path: PathBuf, message: String },
     #[error("secret `{0}` is declared but was not resolved")]
@@ -99,47 +163,129 @@ impl Renderer {
             let path = project_dir.join(folder).join(name);
             let (content, origin) = match std::fs::read_to_string(&path) {
                 Ok(c) => (c, path.display().to_string()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (default.to_string(), format!("built-in {folder}/{name}")),
-                Err(e) => return Err(RenderError::Override { path, message: e.to_string() }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    (default.to_string(), format!("built-in {folder}/{name}"))
+                }
+                Err(e) => {
+                    return Err(RenderError::Override {
+                        path,
+                        message: e.to_string(),
+                    });
+                }
             };
             origins.insert(name.to_string(), origin);
             sources.push((name.to_string(), content));
         }
         tera.add_raw_templates(sources.iter().map(|(n, c)| (n.as_str(), c.as_str())))
-            .map_err(|e| RenderError::Template { name: "(templates)".into(), origin: "loading".into(), message: error_chain(&e) })?;
+            .map_err(|e| RenderError::Template {
+                name: "(templates)".into(),
+                origin: "loading".into(),
+                message: error_chain(&e),
+            })?;
         Ok(Renderer { tera, origins })
     }
 
     fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
-        self.tera.render(name, ctx).map_err(|e| RenderError::Template {
-            name: name.to_string(),
-            origin: self.origins.get(name).cloned().unwrap_or_default(),
-            message: error_chain(&e),
-        })
+        self.tera
+            .render(name, ctx)
+            .map_err(|e| RenderError::Template {
+                name: name.to_string(),
+                origin: self.origins.get(name).cloned().unwrap_or_default(),
+                message: error_chain(&e),
+            })
     }
 
     /// Render every role of the environment.
-    pub fn render_all(&self, env: &Environment, opts: &Options<'_>) -> Result<Vec<RoleFiles>, RenderError> {
-        env.roles.keys().map(|r| self.render_role(env, *r, opts)).collect()
+    pub fn render_all(
+        &self,
+        env: &Environment,
+        opts: &Options<'_>,
+    ) -> Result<Vec<RoleFiles>, RenderError> {
+        env.roles
+            .keys()
+            .map(|r| self.render_role(env, *r, opts))
+            .collect()
     }
 
-    pub fn render_role(&self, env: &Environment, role: RoleKind, opts: &Options<'_>) -> Result<RoleFiles, RenderError> {
+    pub fn render_role(
+        &self,
+        env: &Environment,
+        role: RoleKind,
+        opts: &Options<'_>,
+    ) -> Result<RoleFiles, RenderError> {
         let base = context::build(env, role, opts)?;
         let mut files = BTreeMap::new();
         let layout = &opts.layout;
-        let svc = |f: &mut BTreeMap<String, File>, key: &str, target: String, content: String, owner: &str, mode: &str, sensitive: bool, defer: bool| {
-            f.insert(key.to_string(), File { target, content, owner: owner.into(), mode: mode.into(), sensitive, defer });
+        let svc = |f: &mut BTreeMap<String, File>,
+                   key: &str,
+                   target: String,
+                   content: String,
+                   owner: &str,
+                   mode: &str,
+                   sensitive: bool,
+                   defer: bool| {
+            f.insert(
+                key.to_string(),
+                File {
+                    target,
+                    content,
+                    owner: owner.into(),
+                    mode: mode.into(),
+                    sensitive,
+                    defer,
+                },
+            );
         };
         let app_user = format!("root:{}", env.project);
         match role {
             RoleKind::Web | RoleKind::Worker => {
                 if role == RoleKind::Web {
-                    svc(&mut files, "nginx.conf", "/etc/nginx/nginx.conf".into(), self.render("nginx.conf.tera", &base)?, "root:root", "0644", false, true);
+                    svc(
+                        &mut files,
+                        "nginx.conf",
+                        "/etc/nginx/nginx.conf".into(),
+                        self.render("nginx.conf.tera", &base)?,
+                        "root:root",
+                        "0644",
+                        false,
+                        true,
+                    );
                 }
-                svc(&mut files, "pgbouncer.ini", layout.pgbouncer_ini.clone(), self.render("pgbouncer.ini.tera", &base)?, "postgres:postgres", "0640", false, true);
-                svc(&mut files, "pgbouncer-userlist.txt", layout.pgbouncer_auth_file.clone(), self.render("pgbouncer-userlist.txt.tera", &base)?, "postgres:postgres", "0600", true, true);
-                svc(&mut files, "app.env", layout.env_file(env), self.render("app.env.tera", &base)?, &app_user, "0640", true, true);
-                let process = if role == RoleKind::Web { "web" } else { "worker" };
+                svc(
+                    &mut files,
+                    "pgbouncer.ini",
+                    layout.pgbouncer_ini.clone(),
+                    self.render("pgbouncer.ini.tera", &base)?,
+                    "postgres:postgres",
+                    "0640",
+                    false,
+                    true,
+                );
+                svc(
+                    &mut files,
+                    "pgbouncer-userlist.txt",
+                    layout.pgbouncer_auth_file.clone(),
+                    self.render("pgbouncer-userlist.txt.tera", &base)?,
+                    "postgres:postgres",
+                    "0600",
+                    true,
+                    true,
+                );
+                svc(
+                    &mut files,
+                    "app.env",
+                    layout.env_file(env),
+                    self.render("app.env.tera", &base)?,
+                    &app_user,
+                    "0640",
+                    true,
+                    true,
+                );
+                let process = if role == RoleKind::Web {
+                    "web"
+                } else {
+                    "worker"
+                };
                 let mut ctx = base.clone();
                 ctx.insert("process", process);
                 svc(
@@ -152,23 +298,80 @@ impl Renderer {
                     false,
                     false,
                 );
-                svc(&mut files, "fabrs-install-release", "/usr/local/sbin/fabrs-install-release".into(), self.render("install-release.sh.tera", &base)?, "root:root", "0755", false, false);
+                svc(
+                    &mut files,
+                    "fabrs-install-release",
+                    "/usr/local/sbin/fabrs-install-release".into(),
+                    self.render("install-release.sh.tera", &base)?,
+                    "root:root",
+                    "0755",
+                    false,
+                    false,
+                );
             }
             RoleKind::Cache => {
-                let r = env.role(RoleKind::Cache).expect("rendering a role the environment has");
+                let r = env
+                    .role(RoleKind::Cache)
+                    .expect("rendering a role the environment has");
                 use fabrs_config::{CacheEngine, QueueEngine};
                 if r.cache == CacheEngine::Redis || r.queue == QueueEngine::Redis {
-                    svc(&mut files, "redis.conf", "/etc/redis/redis.conf".into(), self.render("redis.conf.tera", &base)?, "redis:redis", "0640", true, true);
+                    svc(
+                        &mut files,
+                        "redis.conf",
+                        "/etc/redis/redis.conf".into(),
+                        self.render("redis.conf.tera", &base)?,
+                        "redis:redis",
+                        "0640",
+                        true,
+                        true,
+                    );
                 }
                 if r.cache == CacheEngine::Memcached {
-                    svc(&mut files, "memcached.conf", "/etc/memcached.conf".into(), self.render("memcached.conf.tera", &base)?, "root:root", "0644", false, true);
+                    svc(
+                        &mut files,
+                        "memcached.conf",
+                        "/etc/memcached.conf".into(),
+                        self.render("memcached.conf.tera", &base)?,
+                        "root:root",
+                        "0644",
+                        false,
+                        true,
+                    );
                 }
                 if r.queue == QueueEngine::Rabbitmq {
-                    svc(&mut files, "rabbitmq.conf", "/etc/rabbitmq/rabbitmq.conf".into(), self.render("rabbitmq.conf.tera", &base)?, "rabbitmq:rabbitmq", "0644", false, true);
-                    let pw = context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
-                    svc(&mut files, "queue-password", format!("{}/queue-password", layout.etc(env)), format!("{pw}\n"), "root:root", "0600", true, false);
+                    svc(
+                        &mut files,
+                        "rabbitmq.conf",
+                        "/etc/rabbitmq/rabbitmq.conf".into(),
+                        self.render("rabbitmq.conf.tera", &base)?,
+                        "rabbitmq:rabbitmq",
+                        "0644",
+                        false,
+                        true,
+                    );
+                    let pw =
+                        context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
+                    svc(
+                        &mut files,
+                        "queue-password",
+                        format!("{}/queue-password", layout.etc(env)),
+                        format!("{pw}\n"),
+                        "root:root",
+                        "0600",
+                        true,
+                        false,
+                    );
                 }
-                svc(&mut files, "fabrs-setup-cache", "/usr/local/sbin/fabrs-setup-cache".into(), self.render("setup-cache.sh.tera", &base)?, "root:root", "0755", false, false);
+                svc(
+                    &mut files,
+                    "fabrs-setup-cache",
+                    "/usr/local/sbin/fabrs-setup-cache".into(),
+                    self.render("setup-cache.sh.tera", &base)?,
+                    "root:root",
+                    "0755",
+                    false,
+                    false,
+                );
             }
         }
         let embedded: Vec<serde_json::Value> = files
@@ -178,7 +381,11 @@ impl Renderer {
         let mut ctx = base;
         ctx.insert("files", &embedded);
         let user_data = self.render(&format!("{}.yaml.tera", role.as_str()), &ctx)?;
-        Ok(RoleFiles { role, files, user_data })
+        Ok(RoleFiles {
+            role,
+            files,
+            user_data,
+        })
     }
 }
 
@@ -195,7 +402,12 @@ pub struct Options<'a> {
 
 impl Options<'_> {
     pub fn review(env: &Environment, revision: &str) -> Options<'static> {
-        Options { revision: revision.to_string(), secrets: SecretMode::Placeholders, facts: Facts::placeholders(env), layout: Layout::production() }
+        Options {
+            revision: revision.to_string(),
+            secrets: SecretMode::Placeholders,
+            facts: Facts::placeholders(env),
+            layout: Layout::production(),
+        }
     }
 }
 

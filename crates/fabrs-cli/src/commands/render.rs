@@ -10,8 +10,14 @@ use crate::Outcome;
 use crate::args::{GlobalArgs, OutputFormat, RenderArgs};
 use crate::printer::Printer;
 
-pub fn run(global: &GlobalArgs, args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
-    let Some(env) = super::load(&args.env, &global.dir, printer) else { return Ok(Outcome::Failed) };
+pub fn run(
+    global: &GlobalArgs,
+    args: &RenderArgs,
+    printer: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
     let roles: Vec<RoleKind> = match &args.role {
         Some(r) => {
             let Some(kind) = RoleKind::parse(r) else {
@@ -53,7 +59,8 @@ pub fn run(global: &GlobalArgs, args: &RenderArgs, printer: &mut Printer) -> any
             let rel = Path::new(role.as_str()).join(&name);
             if let Some(out) = &args.out {
                 let path = out.join(&rel);
-                write(&path, &content, sensitive && args.resolve_secrets).with_context(|| format!("writing {}", path.display()))?;
+                write(&path, &content, sensitive && args.resolve_secrets)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             listing.push((rel, content));
         }
@@ -70,8 +77,17 @@ pub fn run(global: &GlobalArgs, args: &RenderArgs, printer: &mut Printer) -> any
             for (p, _) in &listing {
                 printer.data(&out.join(p).display().to_string());
             }
-            let note = if args.resolve_secrets { "secret values filled in; the files are mode 0600" } else { "secrets shown as __secret_<name>__ placeholders" };
-            printer.success(&format!("rendered {} files for {} / {} ({note})", listing.len(), env.project, env.name));
+            let note = if args.resolve_secrets {
+                "secret values filled in; the files are mode 0600"
+            } else {
+                "secrets shown as __secret_<name>__ placeholders"
+            };
+            printer.success(&format!(
+                "rendered {} files for {} / {} ({note})",
+                listing.len(),
+                env.project,
+                env.name
+            ));
         }
         (None, OutputFormat::Human) => {
             for (p, c) in &listing {

@@ -6,11 +6,18 @@ use crate::Outcome;
 use crate::args::{GlobalArgs, OutputFormat, ValidateArgs};
 use crate::printer::Printer;
 
-pub fn run(global: &GlobalArgs, args: &ValidateArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+pub fn run(
+    global: &GlobalArgs,
+    args: &ValidateArgs,
+    printer: &mut Printer,
+) -> anyhow::Result<Outcome> {
     let targets: Vec<String> = if args.envs.is_empty() {
         let all = super::all_environments(&global.dir);
         if all.is_empty() {
-            bail!("no environment files under {}", global.dir.join("environments").display());
+            bail!(
+                "no environment files under {}",
+                global.dir.join("environments").display()
+            );
         }
         all.iter().map(|p| p.display().to_string()).collect()
     } else {
