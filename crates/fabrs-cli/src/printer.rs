@@ -8,6 +8,8 @@ use anstyle::{AnsiColor, Style};
 
 use crate::args::{ColorChoice, OutputFormat};
 
+// `info`, `detail` and `warn` serve the long-running commands (plan, create-env, deploy).
+#[allow(dead_code)]
 pub struct Printer {
     pub format: OutputFormat,
     quiet: bool,
@@ -18,9 +20,11 @@ pub struct Printer {
 
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default();
+#[allow(dead_code)]
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const BOLD: Style = Style::new().bold();
 
+#[allow(dead_code)]
 impl Printer {
     pub fn new(format: OutputFormat, quiet: bool, verbose: bool, color: ColorChoice) -> Self {
         let choice = match color {

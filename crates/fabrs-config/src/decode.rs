@@ -88,7 +88,13 @@ impl<'n> Obj<'n> {
 
     pub fn req(&mut self, sink: &mut Sink, key: &'static str) -> Option<&'n Node> {
         let v = self.opt(key);
-        if v.is_none() {
+        // A misspelt key (`regoin`) is reported once, as unknown with a hint,
+        // not a second time as this key missing.
+        let misspelt = self
+            .entries
+            .iter()
+            .any(|(k, _)| k.name != key && did_you_mean(&k.name, [key]).is_some());
+        if v.is_none() && !misspelt {
             let loc = self.key_loc(key).unwrap_or(self.loc);
             sink.error(loc, &self.path, format!("missing required key `{key}`"));
         }

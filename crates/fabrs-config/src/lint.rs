@@ -60,7 +60,7 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
     for group in security_groups(env) {
         for rule in &group.ingress {
             // Derived rules are safe by construction; only declared ones are linted.
-            let Some(loc) = rule.declared_at else {
+            let Some(loc) = rule.source_at else {
                 continue;
             };
             let path = "firewall";

@@ -23,6 +23,8 @@ pub struct Ingress {
     pub description: String,
     /// Where the file declared this rule; `None` for rules fabrs derives.
     pub declared_at: Option<Loc>,
+    /// Where the file names this rule's source (`from:`).
+    pub source_at: Option<Loc>,
 }
 
 pub const POSTGRES_PORT: u16 = 5432;
@@ -52,6 +54,7 @@ fn tcp(port: u16, source: Source, description: &str) -> Ingress {
         source,
         description: description.to_string(),
         declared_at: None,
+        source_at: None,
     }
 }
 
@@ -189,6 +192,7 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
                     .clone()
                     .unwrap_or_else(|| "declared in environment file".into()),
                 declared_at: Some(rule.loc),
+                source_at: Some(rule.from.loc),
             });
         }
     }

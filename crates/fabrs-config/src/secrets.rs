@@ -92,14 +92,18 @@ pub fn resolve(
                     None
                 }
                 Err(e) => {
+                    let why = match e.kind() {
+                        std::io::ErrorKind::NotFound => "no such file".to_string(),
+                        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                        k => k.to_string(),
+                    };
                     sink.error(
                         decl.loc,
                         &path,
                         format!(
-                            "secret `{}`: cannot read {}: {}",
+                            "secret `{}`: cannot read {}: {why}",
                             decl.name,
-                            file.display(),
-                            e.kind()
+                            file.display()
                         ),
                     );
                     None

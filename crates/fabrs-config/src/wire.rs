@@ -90,11 +90,17 @@ pub(crate) fn decode(
     let load_balancer = top
         .req(sink, "load_balancer")
         .and_then(|n| load_balancer(sink, n));
-    let secrets = match top.opt("secrets") {
+    let secrets_node = top.opt("secrets");
+    let secrets = match secrets_node {
         Some(n) => secrets(sink, n, project_dir),
         None => Some(BTreeMap::new()),
     };
-    let secret_names: Vec<String> = secrets.iter().flat_map(|s| s.keys().cloned()).collect();
+    // References are checked against every declared name, even one whose
+    // declaration has its own error, so one mistake is reported once.
+    let secret_names: Vec<String> = match secrets_node.map(|n| &n.value) {
+        Some(Value::Map(entries)) => entries.iter().map(|(k, _)| k.name.clone()).collect(),
+        _ => vec![],
+    };
     let roles = top
         .req(sink, "roles")
         .and_then(|n| roles(sink, n, ami.as_ref(), &secret_names));
@@ -130,18 +136,9 @@ pub(crate) fn decode(
         None => Some(vec![]),
     };
     let tags = match top.opt("tags") {
-        Some(n) => string_map(sink, n, "tags"),
+        Some(n) => tags(sink, n),
         None => Some(BTreeMap::new()),
     };
-    if let Some(tags) = &tags {
-        for k in tags.keys() {
-            if k.starts_with("fabrs:") || k == TAG_MANAGED_BY || k.starts_with("aws:") {
-                let loc = top.loc;
-                let d = sink.error(loc, "tags", format!("tag `{k}` is reserved"));
-                d.hint = Some("fabrs sets its ownership tags itself".into());
-            }
-        }
-    }
     top.finish(sink);
 
     Some(Environment {
@@ -204,6 +201,24 @@ fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, 
     }
     obj.finish(sink);
     ok.then_some(out)
+}
+
+fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
+    let map = string_map(sink, n, "tags")?;
+    let mut ok = true;
+    if let Value::Map(entries) = &n.value {
+        for (k, _) in entries {
+            if k.name.starts_with("fabrs:")
+                || k.name == TAG_MANAGED_BY
+                || k.name.starts_with("aws:")
+            {
+                let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", k.name));
+                d.hint = Some("fabrs sets its ownership tags itself".into());
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(map)
 }
 
 fn network(
@@ -404,7 +419,7 @@ fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
             let d = sink.error(
                 o.loc,
                 path,
-                format!("a {} listener needs `certificate_arn`", p.as_str()),
+                format!("an {} listener needs `certificate_arn`", p.as_str()),
             );
             d.hint = Some("the ARN of an ACM or IAM server certificate".into());
         }
@@ -611,18 +626,17 @@ fn role(
             }
             int(sink, c, &p("count"), 1, 100).map(|c| Scaling::Fixed { count: c.value })
         }
-        (None, Some(a)) => autoscaling(sink, a, &p("autoscaling"), launch, &p("launch")),
-    };
-    if kind == RoleKind::Cache && auto.is_some() {
-        if let Some(a) = auto {
+        (None, Some(a)) if kind == RoleKind::Cache => {
             let d = sink.error(
                 a.loc,
                 &p("autoscaling"),
                 "the cache/queue role holds state and cannot autoscale",
             );
             d.hint = Some("use `count: 1`".into());
+            None
         }
-    }
+        (None, Some(a)) => autoscaling(sink, a, &p("autoscaling"), launch, &p("launch")),
+    };
     let concurrency = match o.opt("concurrency") {
         Some(v) if kind == RoleKind::Worker => {
             int(sink, v, &p("concurrency"), 1, 256).map(|v| v.value)
