@@ -62,6 +62,7 @@ pub fn all_environments(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
+        .map(|p| p.strip_prefix(".").map(Path::to_path_buf).unwrap_or(p))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
