@@ -28,7 +28,9 @@ pub fn valid_revision(rev: &str) -> bool {
     !rev.is_empty()
         && rev.len() <= 128
         && !rev.starts_with('.')
-        && rev.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && rev
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// RFC 3339 UTC timestamp of a Unix time (no external date crate).
@@ -45,7 +47,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
@@ -54,7 +61,10 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result
         .collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        let name = e.file_name().into_string().map_err(|n| anyhow::anyhow!("non-UTF-8 file name {n:?}"))?;
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow::anyhow!("non-UTF-8 file name {n:?}"))?;
         let path = e.path();
         let ty = e.file_type()?;
         if ty.is_dir() {
@@ -83,7 +93,13 @@ fn sha256_file(p: &Path) -> Result<String> {
 /// Assemble `<out_dir>/refapp-<revision>.tar.gz` from a built binary and the
 /// crate's `static/` and `migrations/` (found under `source_dir`).
 /// `built_at` is a Unix time (default: SOURCE_DATE_EPOCH, else now).
-pub fn build(bin: &Path, source_dir: &Path, revision: &str, out_dir: &Path, built_at: Option<u64>) -> Result<PathBuf> {
+pub fn build(
+    bin: &Path,
+    source_dir: &Path,
+    revision: &str,
+    out_dir: &Path,
+    built_at: Option<u64>,
+) -> Result<PathBuf> {
     if !valid_revision(revision) {
         bail!("invalid revision {revision:?}: use letters, digits, '.', '_' and '-'");
     }
@@ -103,7 +119,10 @@ pub fn build(bin: &Path, source_dir: &Path, revision: &str, out_dir: &Path, buil
     if !files.iter().any(|(p, _)| p == "static/maintenance.html") {
         bail!("static/maintenance.html is missing");
     }
-    if !files.iter().any(|(p, _)| p.starts_with("migrations/") && p.ends_with(".sql")) {
+    if !files
+        .iter()
+        .any(|(p, _)| p.starts_with("migrations/") && p.ends_with(".sql"))
+    {
         bail!("no migrations found");
     }
 

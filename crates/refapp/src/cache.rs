@@ -19,7 +19,10 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(cfg: Config) -> Self {
-        Cache { cfg, conn: Mutex::new(None) }
+        Cache {
+            cfg,
+            conn: Mutex::new(None),
+        }
     }
 
     async fn conn(&self) -> Result<ConnectionManager> {
@@ -27,16 +30,28 @@ impl Cache {
         if let Some(c) = g.as_ref() {
             return Ok(c.clone());
         }
-        let client = redis::Client::open(self.cfg.redis_url.as_str())
-            .map_err(|e| anyhow!("invalid REDIS_URL: {}", self.cfg.secrets.scrub(&e.to_string())))?;
+        let client = redis::Client::open(self.cfg.redis_url.as_str()).map_err(|e| {
+            anyhow!(
+                "invalid REDIS_URL: {}",
+                self.cfg.secrets.scrub(&e.to_string())
+            )
+        })?;
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1);
-        let c = tokio::time::timeout(TIMEOUT * 2, ConnectionManager::new_with_config(client, mcfg))
-            .await
-            .map_err(|_| anyhow!("connecting to Redis timed out"))?
-            .map_err(|e| anyhow!("connecting to Redis: {}", self.cfg.secrets.scrub(&e.to_string())))?;
+        let c = tokio::time::timeout(
+            TIMEOUT * 2,
+            ConnectionManager::new_with_config(client, mcfg),
+        )
+        .await
+        .map_err(|_| anyhow!("connecting to Redis timed out"))?
+        .map_err(|e| {
+            anyhow!(
+                "connecting to Redis: {}",
+                self.cfg.secrets.scrub(&e.to_string())
+            )
+        })?;
         *g = Some(c.clone());
         Ok(c)
     }
@@ -47,7 +62,10 @@ impl Cache {
 
     pub async fn ping(&self) -> Result<()> {
         let mut c = self.conn().await?;
-        let pong: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| self.err("PING", e))?;
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.err("PING", e))?;
         if pong != "PONG" {
             return Err(anyhow!("Redis PING answered {pong:?}"));
         }
@@ -61,7 +79,9 @@ impl Cache {
 
     pub async fn set_ex(&self, key: &str, value: &str, ttl_secs: u64) -> Result<()> {
         let mut c = self.conn().await?;
-        c.set_ex::<_, _, ()>(key, value, ttl_secs).await.map_err(|e| self.err("SET", e))
+        c.set_ex::<_, _, ()>(key, value, ttl_secs)
+            .await
+            .map_err(|e| self.err("SET", e))
     }
 
     pub async fn del(&self, key: &str) -> Result<()> {

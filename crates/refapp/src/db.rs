@@ -61,9 +61,10 @@ impl Drop for PooledClient {
 
 impl Pool {
     pub fn new(url: &str, max_size: usize, secrets: Secrets) -> Result<Self> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| anyhow::anyhow!("invalid database URL: {}", secrets.scrub(&e.to_string())))?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                anyhow::anyhow!("invalid database URL: {}", secrets.scrub(&e.to_string()))
+            })?;
         config.connect_timeout(Duration::from_secs(3));
         config.application_name("refapp");
         Ok(Pool(Arc::new(PoolInner {
@@ -75,30 +76,44 @@ impl Pool {
     }
 
     pub async fn get(&self) -> Result<PooledClient> {
-        let permit = self.0.permits.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = self
+            .0
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         loop {
             let c = self.0.idle.lock().unwrap().pop();
             match c {
                 Some(c) if !c.is_closed() => {
-                    return Ok(PooledClient { client: Some(c), pool: self.0.clone(), _permit: permit });
+                    return Ok(PooledClient {
+                        client: Some(c),
+                        pool: self.0.clone(),
+                        _permit: permit,
+                    });
                 }
                 Some(_) => continue,
                 None => break,
             }
         }
-        let (client, conn) = self
-            .0
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {}", self.0.secrets.scrub(&e.to_string())))?;
+        let (client, conn) = self.0.config.connect(NoTls).await.map_err(|e| {
+            anyhow::anyhow!(
+                "connecting to PostgreSQL: {}",
+                self.0.secrets.scrub(&e.to_string())
+            )
+        })?;
         let secrets = self.0.secrets.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %secrets.scrub(&e.to_string()), "postgres connection ended");
             }
         });
-        Ok(PooledClient { client: Some(client), pool: self.0.clone(), _permit: permit })
+        Ok(PooledClient {
+            client: Some(client),
+            pool: self.0.clone(),
+            _permit: permit,
+        })
     }
 }
 
@@ -188,13 +203,19 @@ pub async fn insert_photo(
 pub async fn get_photo(c: &Client, id: Uuid) -> Result<Option<PhotoRow>> {
     let id = id.to_string();
     let sql = format!("SELECT {PHOTO_COLUMNS} FROM photos WHERE id = $1::uuid");
-    let row = c.query_typed_opt(&sql, &[(&id, Type::TEXT)]).await.context("reading photo")?;
+    let row = c
+        .query_typed_opt(&sql, &[(&id, Type::TEXT)])
+        .await
+        .context("reading photo")?;
     row.as_ref().map(photo_from_row).transpose()
 }
 
 pub async fn recent_photos(c: &Client, limit: i64) -> Result<Vec<PhotoRow>> {
     let sql = format!("SELECT {PHOTO_COLUMNS} FROM photos ORDER BY created_at DESC, id LIMIT $1");
-    let rows = c.query_typed(&sql, &[(&limit, Type::INT8)]).await.context("listing photos")?;
+    let rows = c
+        .query_typed(&sql, &[(&limit, Type::INT8)])
+        .await
+        .context("listing photos")?;
     rows.iter().map(photo_from_row).collect()
 }
 
@@ -228,9 +249,12 @@ pub async fn mark_failed(c: &Client, id: Uuid, error: &str) -> Result<u64> {
 
 pub async fn delete_photo(c: &Client, id: Uuid) -> Result<u64> {
     let id = id.to_string();
-    c.execute_typed("DELETE FROM photos WHERE id = $1::uuid", &[(&id, Type::TEXT)])
-        .await
-        .context("deleting photo row")
+    c.execute_typed(
+        "DELETE FROM photos WHERE id = $1::uuid",
+        &[(&id, Type::TEXT)],
+    )
+    .await
+    .context("deleting photo row")
 }
 
 /// Claim pending photos whose job may have been lost (e.g. the web process

@@ -81,11 +81,17 @@ pub fn probe(bytes: &[u8]) -> Result<Probe, ProbeError> {
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     reader.no_limits();
-    let (width, height) = reader.into_dimensions().map_err(|e| ProbeError::Corrupt(e.to_string()))?;
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| ProbeError::Corrupt(e.to_string()))?;
     if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
         return Err(ProbeError::Dimensions(width, height));
     }
-    Ok(Probe { format, width, height })
+    Ok(Probe {
+        format,
+        width,
+        height,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +139,12 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, RenderError> {
     let probe = probe(bytes).map_err(|e| RenderError::Decode(e.to_string()))?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), probe.format.image_format());
     reader.limits(limits());
-    let mut decoder = reader.into_decoder().map_err(|e| RenderError::Decode(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| RenderError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -165,9 +174,15 @@ pub fn fit(w: u32, h: u32, size: u32) -> (u32, u32) {
         return (w, h);
     }
     if w >= h {
-        (size, ((h as u64 * size as u64 + w as u64 / 2) / w as u64).max(1) as u32)
+        (
+            size,
+            ((h as u64 * size as u64 + w as u64 / 2) / w as u64).max(1) as u32,
+        )
     } else {
-        (((w as u64 * size as u64 + h as u64 / 2) / h as u64).max(1) as u32, size)
+        (
+            ((w as u64 * size as u64 + h as u64 / 2) / h as u64).max(1) as u32,
+            size,
+        )
     }
 }
 
@@ -179,7 +194,12 @@ pub fn encode(img: &RgbImage, format: OutFormat) -> Result<Vec<u8>, RenderError>
             .map_err(|e| RenderError::Encode(e.to_string()))?,
         // The image crate's WebP encoder is lossless only.
         OutFormat::WebP => WebPEncoder::new_lossless(&mut buf)
-            .encode(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+            .encode(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
             .map_err(|e| RenderError::Encode(e.to_string()))?,
     }
     Ok(buf)
@@ -198,7 +218,13 @@ pub fn render(bytes: &[u8]) -> Result<Vec<RenderedImage>, RenderError> {
             current = image::imageops::thumbnail(&current, w, h);
         }
         for format in OutFormat::ALL {
-            out.push(RenderedImage { size, format, width: w, height: h, bytes: encode(&current, format)? });
+            out.push(RenderedImage {
+                size,
+                format,
+                width: w,
+                height: h,
+                bytes: encode(&current, format)?,
+            });
         }
     }
     Ok(out)
@@ -209,24 +235,42 @@ mod tests {
     use super::*;
 
     pub fn sample(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
         let mut buf = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(img).write_to(&mut buf, format).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut buf, format)
+            .unwrap();
         buf.into_inner()
     }
 
     #[test]
     fn probe_accepts_the_three_formats() {
-        for (f, want) in [(ImageFormat::Jpeg, Format::Jpeg), (ImageFormat::Png, Format::Png), (ImageFormat::WebP, Format::WebP)] {
+        for (f, want) in [
+            (ImageFormat::Jpeg, Format::Jpeg),
+            (ImageFormat::Png, Format::Png),
+            (ImageFormat::WebP, Format::WebP),
+        ] {
             let p = probe(&sample(40, 30, f)).unwrap();
-            assert_eq!(p, Probe { format: want, width: 40, height: 30 });
+            assert_eq!(
+                p,
+                Probe {
+                    format: want,
+                    width: 40,
+                    height: 30
+                }
+            );
         }
     }
 
     #[test]
     fn probe_rejects_non_images_and_truncated_headers() {
         assert_eq!(probe(b"GIF89a.........."), Err(ProbeError::Unsupported));
-        assert_eq!(probe(b"hello world, not an image"), Err(ProbeError::Unsupported));
+        assert_eq!(
+            probe(b"hello world, not an image"),
+            Err(ProbeError::Unsupported)
+        );
         let png = sample(40, 30, ImageFormat::Png);
         assert!(matches!(probe(&png[..12]), Err(ProbeError::Corrupt(_))));
     }
@@ -245,7 +289,17 @@ mod tests {
         let a = render(&src).unwrap();
         assert_eq!(a.len(), 6);
         let dims: Vec<(u32, u32, u32)> = a.iter().map(|r| (r.size, r.width, r.height)).collect();
-        assert_eq!(dims, vec![(1024, 1024, 683), (1024, 1024, 683), (320, 320, 213), (320, 320, 213), (64, 64, 43), (64, 64, 43)]);
+        assert_eq!(
+            dims,
+            vec![
+                (1024, 1024, 683),
+                (1024, 1024, 683),
+                (320, 320, 213),
+                (320, 320, 213),
+                (64, 64, 43),
+                (64, 64, 43)
+            ]
+        );
         for r in &a {
             let back = image::load_from_memory(&r.bytes).unwrap();
             assert_eq!((back.width(), back.height()), (r.width, r.height));

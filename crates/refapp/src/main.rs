@@ -42,12 +42,21 @@ enum Command {
 fn init_logging(filter: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Package { bin, revision, out, source_dir } = &cli.command {
+    if let Command::Package {
+        bin,
+        revision,
+        out,
+        source_dir,
+    } = &cli.command
+    {
         let path = refapp::artifact::build(bin, source_dir, revision, out, None)?;
         println!("{}", path.display());
         return Ok(());

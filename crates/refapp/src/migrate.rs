@@ -17,7 +17,11 @@ pub struct Migration {
 
 macro_rules! migration {
     ($v:expr, $name:literal) => {
-        Migration { version: $v, name: $name, sql: include_str!(concat!("../migrations/", $name, ".sql")) }
+        Migration {
+            version: $v,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $name, ".sql")),
+        }
     };
 }
 
@@ -59,18 +63,29 @@ pub async fn run(client: &mut Client) -> Result<Vec<i64>> {
         if let Some(row) = existing {
             let old: String = row.get(0);
             if old != sum {
-                bail!("migration {} was changed after it was applied (checksum mismatch)", m.name);
+                bail!(
+                    "migration {} was changed after it was applied (checksum mismatch)",
+                    m.name
+                );
             }
             tx.commit().await?;
             continue;
         }
-        tx.batch_execute(m.sql).await.with_context(|| format!("applying migration {}", m.name))?;
+        tx.batch_execute(m.sql)
+            .await
+            .with_context(|| format!("applying migration {}", m.name))?;
         tx.execute_typed(
             &format!("INSERT INTO {TRACKING_TABLE} (version, name, checksum) VALUES ($1, $2, $3)"),
-            &[(&m.version, Type::INT8), (&m.name, Type::TEXT), (&sum, Type::TEXT)],
+            &[
+                (&m.version, Type::INT8),
+                (&m.name, Type::TEXT),
+                (&sum, Type::TEXT),
+            ],
         )
         .await?;
-        tx.commit().await.with_context(|| format!("committing migration {}", m.name))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("committing migration {}", m.name))?;
         tracing::info!(migration = m.name, "applied");
         applied.push(m.version);
     }
@@ -90,7 +105,10 @@ mod tests {
             .filter(|n| n.ends_with(".sql"))
             .collect();
         files.sort();
-        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.name)).collect();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{}.sql", m.name))
+            .collect();
         assert_eq!(files, embedded);
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1);

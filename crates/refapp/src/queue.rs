@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -25,10 +26,14 @@ pub struct RenderJob {
 }
 
 pub async fn connect(cfg: &Config, name: &str) -> Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(format!("refapp-{name}").into());
+    let props =
+        ConnectionProperties::default().with_connection_name(format!("refapp-{name}").into());
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&cfg.amqp_url, props)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => bail!("connecting to RabbitMQ: {}", cfg.secrets.scrub(&e.to_string())),
+        Ok(Err(e)) => bail!(
+            "connecting to RabbitMQ: {}",
+            cfg.secrets.scrub(&e.to_string())
+        ),
         Err(_) => bail!("connecting to RabbitMQ: timed out after {CONNECT_TIMEOUT:?}"),
     }
 }
@@ -36,18 +41,28 @@ pub async fn connect(cfg: &Config, name: &str) -> Result<Connection> {
 /// Declare (idempotently) the render queue with its dead-letter exchange and
 /// queue. Both web and worker call this, so either may start first.
 pub async fn declare_topology(ch: &Channel, cfg: &Config) -> Result<()> {
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     ch.exchange_declare(
         cfg.dead_letter_exchange().into(),
         ExchangeKind::Direct,
-        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
         FieldTable::default(),
     )
     .await
     .context("declaring dead-letter exchange")?;
-    ch.queue_declare(cfg.dead_letter_queue().into(), durable, FieldTable::default())
-        .await
-        .context("declaring dead-letter queue")?;
+    ch.queue_declare(
+        cfg.dead_letter_queue().into(),
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .context("declaring dead-letter queue")?;
     ch.queue_bind(
         cfg.dead_letter_queue().into(),
         cfg.dead_letter_exchange().into(),
@@ -65,8 +80,14 @@ pub async fn declare_topology(ch: &Channel, cfg: &Config) -> Result<()> {
 
 pub fn render_queue_args(cfg: &Config) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(cfg.dead_letter_exchange().into()));
-    args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(DEAD_ROUTING_KEY.into()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(cfg.dead_letter_exchange().into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(DEAD_ROUTING_KEY.into()),
+    );
     args
 }
 
@@ -98,12 +119,20 @@ pub fn attempt_of(props: &BasicProperties) -> u32 {
 
 /// Publish on a confirm-mode channel and wait for the broker's ack; the
 /// message is `mandatory` so an unroutable job is an error, not a loss.
-pub async fn publish_confirmed(ch: &Channel, queue: &str, payload: &[u8], props: BasicProperties) -> Result<()> {
+pub async fn publish_confirmed(
+    ch: &Channel,
+    queue: &str,
+    payload: &[u8],
+    props: BasicProperties,
+) -> Result<()> {
     let confirm = ch
         .basic_publish(
             "".into(),
             queue.into(),
-            BasicPublishOptions { mandatory: true, ..Default::default() },
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
             payload,
             props,
         )
@@ -129,7 +158,10 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(cfg: Config) -> Self {
-        Publisher { cfg, inner: Mutex::new(None) }
+        Publisher {
+            cfg,
+            inner: Mutex::new(None),
+        }
     }
 
     async fn channel(&self) -> Result<Channel> {
@@ -142,7 +174,9 @@ impl Publisher {
         }
         let conn = connect(&self.cfg, "web").await?;
         let ch = conn.create_channel().await.context("opening channel")?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await.context("confirm.select")?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("confirm.select")?;
         declare_topology(&ch, &self.cfg).await?;
         *guard = Some((conn, ch.clone()));
         Ok(ch)
@@ -180,7 +214,10 @@ impl Publisher {
             let ch = self.channel().await?;
             ch.queue_declare(
                 self.cfg.render_queue().into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await

@@ -47,7 +47,10 @@ pub async fn s3_client(cfg: &Config) -> Client {
 
 impl Storage {
     pub async fn new(cfg: &Config) -> Self {
-        Storage { client: s3_client(cfg).await, bucket: cfg.s3_bucket.clone() }
+        Storage {
+            client: s3_client(cfg).await,
+            bucket: cfg.s3_bucket.clone(),
+        }
     }
 
     pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
@@ -59,15 +62,31 @@ impl Storage {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("S3 put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "S3 put {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            })?;
         Ok(())
     }
 
     /// `Ok(None)` when the object does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => {
-                let data = out.body.collect().await.with_context(|| format!("S3 get {key}: reading body"))?;
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("S3 get {key}: reading body"))?;
                 Ok(Some(data.into_bytes().to_vec()))
             }
             Err(e) => {
@@ -76,7 +95,10 @@ impl Storage {
                 {
                     return Ok(None);
                 }
-                Err(anyhow::anyhow!("S3 get {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
+                Err(anyhow::anyhow!(
+                    "S3 get {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
             }
         }
     }
@@ -88,7 +110,12 @@ impl Storage {
             .key(key)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("S3 delete {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "S3 delete {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            })?;
         Ok(())
     }
 
@@ -105,8 +132,17 @@ impl Storage {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("S3 list {prefix}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "S3 list {prefix}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,

@@ -77,7 +77,8 @@ pub async fn state(cfg: Config) -> Result<Arc<AppState>> {
 }
 
 pub fn router(st: Arc<AppState>) -> Router {
-    let revision = HeaderValue::from_str(&st.cfg.revision).unwrap_or(HeaderValue::from_static("invalid"));
+    let revision =
+        HeaderValue::from_str(&st.cfg.revision).unwrap_or(HeaderValue::from_static("invalid"));
     Router::new()
         .route("/", get(index))
         .route("/healthcheck.html", get(healthcheck))
@@ -94,10 +95,16 @@ pub fn router(st: Arc<AppState>) -> Router {
         .with_state(st)
 }
 
-pub async fn serve(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let st = state(cfg).await?;
     tracing::info!(addr = %listener.local_addr()?, "web listening");
-    axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(st))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -127,7 +134,9 @@ async fn healthcheck(State(st): State<Arc<AppState>>) -> Response {
     if failed.is_empty() {
         return (
             [(header::CACHE_CONTROL, "no-store")],
-            Html(format!("<!doctype html><title>ok</title><p>ok</p><p>revision: {rev}</p>\n")),
+            Html(format!(
+                "<!doctype html><title>ok</title><p>ok</p><p>revision: {rev}</p>\n"
+            )),
         )
             .into_response();
     }
@@ -135,7 +144,10 @@ async fn healthcheck(State(st): State<Arc<AppState>>) -> Response {
     for (name, e) in &failed {
         tracing::warn!(dependency = name, error = %e, "healthcheck failed");
     }
-    let details: String = failed.iter().map(|(n, e)| format!("<li>{n}: {}</li>", esc(e))).collect();
+    let details: String = failed
+        .iter()
+        .map(|(n, e)| format!("<li>{n}: {}</li>", esc(e)))
+        .collect();
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CACHE_CONTROL, "no-store")],
@@ -152,7 +164,13 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_body", format!("reading body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading body: {e}"),
+            )
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -162,7 +180,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
 }
 
 fn too_large(limit: usize) -> Response {
-    json_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("upload exceeds {limit} bytes"))
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("upload exceeds {limit} bytes"),
+    )
 }
 
 /// The image bytes of the request: the raw body, or the first file field
@@ -174,14 +196,20 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let limit = if is_multipart { max + MULTIPART_OVERHEAD } else { max };
+    let limit = if is_multipart {
+        max + MULTIPART_OVERHEAD
+    } else {
+        max
+    };
     if let Some(len) = content_length(req.headers())
         && len > limit as u64
     {
         return Err(too_large(max));
     }
     let (parts, body) = req.into_parts();
-    let raw = read_limited(body, limit).await.map_err(|_| too_large(max))?;
+    let raw = read_limited(body, limit)
+        .await
+        .map_err(|_| too_large(max))?;
     let data = if is_multipart {
         let req = Request::from_parts(parts, Body::from(raw));
         let mut mp = Multipart::from_request(req, &())
@@ -206,7 +234,11 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
             break;
         }
         found.ok_or_else(|| {
-            json_error(StatusCode::UNPROCESSABLE_ENTITY, "no_file", "multipart body has no file field (use `photo`)")
+            json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_file",
+                "multipart body has no file field (use `photo`)",
+            )
         })?
     } else {
         raw
@@ -215,7 +247,11 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
         return Err(too_large(max));
     }
     if data.is_empty() {
-        return Err(json_error(StatusCode::UNPROCESSABLE_ENTITY, "empty", "empty upload"));
+        return Err(json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty",
+            "empty upload",
+        ));
     }
     Ok(data)
 }
@@ -232,21 +268,48 @@ async fn upload(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let probe = match imaging::probe(&data) {
         Ok(p) => p,
         Err(e @ ProbeError::Unsupported) => {
-            return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type", e.to_string());
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_type",
+                e.to_string(),
+            );
         }
-        Err(e) => return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string()),
+        Err(e) => {
+            return json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_image",
+                e.to_string(),
+            );
+        }
     };
     let id = Uuid::new_v4();
     let key = format!("{}{}/original.{}", st.cfg.s3_prefix, id, probe.format.ext());
     let size = data.len();
 
-    if let Err(e) = st.storage.put(&key, data, probe.format.content_type()).await {
+    if let Err(e) = st
+        .storage
+        .put(&key, data, probe.format.content_type())
+        .await
+    {
         tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "storing original failed");
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "could not store the photo");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "could not store the photo",
+        );
     }
     let inserted = async {
         let c = st.db.get().await?;
-        db::insert_photo(&c, id, &key, probe.format.content_type(), probe.width, probe.height, size).await
+        db::insert_photo(
+            &c,
+            id,
+            &key,
+            probe.format.content_type(),
+            probe.width,
+            probe.height,
+            size,
+        )
+        .await
     }
     .await;
     if let Err(e) = inserted {
@@ -254,9 +317,16 @@ async fn upload(State(st): State<Arc<AppState>>, req: Request) -> Response {
         if let Err(e) = st.storage.delete(&key).await {
             tracing::warn!(error = %format!("{e:#}"), key, "could not delete orphan original");
         }
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "could not record the photo");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "could not record the photo",
+        );
     }
-    let job = RenderJob { photo_id: id, key: key.clone() };
+    let job = RenderJob {
+        photo_id: id,
+        key: key.clone(),
+    };
     if let Err(e) = st.publisher.publish_job(&job).await {
         tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "publishing render job failed");
         let undo = async {
@@ -270,7 +340,11 @@ async fn upload(State(st): State<Arc<AppState>>, req: Request) -> Response {
         } else if let Err(e) = st.storage.delete(&key).await {
             tracing::warn!(error = %format!("{e:#}"), key, "could not delete orphan original");
         }
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", "could not queue the photo");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "could not queue the photo",
+        );
     }
     tracing::info!(%id, bytes = size, "photo accepted");
     (
@@ -319,11 +393,19 @@ async fn photo(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Respo
     }
     .await;
     match res {
-        Ok(Some(p)) => ([(header::CACHE_CONTROL, "no-store")], Json(photo_json(&st.cfg, &p))).into_response(),
+        Ok(Some(p)) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(photo_json(&st.cfg, &p)),
+        )
+            .into_response(),
         Ok(None) => json_error(StatusCode::NOT_FOUND, "not_found", "no such photo"),
         Err(e) => {
             tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "reading photo failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "database unavailable")
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "database unavailable",
+            )
         }
     }
 }
@@ -347,7 +429,10 @@ pub fn render_index(cfg: &Config, photos: &[PhotoRow]) -> String {
     let mut items = String::new();
     for p in photos {
         let pick = |fmt: &str, size: u32| {
-            p.renditions.iter().find(|r| r.format == fmt && r.size == size).map(|r| cfg.rendition_url(&r.key))
+            p.renditions
+                .iter()
+                .find(|r| r.format == fmt && r.size == size)
+                .map(|r| cfg.rendition_url(&r.key))
         };
         let id = p.id;
         match (p.status.as_str(), pick("jpg", 320)) {
@@ -364,7 +449,11 @@ pub fn render_index(cfg: &Config, photos: &[PhotoRow]) -> String {
             }
             (status, _) => items.push_str(&format!(
                 r#"<li class="photo {s}" data-id="{id}"><span>{s}</span></li>"#,
-                s = esc(if status == "rendered" { "pending" } else { status })
+                s = esc(if status == "rendered" {
+                    "pending"
+                } else {
+                    status
+                })
             )),
         }
         items.push('\n');
@@ -411,7 +500,10 @@ async fn index(State(st): State<Arc<AppState>>) -> Response {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "listing photos failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, Html("<!doctype html><p>Temporarily unavailable.</p>\n"))
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Html("<!doctype html><p>Temporarily unavailable.</p>\n"),
+            )
                 .into_response();
         }
     };
@@ -419,7 +511,9 @@ async fn index(State(st): State<Arc<AppState>>) -> Response {
     if !cache_ok {
         return page(html, "BYPASS");
     }
-    if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_ex(&key, &html, INDEX_TTL_SECS)).await {
+    if let Ok(Err(e)) =
+        tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_ex(&key, &html, INDEX_TTL_SECS)).await
+    {
         tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache write failed");
     }
     page(html, "MISS")

@@ -58,7 +58,11 @@ fn transient<E: Into<anyhow::Error>>(e: E) -> JobError {
 
 pub fn rendition_key(original_key: &str, size: u32, ext: &str) -> String {
     let dir = original_key.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    if dir.is_empty() { format!("{size}.{ext}") } else { format!("{dir}/{size}.{ext}") }
+    if dir.is_empty() {
+        format!("{size}.{ext}")
+    } else {
+        format!("{dir}/{size}.{ext}")
+    }
 }
 
 /// The S3 keys a photo ends up with (original + every rendition).
@@ -74,8 +78,8 @@ pub fn expected_keys(original_key: &str) -> Vec<String> {
 }
 
 async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
-    let job: RenderJob =
-        serde_json::from_slice(data).map_err(|e| JobError::Poison(format!("malformed job message: {e}")))?;
+    let job: RenderJob = serde_json::from_slice(data)
+        .map_err(|e| JobError::Poison(format!("malformed job message: {e}")))?;
     let row = {
         let c = ctx.db.get().await.map_err(transient)?;
         db::get_photo(&c, job.photo_id).await.map_err(transient)?
@@ -90,7 +94,10 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
         "rendered" => {
             // Redelivered after the row update (e.g. the cache DEL failed or
             // the worker died before acking): finish the remaining step.
-            ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
+            ctx.cache
+                .del(&ctx.cfg.index_cache_key())
+                .await
+                .map_err(transient)?;
             return Ok(());
         }
         "failed" => return Ok(()),
@@ -120,7 +127,10 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
             width: r.width,
             height: r.height,
         });
-        ctx.storage.put(&key, r.bytes, r.format.content_type()).await.map_err(transient)?;
+        ctx.storage
+            .put(&key, r.bytes, r.format.content_type())
+            .await
+            .map_err(transient)?;
         if i == 0 && ctx.cfg.test_render_delay_ms > 0 {
             // REFAPP_TEST_RENDER_DELAY_MS: tests kill the worker here, with
             // part of the renditions written and the row still pending.
@@ -130,15 +140,25 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
     }
     {
         let c = ctx.db.get().await.map_err(transient)?;
-        db::mark_rendered(&c, row.id, &renditions).await.map_err(transient)?;
+        db::mark_rendered(&c, row.id, &renditions)
+            .await
+            .map_err(transient)?;
     }
-    ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
+    ctx.cache
+        .del(&ctx.cfg.index_cache_key())
+        .await
+        .map_err(transient)?;
     tracing::info!(photo_id = %row.id, renditions = renditions.len(), "rendered");
     Ok(())
 }
 
 fn photo_id_of(data: &[u8]) -> Option<Uuid> {
-    serde_json::from_slice::<serde_json::Value>(data).ok()?.get("photo_id")?.as_str()?.parse().ok()
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()?
+        .get("photo_id")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 async fn mark_failed(ctx: &Ctx, data: &[u8], why: &str) -> Result<()> {
@@ -222,9 +242,17 @@ async fn sweep(ctx: &Ctx) -> Result<usize> {
         db::claim_stale_pending(&c, ctx.cfg.requeue_after_secs as i64).await?
     };
     for (photo_id, key) in &claimed {
-        let job = RenderJob { photo_id: *photo_id, key: key.clone() };
-        queue::publish_confirmed(&ctx.publish, &ctx.cfg.render_queue(), &serde_json::to_vec(&job)?, queue::job_properties(1))
-            .await?;
+        let job = RenderJob {
+            photo_id: *photo_id,
+            key: key.clone(),
+        };
+        queue::publish_confirmed(
+            &ctx.publish,
+            &ctx.cfg.render_queue(),
+            &serde_json::to_vec(&job)?,
+            queue::job_properties(1),
+        )
+        .await?;
         tracing::info!(%photo_id, "re-enqueued stale pending photo");
     }
     Ok(claimed.len())
@@ -235,12 +263,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     let consume = conn.create_channel().await.context("opening channel")?;
     queue::declare_topology(&consume, &cfg).await?;
     let prefetch = u16::try_from(cfg.worker_concurrency).context("WORKER_CONCURRENCY")?;
-    consume.basic_qos(prefetch, BasicQosOptions::default()).await.context("basic.qos")?;
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .context("basic.qos")?;
     let publish = conn.create_channel().await.context("opening channel")?;
-    publish.confirm_select(ConfirmSelectOptions::default()).await.context("confirm.select")?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("confirm.select")?;
 
     let ctx = Arc::new(Ctx {
-        db: Pool::new(&cfg.database_url, cfg.worker_concurrency + 1, cfg.secrets.clone())?,
+        db: Pool::new(
+            &cfg.database_url,
+            cfg.worker_concurrency + 1,
+            cfg.secrets.clone(),
+        )?,
         storage: Storage::new(&cfg).await,
         cache: Cache::new(cfg.clone()),
         publish,
@@ -249,7 +287,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
 
     let tag = format!("refapp-worker-{}", Uuid::new_v4());
     let mut consumer = consume
-        .basic_consume(cfg.render_queue().into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            cfg.render_queue().into(),
+            tag.clone().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .context("basic.consume")?;
     tracing::info!(queue = %cfg.render_queue(), concurrency = cfg.worker_concurrency, "worker consuming");
@@ -262,7 +305,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
                 match sweep(&ctx).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(n, "sweeper re-enqueued photos"),
-                    Err(e) => tracing::warn!(error = %ctx.cfg.secrets.scrub(&format!("{e:#}")), "sweeper failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %ctx.cfg.secrets.scrub(&format!("{e:#}")), "sweeper failed")
+                    }
                 }
                 tokio::time::sleep(every).await;
             }
@@ -288,14 +333,29 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     tracing::info!(in_flight = tasks.len(), "worker stopping: no new jobs");
     if stopped_by.is_ok() {
         // Stop deliveries, hand back the ones prefetched but not started.
-        let _ = consume.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-        while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
-            let _ = d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+        let _ = consume
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        while let Ok(Some(Ok(d))) =
+            tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+        {
+            let _ = d
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await;
         }
     }
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(left = tasks.len(), "grace period over: abandoning jobs (the broker requeues them)");
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over: abandoning jobs (the broker requeues them)"
+        );
         tasks.abort_all();
     }
     let _ = consume.close(200, "shutdown".into()).await;
@@ -310,7 +370,10 @@ mod tests {
 
     #[test]
     fn rendition_keys_sit_next_to_the_original() {
-        assert_eq!(rendition_key("photos/abc/original.png", 320, "jpg"), "photos/abc/320.jpg");
+        assert_eq!(
+            rendition_key("photos/abc/original.png", 320, "jpg"),
+            "photos/abc/320.jpg"
+        );
         assert_eq!(rendition_key("original.png", 64, "webp"), "64.webp");
         let keys = expected_keys("p/x/original.jpg");
         assert_eq!(keys.len(), 7);

@@ -51,8 +51,14 @@ async fn migrations_twice_and_concurrently_leave_schema_unchanged() {
         applied.extend(r.await.unwrap());
     }
     applied.sort();
-    let all: Vec<i64> = refapp::migrate::MIGRATIONS.iter().map(|m| m.version).collect();
-    assert_eq!(applied, all, "each migration applied once across concurrent runs");
+    let all: Vec<i64> = refapp::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(
+        applied, all,
+        "each migration applied once across concurrent runs"
+    );
 
     let before = schema_dump(&db).await;
     assert!(before.contains("photos.status:text:NO"), "{before}");
@@ -71,7 +77,11 @@ async fn migrations_twice_and_concurrently_leave_schema_unchanged() {
     assert!(status.success());
     let after = schema_dump(&db).await;
     assert_eq!(before, after);
-    assert_eq!(db.count("SELECT count(*) FROM refapp_schema_migrations").await, all.len() as i64);
+    assert_eq!(
+        db.count("SELECT count(*) FROM refapp_schema_migrations")
+            .await,
+        all.len() as i64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +92,9 @@ async fn upload_render_list_and_cache() {
     let worker = env.start_worker();
 
     // Raw-body upload.
-    let (s, v) = web.upload(sample_image(1600, 1200, 1, ImageFormat::Jpeg), "image/jpeg").await;
+    let (s, v) = web
+        .upload(sample_image(1600, 1200, 1, ImageFormat::Jpeg), "image/jpeg")
+        .await;
     assert_eq!(s, 202, "{v}");
     let id1 = v["id"].as_str().unwrap().to_string();
 
@@ -99,8 +111,17 @@ async fn upload_render_list_and_cache() {
     let original_key = format!("photos/{id1}/original.jpg");
     assert_eq!(env.s3_keys().await, expected_keys(&original_key));
     // The rendition really is a 320 px WebP (objects are private: read via the API).
-    let r320 = renditions.iter().find(|r| r["size"] == 320 && r["format"] == "webp").unwrap();
-    let bytes = env.storage().await.get(r320["key"].as_str().unwrap()).await.unwrap().unwrap();
+    let r320 = renditions
+        .iter()
+        .find(|r| r["size"] == 320 && r["format"] == "webp")
+        .unwrap();
+    let bytes = env
+        .storage()
+        .await
+        .get(r320["key"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let thumb = image::load_from_memory_with_format(&bytes, ImageFormat::WebP).unwrap();
     assert_eq!((thumb.width(), thumb.height()), (320, 240));
 
@@ -116,17 +137,25 @@ async fn upload_render_list_and_cache() {
 
     // Another render completes (multipart upload this time): MISS again,
     // well before the cache TTL could explain it.
-    let (s, v) = web.upload_multipart("photo", &sample_image(500, 700, 2, ImageFormat::Png)).await;
+    let (s, v) = web
+        .upload_multipart("photo", &sample_image(500, 700, 2, ImageFormat::Png))
+        .await;
     assert_eq!(s, 202, "{v}");
     let id2 = v["id"].as_str().unwrap().to_string();
-    assert_eq!(web.wait_status(&id2, RENDER_TIMEOUT).await["status"], "rendered");
+    assert_eq!(
+        web.wait_status(&id2, RENDER_TIMEOUT).await["status"],
+        "rendered"
+    );
     let start = std::time::Instant::now();
     let last = loop {
         let (_, h, body) = web.get("/").await;
         if h["x-cache"] == "MISS" {
             break body;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "index cache not invalidated");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "index cache not invalidated"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(last.contains(&id1) && last.contains(&id2));
@@ -134,7 +163,9 @@ async fn upload_render_list_and_cache() {
     assert_eq!(h["x-cache"], "HIT");
 
     // Unknown photo: 404. Static assets are served.
-    let (s, _) = web.get_json(&format!("/photos/{}", uuid::Uuid::new_v4())).await;
+    let (s, _) = web
+        .get_json(&format!("/photos/{}", uuid::Uuid::new_v4()))
+        .await;
     assert_eq!(s, 404);
     let (s, _) = web.get_json("/photos/not-a-uuid").await;
     assert_eq!(s, 404);
@@ -157,27 +188,39 @@ async fn healthcheck_reports_each_dependency() {
     let web = env.start_web().await;
     let (s, h, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("ok") && body.contains(&env.vars["REFAPP_REVISION"]), "{body}");
+    assert!(
+        body.contains("ok") && body.contains(&env.vars["REFAPP_REVISION"]),
+        "{body}"
+    );
     assert_eq!(h["x-refapp-revision"], env.vars["REFAPP_REVISION"].as_str());
     web.stop().await;
 
     // PostgreSQL unreachable (closed port), with a password in the URL.
     let port = free_port();
     let mut cfg_vars = env.vars.clone();
-    cfg_vars.insert("DATABASE_URL".into(), format!("postgres://app:Sekr1tPw@127.0.0.1:{port}/app"));
+    cfg_vars.insert(
+        "DATABASE_URL".into(),
+        format!("postgres://app:Sekr1tPw@127.0.0.1:{port}/app"),
+    );
     let web = start_web(refapp::config::Config::from_map(&cfg_vars).unwrap()).await;
     let t = std::time::Instant::now();
     let (s, _, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 503, "{body}");
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(body.contains("database"), "{body}");
-    assert!(!body.contains("cache") && !body.contains("queue:"), "only the database failed: {body}");
+    assert!(
+        !body.contains("cache") && !body.contains("queue:"),
+        "only the database failed: {body}"
+    );
     assert!(!body.contains("Sekr1tPw"), "password leaked: {body}");
     web.stop().await;
 
     // Redis unreachable.
     let mut cfg_vars = env.vars.clone();
-    cfg_vars.insert("REDIS_URL".into(), format!("redis://:R3disPw@127.0.0.1:{}/0", free_port()));
+    cfg_vars.insert(
+        "REDIS_URL".into(),
+        format!("redis://:R3disPw@127.0.0.1:{}/0", free_port()),
+    );
     let web = start_web(refapp::config::Config::from_map(&cfg_vars).unwrap()).await;
     let (s, _, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 503, "{body}");
@@ -187,7 +230,10 @@ async fn healthcheck_reports_each_dependency() {
 
     // RabbitMQ unreachable.
     let mut cfg_vars = env.vars.clone();
-    cfg_vars.insert("AMQP_URL".into(), format!("amqp://u:AmqpPw99@127.0.0.1:{}/%2f", free_port()));
+    cfg_vars.insert(
+        "AMQP_URL".into(),
+        format!("amqp://u:AmqpPw99@127.0.0.1:{}/%2f", free_port()),
+    );
     let web = start_web(refapp::config::Config::from_map(&cfg_vars).unwrap()).await;
     let (s, _, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 503, "{body}");
@@ -204,7 +250,9 @@ async fn worker_killed_mid_job_renders_exactly_once() {
     // The first worker sleeps 60 s after writing its first rendition.
     let mut w1 = env.spawn_bin("worker", &[("REFAPP_TEST_RENDER_DELAY_MS", "60000")]);
 
-    let (s, v) = web.upload(sample_image(1200, 900, 5, ImageFormat::Png), "image/png").await;
+    let (s, v) = web
+        .upload(sample_image(1200, 900, 5, ImageFormat::Png), "image/png")
+        .await;
     assert_eq!(s, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let original_key = format!("photos/{id}/original.png");
@@ -216,7 +264,10 @@ async fn worker_killed_mid_job_renders_exactly_once() {
     })
     .await;
     // Mid-job: part of the renditions written, row still pending.
-    assert_eq!(web.get_json(&format!("/photos/{id}")).await.1["status"], "pending");
+    assert_eq!(
+        web.get_json(&format!("/photos/{id}")).await.1["status"],
+        "pending"
+    );
     assert!(env.s3_keys().await.len() < expected_keys(&original_key).len());
     w1.kill().unwrap(); // SIGKILL
     w1.wait().unwrap();
@@ -228,17 +279,29 @@ async fn worker_killed_mid_job_renders_exactly_once() {
     assert_eq!(env.db.count("SELECT count(*) FROM photos").await, 1);
     assert_eq!(env.s3_keys().await, expected_keys(&original_key));
     // The job was acked once: nothing left to redeliver, nothing dead.
-    wait_until("an empty queue", Duration::from_secs(10), || async { env.queue_counts().await == (0, 0) }).await;
+    wait_until("an empty queue", Duration::from_secs(10), || async {
+        env.queue_counts().await == (0, 0)
+    })
+    .await;
 
     // Graceful shutdown on SIGTERM: exits 0.
     let pid = w2.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = w2.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "worker ignored SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "worker ignored SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
@@ -260,11 +323,17 @@ async fn corrupt_image_is_dead_lettered_and_marked_failed() {
     assert!(p["error"].as_str().unwrap().contains("decode"), "{p}");
     assert!(p["renditions"].as_array().unwrap().is_empty());
 
-    wait_until("the dead-lettered job", Duration::from_secs(10), || async { env.queue_counts().await == (0, 1) }).await;
+    wait_until("the dead-lettered job", Duration::from_secs(10), || async {
+        env.queue_counts().await == (0, 1)
+    })
+    .await;
     // The dead letter is our job.
     let (conn, ch) = env.amqp().await;
     let got = ch
-        .basic_get(env.config().dead_letter_queue().into(), lapin::options::BasicGetOptions { no_ack: true })
+        .basic_get(
+            env.config().dead_letter_queue().into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
         .await
         .unwrap()
         .expect("a dead letter");
@@ -273,7 +342,10 @@ async fn corrupt_image_is_dead_lettered_and_marked_failed() {
     let _ = conn.close(200, "bye".into()).await;
 
     // Only the original is in S3; the web is still healthy and lists it.
-    assert_eq!(env.s3_keys().await, vec![format!("photos/{id}/original.png")]);
+    assert_eq!(
+        env.s3_keys().await,
+        vec![format!("photos/{id}/original.png")]
+    );
     let (s, _, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 200, "{body}");
     let (s, _, body) = web.get("/").await;
@@ -281,9 +353,15 @@ async fn corrupt_image_is_dead_lettered_and_marked_failed() {
     assert!(body.contains(&id) && body.contains("failed"));
 
     // A good photo still renders after the poison one.
-    let (s, v) = web.upload(sample_image(300, 200, 9, ImageFormat::WebP), "image/webp").await;
+    let (s, v) = web
+        .upload(sample_image(300, 200, 9, ImageFormat::WebP), "image/webp")
+        .await;
     assert_eq!(s, 202, "{v}");
-    assert_eq!(web.wait_status(v["id"].as_str().unwrap(), RENDER_TIMEOUT).await["status"], "rendered");
+    assert_eq!(
+        web.wait_status(v["id"].as_str().unwrap(), RENDER_TIMEOUT)
+            .await["status"],
+        "rendered"
+    );
     worker.stop().await.unwrap();
     web.stop().await;
 }
@@ -303,7 +381,12 @@ async fn invalid_and_oversized_uploads_store_nothing() {
     let png = sample_image(64, 48, 1, ImageFormat::Png);
     let gif_header = b"GIF89a\x10\x00\x10\x00\x00\x00\x00;".to_vec();
     let cases: Vec<(&str, u16, Vec<u8>, bool)> = vec![
-        ("plain text", 415, b"definitely not an image".to_vec(), false),
+        (
+            "plain text",
+            415,
+            b"definitely not an image".to_vec(),
+            false,
+        ),
         ("gif", 415, gif_header, false),
         ("truncated png header", 422, png[..20].to_vec(), false),
         ("empty body", 422, Vec::new(), false),
@@ -318,7 +401,10 @@ async fn invalid_and_oversized_uploads_store_nothing() {
             web.upload(body, "application/octet-stream").await
         };
         assert_eq!(s, want, "{what}: {v}");
-        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {v}"
+        );
     }
     // A multipart body without a file field.
     let r = web
@@ -353,5 +439,141 @@ async fn invalid_and_oversized_uploads_store_nothing() {
     assert_eq!(env.db.count("SELECT count(*) FROM photos").await, 1);
     assert_eq!(env.s3_keys().await.len(), 1);
     assert_eq!(env.queue_counts().await, (1, 0));
+    web.stop().await;
+}
+
+/// The app's real queries through a real PgBouncer in transaction mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_work_through_pgbouncer_transaction_mode() {
+    let mut env = Env::new().await;
+    let mut bouncer = PgBouncer::start(&env.db.name, 2);
+    let url = bouncer.url(&env.db.name);
+    eprintln!("pgbouncer at {url}");
+
+    // Control: named prepared statements (tokio-postgres `query`/`prepare`)
+    // DO break through this PgBouncer, so the checks below are meaningful.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        clients.push(std::sync::Arc::new(c));
+    }
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for i in 0..40i32 {
+                if let Err(e) = c.query("SELECT $1::int4 + 1", &[&i]).await {
+                    errors.push(format!("{e:?}"));
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        errors.extend(t.await.unwrap());
+    }
+    eprintln!("control: {} errors", errors.len());
+    assert!(
+        errors.iter().any(|e| e.contains("prepared statement")),
+        "expected named prepared statements to fail through pgbouncer (transaction mode); errors: {errors:?}"
+    );
+    drop(clients);
+
+    // The app, entirely through the bouncer: migrate, web (primary and
+    // replica URLs), worker.
+    env.vars.insert("DATABASE_URL".into(), url.clone());
+    env.vars.insert("DATABASE_REPLICA_URL".into(), url.clone());
+    env.migrate().await;
+    env.migrate().await;
+
+    // Every query function, concurrently from several pooled connections.
+    let pool = refapp::db::Pool::new(&url, 6, Default::default()).unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..6u32 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                refapp::db::ping(&pool).await?; // holds no other connection: no pool deadlock
+                let id = uuid::Uuid::new_v4();
+                let key = format!("x/{id}/original.png");
+                let c = pool.get().await?;
+                refapp::db::insert_photo(&c, id, &key, "image/png", 10 + n, 20, 300).await?;
+                let row = refapp::db::get_photo(&c, id).await?.expect("row");
+                assert_eq!(row.width, 10 + n as i32);
+                drop(c);
+                let c = pool.get().await?;
+                let r = refapp::db::Rendition {
+                    size: 64,
+                    format: "jpg".into(),
+                    key: "k".into(),
+                    width: 1,
+                    height: 2,
+                };
+                assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 1);
+                assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 0);
+                assert_eq!(
+                    refapp::db::get_photo(&c, id).await?.unwrap().renditions,
+                    vec![r]
+                );
+                assert_eq!(refapp::db::mark_failed(&c, id, "no").await?, 0);
+                refapp::db::recent_photos(&c, 10).await?;
+                refapp::db::claim_stale_pending(&c, 0).await?;
+                assert_eq!(refapp::db::delete_photo(&c, id).await?, 1);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+
+    let web = env.start_web().await;
+    let worker = env.start_worker();
+    let mut ids = Vec::new();
+    let uploads: Vec<_> = (0..4u32)
+        .map(|i| {
+            let (http, base) = (web.http.clone(), web.base.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .post(format!("{base}/photos"))
+                    .header("content-type", "image/jpeg")
+                    .body(sample_image(400 + i * 10, 300, 20 + i, ImageFormat::Jpeg))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                v["id"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    for u in uploads {
+        ids.push(u.await.unwrap());
+    }
+    for id in &ids {
+        assert_eq!(
+            web.wait_status(id, RENDER_TIMEOUT).await["status"],
+            "rendered"
+        );
+    }
+    let (s, _, body) = web.get("/").await;
+    assert_eq!(s, 200);
+    assert!(ids.iter().all(|id| body.contains(id.as_str())));
+    let (s, _, body) = web.get("/healthcheck.html").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(env.db.count("SELECT count(*) FROM photos").await, 4);
+
+    // PgBouncer goes away: the healthcheck says the database is down.
+    bouncer.stop();
+    let (s, _, body) = web.get("/healthcheck.html").await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("unavailable: database"), "{body}");
+    let _ = worker.stop().await;
     web.stop().await;
 }

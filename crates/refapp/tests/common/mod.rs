@@ -27,17 +27,27 @@ pub fn redis_url() -> String {
     std::env::var("REFAPP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 pub fn amqp_url() -> String {
-    std::env::var("REFAPP_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("REFAPP_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -46,7 +56,10 @@ pub fn wait_port(port: u16, timeout: Duration) -> bool {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 async fn admin_client() -> tokio_postgres::Client {
@@ -66,14 +79,23 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> TestDb {
         let name = unique("refapp_t_");
-        admin_client().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin_client()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         let mut u = url::Url::parse(&pg_admin_url()).unwrap();
         u.set_path(&format!("/{name}"));
-        TestDb { name, url: u.to_string() }
+        TestDb {
+            name,
+            url: u.to_string(),
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         c
     }
@@ -93,11 +115,18 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                if let Ok((c, conn)) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await {
+                if let Ok((c, conn)) =
+                    tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await
+                {
                     tokio::spawn(conn);
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
             });
         })
@@ -131,8 +160,14 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting moto_server");
-        assert!(wait_port(port, Duration::from_secs(30)), "moto_server did not start on port {port}");
-        Moto { child, url: format!("http://127.0.0.1:{port}") }
+        assert!(
+            wait_port(port, Duration::from_secs(30)),
+            "moto_server did not start on port {port}"
+        );
+        Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 }
 
@@ -171,7 +206,10 @@ impl Env {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("S3_ENDPOINT_URL", moto.url.clone()),
             ("RENDITION_BASE_URL", format!("{}/refapp-{tag}/", moto.url)),
-            ("REFAPP_STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static").into()),
+            (
+                "REFAPP_STATIC_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
+            ),
             ("REFAPP_REVISION", format!("rev-{tag}")),
             ("REFAPP_CACHE_PREFIX", format!("refapp-test:{tag}:")),
             ("REFAPP_QUEUE_PREFIX", format!("refapp-test.{tag}")),
@@ -183,8 +221,20 @@ impl Env {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         tweak(&mut vars);
-        let env = Env { db, moto, vars, tag };
-        env.storage().await.client.create_bucket().bucket(env.vars["S3_BUCKET"].clone()).send().await.unwrap();
+        let env = Env {
+            db,
+            moto,
+            vars,
+            tag,
+        };
+        env.storage()
+            .await
+            .client
+            .create_bucket()
+            .bucket(env.vars["S3_BUCKET"].clone())
+            .send()
+            .await
+            .unwrap();
         env
     }
 
@@ -193,7 +243,8 @@ impl Env {
     }
 
     pub async fn migrate(&self) {
-        let pool = refapp::db::Pool::new(&self.vars["DATABASE_URL"], 1, Default::default()).unwrap();
+        let pool =
+            refapp::db::Pool::new(&self.vars["DATABASE_URL"], 1, Default::default()).unwrap();
         let mut c = pool.get().await.unwrap();
         refapp::migrate::run(&mut c).await.unwrap();
     }
@@ -219,7 +270,10 @@ impl Env {
             })
             .await
         });
-        Worker { stop: Some(tx), task }
+        Worker {
+            stop: Some(tx),
+            task,
+        }
     }
 
     /// Spawn the real binary with this env (and extra vars).
@@ -246,9 +300,22 @@ impl Env {
     pub async fn queue_counts(&self) -> (u32, u32) {
         let cfg = self.config();
         let (conn, ch) = self.amqp().await;
-        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-        let q = ch.queue_declare(cfg.render_queue().into(), passive, refapp::queue::render_queue_args(&cfg)).await.unwrap();
-        let d = ch.queue_declare(cfg.dead_letter_queue().into(), passive, Default::default()).await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare(
+                cfg.render_queue().into(),
+                passive,
+                refapp::queue::render_queue_args(&cfg),
+            )
+            .await
+            .unwrap();
+        let d = ch
+            .queue_declare(cfg.dead_letter_queue().into(), passive, Default::default())
+            .await
+            .unwrap();
         let _ = conn.close(200, "bye".into()).await;
         (q.message_count(), d.message_count())
     }
@@ -258,7 +325,10 @@ impl Drop for Env {
     fn drop(&mut self) {
         let cfg = self.config();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(conn) = refapp::queue::connect(&cfg, "cleanup").await
                     && let Ok(ch) = conn.create_channel().await
@@ -266,13 +336,18 @@ impl Drop for Env {
                     for q in [cfg.render_queue(), cfg.dead_letter_queue()] {
                         let _ = ch.queue_delete(q.into(), Default::default()).await;
                     }
-                    let _ = ch.exchange_delete(cfg.dead_letter_exchange().into(), Default::default()).await;
+                    let _ = ch
+                        .exchange_delete(cfg.dead_letter_exchange().into(), Default::default())
+                        .await;
                     let _ = conn.close(200, "bye".into()).await;
                 }
                 if let Ok(c) = redis::Client::open(cfg.redis_url.as_str())
                     && let Ok(mut c) = c.get_multiplexed_async_connection().await
                 {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(cfg.index_cache_key()).query_async(&mut c).await;
+                    let _: Result<(), _> = redis::cmd("DEL")
+                        .arg(cfg.index_cache_key())
+                        .query_async(&mut c)
+                        .await;
                 }
             });
         })
@@ -294,12 +369,22 @@ pub async fn start_web(cfg: Config) -> Web {
     let task = tokio::spawn(refapp::web::serve(cfg, listener, async {
         let _ = rx.await;
     }));
-    Web { base, stop: Some(tx), task, http: reqwest::Client::new() }
+    Web {
+        base,
+        stop: Some(tx),
+        task,
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Web {
     pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (status, headers, r.text().await.unwrap())
@@ -307,7 +392,10 @@ impl Web {
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (s, _, body) = self.get(path).await;
-        (s, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
+        )
     }
 
     pub async fn upload(&self, body: Vec<u8>, content_type: &str) -> (u16, serde_json::Value) {
@@ -321,7 +409,10 @@ impl Web {
             .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        )
     }
 
     pub async fn upload_multipart(&self, field: &str, file: &[u8]) -> (u16, serde_json::Value) {
@@ -337,7 +428,8 @@ impl Web {
         );
         body.extend_from_slice(file);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        self.upload(body, &format!("multipart/form-data; boundary={boundary}")).await
+        self.upload(body, &format!("multipart/form-data; boundary={boundary}"))
+            .await
     }
 
     /// Poll GET /photos/{id} until its status is not 'pending'.
@@ -349,7 +441,10 @@ impl Web {
             if v["status"] != "pending" {
                 return v;
             }
-            assert!(start.elapsed() < timeout, "photo {id} still pending after {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "photo {id} still pending after {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -372,18 +467,30 @@ impl Worker {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(Duration::from_secs(20), &mut self.task).await.expect("worker did not stop").unwrap()
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("worker did not stop")
+            .unwrap()
     }
 }
 
 /// Deterministic test images.
 pub fn sample_image(w: u32, h: u32, seed: u32, format: image::ImageFormat) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let v = x.wrapping_mul(7).wrapping_add(y.wrapping_mul(13)).wrapping_add(seed.wrapping_mul(101));
-        image::Rgb([(v % 256) as u8, ((x ^ y ^ seed) % 256) as u8, ((x + seed) % 256) as u8])
+        let v = x
+            .wrapping_mul(7)
+            .wrapping_add(y.wrapping_mul(13))
+            .wrapping_add(seed.wrapping_mul(101));
+        image::Rgb([
+            (v % 256) as u8,
+            ((x ^ y ^ seed) % 256) as u8,
+            ((x + seed) % 256) as u8,
+        ])
     });
     let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img).write_to(&mut buf, format).unwrap();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut buf, format)
+        .unwrap();
     buf.into_inner()
 }
 
@@ -405,7 +512,115 @@ where
 {
     let start = Instant::now();
     while !f().await {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A PgBouncer 1.18 of our own in TRANSACTION pooling mode in front of the
+/// local PostgreSQL, with a tiny server pool so that consecutive
+/// transactions of one client land on different server connections.
+pub struct PgBouncer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn id_of(flag: &str, user: &str) -> Option<u32> {
+    let mut cmd = Command::new("id");
+    cmd.arg(flag);
+    if !user.is_empty() {
+        cmd.arg(user);
+    }
+    let out = cmd.output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+impl PgBouncer {
+    pub fn start(dbname: &str, pool_size: u32) -> PgBouncer {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("pgbouncer not installed: run the project's setup script (apt-get install pgbouncer)");
+        let admin = url::Url::parse(&pg_admin_url()).unwrap();
+        let (host, pg_port) = (
+            admin.host_str().unwrap().to_string(),
+            admin.port().unwrap_or(5432),
+        );
+        let user = if admin.username().is_empty() {
+            "postgres".to_string()
+        } else {
+            admin.username().to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("userlist.txt"),
+            format!("\"{user}\" \"\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pgbouncer.ini"),
+            format!(
+                "[databases]\n{dbname} = host={host} port={pg_port} dbname={dbname} user={user}\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
+                 default_pool_size = {pool_size}\nmin_pool_size = 0\nmax_client_conn = 200\n\
+                 ignore_startup_parameters = extra_float_digits,options\nquery_wait_timeout = 15\n",
+                dir.path().join("userlist.txt").display()
+            ),
+        )
+        .unwrap();
+        for f in ["", "userlist.txt", "pgbouncer.ini"] {
+            let p = dir.path().join(f);
+            let mode = if f.is_empty() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let mut cmd = Command::new(bin);
+        cmd.arg(dir.path().join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // PgBouncer refuses to run as root.
+        if id_of("-u", "").is_none_or(|me| me == 0) {
+            let uid = id_of("-u", "postgres").expect("no postgres user to run pgbouncer as");
+            let gid = id_of("-g", "postgres").unwrap();
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().expect("starting pgbouncer");
+        assert!(
+            wait_port(port, Duration::from_secs(10)),
+            "pgbouncer did not start on port {port}"
+        );
+        PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, dbname: &str) -> String {
+        let admin = url::Url::parse(&pg_admin_url()).unwrap();
+        let user = if admin.username().is_empty() {
+            "postgres"
+        } else {
+            admin.username()
+        };
+        format!("postgres://{user}@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
