@@ -1,0 +1,1 @@
+//! Placeholder: the AWS implementation of `fabrs_exec::Cloud` is being written.

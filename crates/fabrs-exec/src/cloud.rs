@@ -1,0 +1,105 @@
+//! What apply and rollout need from a cloud. The AWS implementation lives in
+//! `fabrs-aws`; tests may use an in-memory one. No SDK type appears here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use fabrs_config::secrets::SecretValue;
+use fabrs_plan::resource::{Address, Inventory, Observed, Spec, VpcRef};
+
+/// Which environment to look at, and the names its resources would have (to
+/// find look-alikes that are in the way but not fabrs's).
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub project: String,
+    pub environment: String,
+    pub region: String,
+    pub vpc: VpcRef,
+    /// Every desired resource's cloud name (SG name, ELB name, ASG name, LT
+    /// name, RDS identifier, DB subnet/parameter group name, instance Name tag).
+    pub names: BTreeMap<Address, String>,
+    /// Launch configurations of this environment are named `<prefix>…`.
+    pub launch_configuration_prefix: String,
+}
+
+/// Inputs of a create or update beyond the spec itself.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyCtx {
+    /// Cloud ids of this environment's resources known so far
+    /// (`security_group.web` → `sg-…`): how specs' group keys become ids.
+    pub ids: BTreeMap<Address, String>,
+    /// For launch configurations, launch templates and instances: the full
+    /// user-data (secrets resolved, marker lines included).
+    pub user_data: Option<String>,
+    /// For a database master: its password.
+    pub db_password: Option<SecretValue>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    /// Throttling or a 5xx that survived the retries.
+    Transient,
+    AccessDenied,
+    /// The account refuses launch configurations (accounts created after 2024-10-01).
+    LaunchConfigurationsUnsupported,
+    /// The resource is still in use (a group referenced, a subnet group in use…).
+    DependencyViolation,
+    Timeout,
+    Other,
+}
+
+/// One line for the user: the operation, the resource, what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudError {
+    pub kind: ErrorKind,
+    /// The API operation, e.g. `CreateSecurityGroup`.
+    pub operation: String,
+    /// The resource, e.g. `security group myproject-staging-web-sg`.
+    pub resource: String,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(kind: ErrorKind, operation: impl Into<String>, resource: impl Into<String>, message: impl Into<String>) -> Self {
+        CloudError { kind, operation: operation.into(), resource: resource.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.operation, self.resource, self.message)
+    }
+}
+
+impl std::error::Error for CloudError {}
+
+/// Progress callback for long waits: receives a one-line status.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+pub trait Cloud: Send + Sync {
+    /// Everything of the environment that exists, found by ownership tags
+    /// (`fabrs:project`, `fabrs:environment`, `managed-by: fabrs`), one
+    /// Describe call (plus pages) per resource type, run concurrently; plus
+    /// look-alikes (same name, not provably fabrs's) as `Inventory::foreign`.
+    fn discover(&self, scope: &Scope) -> impl Future<Output = Result<Inventory, CloudError>> + Send;
+
+    /// Create the resource, tagged at creation. Must be safe to call again
+    /// after a crash: a resource of the same name that is provably this
+    /// environment's is adopted (returned), anything else is an error.
+    fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+
+    /// Bring an existing resource to `desired` in place.
+    fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+
+    /// Delete a resource fabrs owns. Deleting something already gone is success.
+    fn delete(&self, current: &Observed) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Wait until the resource is usable (an instance running with a private
+    /// address, a database available with an endpoint) or gone (`gone = true`),
+    /// reporting progress; fails with `ErrorKind::Timeout` naming what it waited for.
+    fn wait(&self, current: &Observed, gone: bool, timeout: Duration, progress: Progress<'_>) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+}

@@ -1,0 +1,106 @@
+//! Addresses of an environment's resources, and the tags and user-data lines
+//! that let the cloud layer map what it finds back to them.
+
+use crate::resource::{Address, Kind};
+
+/// On security groups: the group key (`base`, `lb`, `web`, `worker`, `cache`, `queue`, `db`).
+pub const TAG_GROUP: &str = "fabrs:group";
+/// On fixed instances: the index within the role (`0`, `1`…).
+pub const TAG_INDEX: &str = "fabrs:index";
+/// On RDS instances: `master` or `replica-<n>`.
+pub const TAG_DB_ROLE: &str = "fabrs:db-role";
+/// On ASGs, launch templates and instances: the revision their user-data installs.
+pub const TAG_REVISION: &str = "fabrs:revision";
+pub const TAG_NAME: &str = "Name";
+
+/// Launch configurations cannot carry tags: their user-data starts with these
+/// lines (after `#cloud-config`), which is how fabrs proves it owns one and
+/// knows what it holds.
+pub const UD_OWNER: &str = "# fabrs:owner=";
+pub const UD_SHA: &str = "# fabrs:user-data-sha256=";
+pub const UD_REVISION: &str = "# fabrs:revision=";
+
+pub fn owner_value(project: &str, environment: &str) -> String {
+    format!("{project}/{environment}")
+}
+
+pub fn security_group(key: &str) -> Address {
+    Address::new(Kind::SecurityGroup, key)
+}
+pub fn load_balancer() -> Address {
+    Address::new(Kind::LoadBalancer, "main")
+}
+pub fn launch_configuration(role: &str) -> Address {
+    Address::new(Kind::LaunchConfiguration, role)
+}
+pub fn launch_template(role: &str) -> Address {
+    Address::new(Kind::LaunchTemplate, role)
+}
+pub fn autoscaling_group(role: &str) -> Address {
+    Address::new(Kind::AutoScalingGroup, role)
+}
+pub fn instance(role: &str, index: u32) -> Address {
+    Address::new(Kind::Instance, format!("{role}[{index}]"))
+}
+pub fn db_subnet_group() -> Address {
+    Address::new(Kind::DbSubnetGroup, "main")
+}
+pub fn db_parameter_group() -> Address {
+    Address::new(Kind::DbParameterGroup, "main")
+}
+pub fn db_master() -> Address {
+    Address::new(Kind::DbInstance, "master")
+}
+pub fn db_replica(n: u32) -> Address {
+    Address::new(Kind::DbInstance, format!("replica[{n}]"))
+}
+/// `master` → `db_instance.master`, `replica-2` → `db_instance.replica[2]`.
+pub fn db_from_tag(tag: &str) -> Option<Address> {
+    if tag == "master" {
+        return Some(db_master());
+    }
+    tag.strip_prefix("replica-").and_then(|n| n.parse().ok()).map(db_replica)
+}
+pub fn db_tag(address: &Address) -> String {
+    if address.name == "master" {
+        "master".into()
+    } else {
+        address.name.trim_start_matches("replica[").trim_end_matches(']').parse::<u32>().map(|n| format!("replica-{n}")).unwrap_or_default()
+    }
+}
+
+/// Parse the marker lines of a user-data document: (owner, sha256, revision).
+pub fn parse_user_data_markers(user_data: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let mut owner = None;
+    let mut sha = None;
+    let mut revision = None;
+    for line in user_data.lines().take(8) {
+        if let Some(v) = line.strip_prefix(UD_OWNER) {
+            owner = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix(UD_SHA) {
+            sha = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix(UD_REVISION) {
+            revision = Some(v.trim().to_string());
+        }
+    }
+    (owner, sha, revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_tags_round_trip() {
+        for a in [db_master(), db_replica(0), db_replica(3)] {
+            assert_eq!(db_from_tag(&db_tag(&a)), Some(a));
+        }
+        assert_eq!(db_from_tag("replica-x"), None);
+    }
+
+    #[test]
+    fn markers() {
+        let ud = "#cloud-config\n# fabrs:owner=p/e\n# fabrs:user-data-sha256=abc\n# fabrs:revision=3f9c2e1\nhostname: x\n";
+        assert_eq!(parse_user_data_markers(ud), (Some("p/e".into()), Some("abc".into()), Some("3f9c2e1".into())));
+    }
+}

@@ -1,0 +1,5 @@
+//! fabrs-plan: desired state, inventory, and the pure planner. No I/O, no
+//! clock, no environment variables: the same inputs always give the same plan.
+
+pub mod addr;
+pub mod resource;

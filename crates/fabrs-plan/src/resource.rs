@@ -1,0 +1,335 @@
+//! The resources fabrs manages, as plain data: what the environment wants
+//! (`Spec`) and what the account has (`Observed`, which carries the same `Spec`
+//! read back from the cloud, plus ids and runtime status).
+//!
+//! Cross-references are by fabrs's own names (a security group rule names a
+//! group by its role, an ASG its load balancer by name); the cloud layer maps
+//! them to cloud ids.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    SecurityGroup,
+    LoadBalancer,
+    DbSubnetGroup,
+    DbParameterGroup,
+    DbInstance,
+    Instance,
+    LaunchConfiguration,
+    LaunchTemplate,
+    AutoScalingGroup,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SecurityGroup => "security_group",
+            Kind::LoadBalancer => "load_balancer",
+            Kind::DbSubnetGroup => "db_subnet_group",
+            Kind::DbParameterGroup => "db_parameter_group",
+            Kind::DbInstance => "db_instance",
+            Kind::Instance => "instance",
+            Kind::LaunchConfiguration => "launch_configuration",
+            Kind::LaunchTemplate => "launch_template",
+            Kind::AutoScalingGroup => "autoscaling_group",
+        }
+    }
+}
+
+/// A resource's place in the environment: `security_group.web`,
+/// `instance.cache[0]`, `db_instance.replica[1]`. Stable across runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Address {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Address { kind, name: name.into() }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.as_str(), self.name)
+    }
+}
+
+/// Where a VPC-bound resource lives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VpcRef {
+    Default,
+    Id(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSource {
+    Cidr(String),
+    /// Another fabrs security group of the same environment, by its group
+    /// key (`lb`, `web`, `worker`…), i.e. `security_group.<key>`.
+    Group(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IngressRule {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub from_port: u16,
+    pub to_port: u16,
+    pub source: RuleSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupSpec {
+    /// The group key: `base`, `lb`, `web`, `worker`, `cache`, `queue`, `db`.
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub vpc: VpcRef,
+    pub ingress: BTreeSet<IngressRule>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ListenerSpec {
+    pub port: u16,
+    /// HTTP, HTTPS, TCP, SSL.
+    pub protocol: String,
+    pub instance_port: u16,
+    pub instance_protocol: String,
+    pub certificate_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckSpec {
+    /// `HTTPS:443/healthcheck.html`.
+    pub target: String,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerSpec {
+    pub name: String,
+    pub listeners: Vec<ListenerSpec>,
+    pub health_check: HealthCheckSpec,
+    /// Group keys (`lb`).
+    pub security_groups: Vec<String>,
+    /// Subnet ids; empty means the default VPC's availability zones.
+    pub subnets: Vec<String>,
+    pub cross_zone: bool,
+    pub idle_timeout_secs: u32,
+    pub tags: Tags,
+}
+
+/// What an instance of a role is launched with: shared by launch
+/// configurations, launch templates and fixed instances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub role: String,
+    pub image_id: String,
+    pub instance_type: String,
+    /// Group keys (`base`, `web`…).
+    pub security_groups: Vec<String>,
+    pub key_name: Option<String>,
+    pub volume_gb: u32,
+    /// SHA-256 of the role's user-data rendered with secret placeholders; the
+    /// real user-data carries it in a `# fabrs:user-data-sha256=` line. `None`:
+    /// known only after apply (it depends on addresses not yet known).
+    pub user_data_sha256: Option<String>,
+    /// The release revision the user-data installs.
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchConfigurationSpec {
+    /// `<project>-<env>-<role>-<revision>-<hash8 of the launch spec>`: the same
+    /// content always gets the same name, so a rerun never makes a duplicate.
+    /// Empty while the launch spec is not fully known.
+    pub name: String,
+    pub launch: LaunchSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateSpec {
+    pub name: String,
+    /// The version's content; its description carries the revision.
+    pub launch: LaunchSpec,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchRef {
+    /// By launch configuration name (as observed; empty in a desired spec
+    /// until the configuration exists).
+    Configuration(String),
+    /// Launch template by name, at a version (observed) or `$Latest`-to-be (desired: None).
+    Template { name: String, version: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoScalingGroupSpec {
+    pub name: String,
+    pub role: String,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub launch: LaunchRef,
+    /// Classic load balancer names.
+    pub load_balancers: Vec<String>,
+    /// Subnet ids (VPCZoneIdentifier); empty: all of the default VPC's zones.
+    pub subnets: Vec<String>,
+    /// `ELB` for web (the load balancer's health decides), `EC2` otherwise.
+    pub health_check_type: String,
+    pub health_check_grace_secs: u32,
+    /// Propagated to instances at launch.
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub role: String,
+    pub index: u32,
+    pub launch: LaunchSpec,
+    /// Registered with the load balancer (fixed web servers).
+    pub load_balancer: Option<String>,
+    pub subnet: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSubnetGroupSpec {
+    pub name: String,
+    pub description: String,
+    /// Empty: the default VPC's subnets.
+    pub subnets: Vec<String>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbParameterGroupSpec {
+    pub name: String,
+    /// e.g. `postgres16`.
+    pub family: String,
+    pub description: String,
+    pub parameters: BTreeMap<String, String>,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbInstanceSpec {
+    pub identifier: String,
+    /// `None` for the master; the master's identifier for a read replica.
+    pub replica_of: Option<String>,
+    pub instance_class: String,
+    pub engine: String,
+    pub engine_version: String,
+    pub storage_gb: u32,
+    pub db_name: String,
+    pub username: String,
+    /// The secret holding the master password (its name, never its value).
+    pub password_secret: String,
+    pub multi_az: bool,
+    pub publicly_accessible: bool,
+    pub backup_retention_days: u32,
+    /// Group keys (`db`).
+    pub security_groups: Vec<String>,
+    pub subnet_group: String,
+    pub parameter_group: String,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Spec {
+    SecurityGroup(SecurityGroupSpec),
+    LoadBalancer(LoadBalancerSpec),
+    DbSubnetGroup(DbSubnetGroupSpec),
+    DbParameterGroup(DbParameterGroupSpec),
+    DbInstance(DbInstanceSpec),
+    Instance(InstanceSpec),
+    LaunchConfiguration(LaunchConfigurationSpec),
+    LaunchTemplate(LaunchTemplateSpec),
+    AutoScalingGroup(AutoScalingGroupSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::SecurityGroup(_) => Kind::SecurityGroup,
+            Spec::LoadBalancer(_) => Kind::LoadBalancer,
+            Spec::DbSubnetGroup(_) => Kind::DbSubnetGroup,
+            Spec::DbParameterGroup(_) => Kind::DbParameterGroup,
+            Spec::DbInstance(_) => Kind::DbInstance,
+            Spec::Instance(_) => Kind::Instance,
+            Spec::LaunchConfiguration(_) => Kind::LaunchConfiguration,
+            Spec::LaunchTemplate(_) => Kind::LaunchTemplate,
+            Spec::AutoScalingGroup(_) => Kind::AutoScalingGroup,
+        }
+    }
+}
+
+/// Runtime facts about an existing resource, not compared by the planner.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// `running`, `available`, `InService`…
+    pub state: String,
+    pub private_ip: Option<String>,
+    /// RDS endpoint address, ELB DNS name.
+    pub endpoint: Option<String>,
+    /// Instances in an ASG or registered with an ELB, with their health.
+    pub members: Vec<Member>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub state: String,
+    /// ELB health: `InService`, `OutOfService`, or empty when not registered.
+    pub health: String,
+    pub launch: String,
+}
+
+/// A resource the account has, proven to be this environment's by its tags
+/// (or, for launch configurations, which cannot carry tags, by the ownership
+/// line in their user-data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub address: Address,
+    /// The cloud's id: `sg-…`, `i-…`, a name for ELBs/ASGs/LCs/RDS.
+    pub id: String,
+    pub spec: Spec,
+    pub status: Status,
+}
+
+/// A resource in the way of one fabrs wants (same name) that fabrs cannot
+/// prove it owns. fabrs never adopts, modifies or deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Foreign {
+    pub address: Address,
+    pub id: String,
+    pub name: String,
+}
+
+/// Everything of one environment that exists, found by tags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub resources: BTreeMap<Address, Observed>,
+    pub foreign: Vec<Foreign>,
+    /// Every owned launch configuration, including ones no group uses (kept
+    /// for rollback; pruned by deploy). Keyed by name.
+    pub launch_configurations: BTreeMap<String, LaunchConfigurationSpec>,
+}
