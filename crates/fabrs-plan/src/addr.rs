@@ -59,18 +59,28 @@ pub fn db_from_tag(tag: &str) -> Option<Address> {
     if tag == "master" {
         return Some(db_master());
     }
-    tag.strip_prefix("replica-").and_then(|n| n.parse().ok()).map(db_replica)
+    tag.strip_prefix("replica-")
+        .and_then(|n| n.parse().ok())
+        .map(db_replica)
 }
 pub fn db_tag(address: &Address) -> String {
     if address.name == "master" {
         "master".into()
     } else {
-        address.name.trim_start_matches("replica[").trim_end_matches(']').parse::<u32>().map(|n| format!("replica-{n}")).unwrap_or_default()
+        address
+            .name
+            .trim_start_matches("replica[")
+            .trim_end_matches(']')
+            .parse::<u32>()
+            .map(|n| format!("replica-{n}"))
+            .unwrap_or_default()
     }
 }
 
 /// Parse the marker lines of a user-data document: (owner, sha256, revision).
-pub fn parse_user_data_markers(user_data: &str) -> (Option<String>, Option<String>, Option<String>) {
+pub fn parse_user_data_markers(
+    user_data: &str,
+) -> (Option<String>, Option<String>, Option<String>) {
     let mut owner = None;
     let mut sha = None;
     let mut revision = None;
@@ -101,6 +111,13 @@ mod tests {
     #[test]
     fn markers() {
         let ud = "#cloud-config\n# fabrs:owner=p/e\n# fabrs:user-data-sha256=abc\n# fabrs:revision=3f9c2e1\nhostname: x\n";
-        assert_eq!(parse_user_data_markers(ud), (Some("p/e".into()), Some("abc".into()), Some("3f9c2e1".into())));
+        assert_eq!(
+            parse_user_data_markers(ud),
+            (
+                Some("p/e".into()),
+                Some("abc".into()),
+                Some("3f9c2e1".into())
+            )
+        );
     }
 }

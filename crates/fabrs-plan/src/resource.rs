@@ -53,7 +53,10 @@ pub struct Address {
 
 impl Address {
     pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Address { kind, name: name.into() }
+        Address {
+            kind,
+            name: name.into(),
+        }
     }
 }
 
@@ -177,7 +180,10 @@ pub enum LaunchRef {
     /// until the configuration exists).
     Configuration(String),
     /// Launch template by name, at a version (observed) or `$Latest`-to-be (desired: None).
-    Template { name: String, version: Option<String> },
+    Template {
+        name: String,
+        version: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,353 @@
+//! The desired state: what the account should hold for an environment.
+
+use std::collections::BTreeMap;
+
+use fabrs_config::network::{role_groups, security_groups};
+use fabrs_config::{Environment, Launch, RoleKind, Scaling, Source};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::addr::{self, TAG_DB_ROLE, TAG_GROUP, TAG_INDEX, TAG_NAME, TAG_REVISION};
+use crate::resource::*;
+
+/// What the caller knows about each role's user-data: its fingerprint (None
+/// while it depends on addresses that do not exist yet) and the revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleLaunch {
+    pub user_data_sha256: Option<String>,
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desired {
+    pub resources: BTreeMap<Address, Spec>,
+}
+
+impl Desired {
+    /// Every resource's cloud name (to find look-alikes that are in the way).
+    pub fn names(&self) -> BTreeMap<Address, String> {
+        self.resources
+            .iter()
+            .filter_map(|(a, s)| name_of(s).map(|n| (a.clone(), n)))
+            .collect()
+    }
+}
+
+pub fn name_of(spec: &Spec) -> Option<String> {
+    Some(match spec {
+        Spec::SecurityGroup(s) => s.name.clone(),
+        Spec::LoadBalancer(s) => s.name.clone(),
+        Spec::DbSubnetGroup(s) => s.name.clone(),
+        Spec::DbParameterGroup(s) => s.name.clone(),
+        Spec::DbInstance(s) => s.identifier.clone(),
+        Spec::Instance(s) => s.tags.get(TAG_NAME)?.clone(),
+        Spec::LaunchConfiguration(_) => return None,
+        Spec::LaunchTemplate(s) => s.name.clone(),
+        Spec::AutoScalingGroup(s) => s.name.clone(),
+    })
+}
+
+pub fn base(env: &Environment) -> String {
+    format!("{}-{}", env.project, env.name)
+}
+
+/// Classic ELB names: at most 32 characters, letters, digits and hyphens.
+pub fn load_balancer_name(env: &Environment) -> String {
+    let mut n = base(env);
+    n.truncate(32);
+    n.trim_end_matches('-').to_string()
+}
+
+pub fn launch_configuration_prefix(env: &Environment) -> String {
+    format!("{}-", base(env))
+}
+
+/// `<project>-<env>-<role>-<revision>-<hash8>`: the revision readable, the same
+/// content always the same name. Empty while the content is not fully known.
+pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> String {
+    if launch.user_data_sha256.is_none() {
+        return String::new();
+    }
+    let digest = Sha256::digest(serde_json::to_vec(launch).expect("specs serialize"));
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{hash}", base(env), launch.role, launch.revision)
+}
+
+fn tags(env: &Environment, role: Option<&str>, name: &str, extra: &[(&str, String)]) -> Tags {
+    let mut t: Tags = env.ownership_tags();
+    if let Some(r) = role {
+        t.insert(fabrs_config::TAG_ROLE.into(), r.into());
+    }
+    t.insert(TAG_NAME.into(), name.into());
+    for (k, v) in extra {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+fn vpc(env: &Environment) -> VpcRef {
+    match &env.network.vpc {
+        fabrs_config::Vpc::Default => VpcRef::Default,
+        fabrs_config::Vpc::Id(id) => VpcRef::Id(id.clone()),
+    }
+}
+
+pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch>) -> Desired {
+    let mut r: BTreeMap<Address, Spec> = BTreeMap::new();
+    let b = base(env);
+
+    for g in security_groups(env) {
+        let key = g.group.as_str().to_string();
+        let ingress = g
+            .ingress
+            .iter()
+            .map(|i| IngressRule {
+                protocol: i.protocol.as_str().into(),
+                from_port: i.from_port,
+                to_port: i.to_port,
+                source: match &i.source {
+                    Source::Cidr(c) => RuleSource::Cidr(c.to_string()),
+                    Source::Group(g) => RuleSource::Group(g.as_str().into()),
+                },
+            })
+            .collect();
+        r.insert(
+            addr::security_group(&key),
+            Spec::SecurityGroup(SecurityGroupSpec {
+                tags: tags(env, None, &g.name, &[(TAG_GROUP, key.clone())]),
+                key,
+                name: g.name,
+                description: g.description,
+                vpc: vpc(env),
+                ingress,
+            }),
+        );
+    }
+
+    let lb_name = load_balancer_name(env);
+    let lb = &env.load_balancer;
+    r.insert(
+        addr::load_balancer(),
+        Spec::LoadBalancer(LoadBalancerSpec {
+            name: lb_name.clone(),
+            listeners: lb
+                .listeners
+                .iter()
+                .map(|l| ListenerSpec {
+                    port: l.port,
+                    protocol: l.protocol.as_str().into(),
+                    instance_port: l.instance_port,
+                    instance_protocol: l.instance_protocol.as_str().into(),
+                    certificate_arn: l.certificate_arn.clone(),
+                })
+                .collect(),
+            health_check: HealthCheckSpec {
+                target: lb.health_check.target.clone(),
+                interval_secs: lb.health_check.interval.as_secs() as u32,
+                timeout_secs: lb.health_check.timeout.as_secs() as u32,
+                healthy_threshold: lb.health_check.healthy_threshold,
+                unhealthy_threshold: lb.health_check.unhealthy_threshold,
+            },
+            security_groups: vec!["lb".into()],
+            subnets: env.network.subnets.clone(),
+            cross_zone: lb.cross_zone,
+            idle_timeout_secs: lb.idle_timeout.as_secs() as u32,
+            tags: tags(env, None, &lb_name, &[]),
+        }),
+    );
+
+    let db = &env.database;
+    let major = db.engine_version.split('.').next().unwrap_or("16");
+    let subnet_group = format!("{b}-db");
+    let param_group = format!("{b}-postgres{major}");
+    r.insert(
+        addr::db_subnet_group(),
+        Spec::DbSubnetGroup(DbSubnetGroupSpec {
+            name: subnet_group.clone(),
+            description: format!("{} {} database", env.project, env.name),
+            subnets: env.network.subnets.clone(),
+            tags: tags(env, None, &subnet_group, &[]),
+        }),
+    );
+    r.insert(
+        addr::db_parameter_group(),
+        Spec::DbParameterGroup(DbParameterGroupSpec {
+            name: param_group.clone(),
+            family: format!("postgres{major}"),
+            description: format!("{} {} database parameters", env.project, env.name),
+            parameters: db.parameters.clone(),
+            tags: tags(env, None, &param_group, &[]),
+        }),
+    );
+    let master_id = format!("{b}-db");
+    let db_spec =
+        |identifier: String, replica_of: Option<String>, class: &str, tag: String| DbInstanceSpec {
+            tags: tags(env, None, &identifier, &[(TAG_DB_ROLE, tag)]),
+            identifier,
+            replica_of,
+            instance_class: class.into(),
+            engine: db.engine.clone(),
+            engine_version: db.engine_version.clone(),
+            storage_gb: db.storage_gb,
+            db_name: db.name.clone(),
+            username: db.username.clone(),
+            password_secret: db.password_secret.clone(),
+            multi_az: db.multi_az,
+            publicly_accessible: db.publicly_accessible.value,
+            backup_retention_days: db.backup_retention_days,
+            security_groups: vec!["db".into()],
+            subnet_group: subnet_group.clone(),
+            parameter_group: param_group.clone(),
+        };
+    r.insert(
+        addr::db_master(),
+        Spec::DbInstance(db_spec(
+            master_id.clone(),
+            None,
+            &db.instance_class,
+            "master".into(),
+        )),
+    );
+    for n in 0..db.replicas {
+        let mut spec = db_spec(
+            format!("{b}-db-replica-{n}"),
+            Some(master_id.clone()),
+            &db.replica_instance_class,
+            format!("replica-{n}"),
+        );
+        // Replicas take their storage, backups and multi-AZ from the master.
+        spec.backup_retention_days = 0;
+        spec.multi_az = false;
+        r.insert(addr::db_replica(n), Spec::DbInstance(spec));
+    }
+
+    for (kind, role) in &env.roles {
+        let name = kind.as_str();
+        let launch_info = launches.get(kind).cloned().unwrap_or(RoleLaunch {
+            user_data_sha256: None,
+            revision: "none".into(),
+        });
+        let launch = LaunchSpec {
+            role: name.into(),
+            image_id: role.ami.clone(),
+            instance_type: role.instance_type.clone(),
+            security_groups: role_groups(env, *kind)
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            key_name: env.ssh.key_name.clone(),
+            volume_gb: role.volume_gb,
+            user_data_sha256: launch_info.user_data_sha256.clone(),
+            revision: launch_info.revision.clone(),
+        };
+        let on_lb = *kind == RoleKind::Web;
+        match role.scaling {
+            Scaling::Auto {
+                min,
+                max,
+                desired,
+                launch: how,
+            } => {
+                let group_name = format!("{b}-{name}");
+                let launch_ref = match how {
+                    Launch::Configuration => {
+                        let lc_name = launch_configuration_name(env, &launch);
+                        r.insert(
+                            addr::launch_configuration(name),
+                            Spec::LaunchConfiguration(LaunchConfigurationSpec {
+                                name: lc_name.clone(),
+                                launch: launch.clone(),
+                            }),
+                        );
+                        LaunchRef::Configuration(lc_name)
+                    }
+                    Launch::Template => {
+                        r.insert(
+                            addr::launch_template(name),
+                            Spec::LaunchTemplate(LaunchTemplateSpec {
+                                name: group_name.clone(),
+                                launch: launch.clone(),
+                                tags: tags(env, Some(name), &group_name, &[]),
+                            }),
+                        );
+                        LaunchRef::Template {
+                            name: group_name.clone(),
+                            version: None,
+                        }
+                    }
+                };
+                r.insert(
+                    addr::autoscaling_group(name),
+                    Spec::AutoScalingGroup(AutoScalingGroupSpec {
+                        name: group_name.clone(),
+                        role: name.into(),
+                        min,
+                        max,
+                        desired,
+                        launch: launch_ref,
+                        load_balancers: if on_lb { vec![lb_name.clone()] } else { vec![] },
+                        subnets: env.network.subnets.clone(),
+                        health_check_type: if on_lb { "ELB".into() } else { "EC2".into() },
+                        health_check_grace_secs: 300,
+                        tags: tags(
+                            env,
+                            Some(name),
+                            &format!("{b}-{name}"),
+                            &[(TAG_REVISION, launch.revision.clone())],
+                        ),
+                    }),
+                );
+            }
+            Scaling::Fixed { count } => {
+                for i in 0..count {
+                    let inst_name = format!("{b}-{name}-{i}");
+                    let subnet = (!env.network.subnets.is_empty()).then(|| {
+                        env.network.subnets[i as usize % env.network.subnets.len()].clone()
+                    });
+                    r.insert(
+                        addr::instance(name, i),
+                        Spec::Instance(InstanceSpec {
+                            role: name.into(),
+                            index: i,
+                            launch: launch.clone(),
+                            load_balancer: on_lb.then(|| lb_name.clone()),
+                            subnet,
+                            tags: tags(
+                                env,
+                                Some(name),
+                                &inst_name,
+                                &[
+                                    (TAG_INDEX, i.to_string()),
+                                    (TAG_REVISION, launch.revision.clone()),
+                                ],
+                            ),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+    Desired { resources: r }
+}
+
+/// Whether every attribute of a spec is known (user-data fingerprints depend
+/// on addresses of resources that may not exist yet).
+pub fn is_known(spec: &Spec) -> bool {
+    match spec {
+        Spec::Instance(s) => s.launch.user_data_sha256.is_some(),
+        Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
+        Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
+        Spec::AutoScalingGroup(s) => {
+            !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty())
+        }
+        _ => true,
+    }
+}
+
+/// SHA-256 of a text, hex.
+pub fn sha256_hex(text: &[u8]) -> String {
+    Sha256::digest(text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

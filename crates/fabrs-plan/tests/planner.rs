@@ -1,0 +1,322 @@
+//! Properties of the planner, over many variants of the shipped environments.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fabrs_config::{Environment, Launch, RoleKind, Scaling};
+use fabrs_plan::desired::{Desired, RoleLaunch, desired_state};
+use fabrs_plan::plan::{Action, plan};
+use fabrs_plan::resource::*;
+use proptest::prelude::*;
+
+fn load(name: &str) -> Environment {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../environments")
+        .join(format!("{name}.yaml"));
+    fabrs_config::load_file(&p).unwrap()
+}
+
+/// A variant of an environment: sizes, types, replicas, launch kinds, revision.
+#[derive(Clone, Debug)]
+struct Variant {
+    web: (u32, u32, u32),
+    worker_fixed: Option<u32>,
+    template: bool,
+    itype: usize,
+    replicas: u32,
+    db_class: usize,
+    revision: usize,
+    cache_ud: usize,
+    extra_param: bool,
+}
+
+fn variant() -> impl Strategy<Value = Variant> {
+    (
+        (1u32..4, 0u32..4, 0u32..3),
+        proptest::option::of(1u32..3),
+        any::<bool>(),
+        0usize..3,
+        0u32..3,
+        0usize..2,
+        0usize..3,
+        0usize..2,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                (min, extra, d),
+                worker_fixed,
+                template,
+                itype,
+                replicas,
+                db_class,
+                revision,
+                cache_ud,
+                extra_param,
+            )| Variant {
+                web: (min, min + extra, min + d.min(extra)),
+                worker_fixed,
+                template,
+                itype,
+                replicas,
+                db_class,
+                revision,
+                cache_ud,
+                extra_param,
+            },
+        )
+}
+
+fn apply_variant(base: &Environment, v: &Variant) -> (Environment, BTreeMap<RoleKind, RoleLaunch>) {
+    let mut env = base.clone();
+    let launch = if v.template {
+        Launch::Template
+    } else {
+        Launch::Configuration
+    };
+    let web = env.roles.get_mut(&RoleKind::Web).unwrap();
+    web.scaling = Scaling::Auto {
+        min: v.web.0,
+        max: v.web.1,
+        desired: v.web.2,
+        launch,
+    };
+    web.instance_type = ["t3.small", "t3.medium", "m6i.large"][v.itype].into();
+    if let Some(n) = v.worker_fixed {
+        env.roles.get_mut(&RoleKind::Worker).unwrap().scaling = Scaling::Fixed { count: n };
+    }
+    env.database.replicas = v.replicas;
+    env.database.instance_class = ["db.t3.micro", "db.t3.small"][v.db_class].into();
+    if v.extra_param {
+        env.database
+            .parameters
+            .insert("log_min_duration_statement".into(), "500".into());
+    }
+    let rev = ["3f9c2e1", "a1b2c3d", "none"][v.revision];
+    let launches = RoleKind::ALL
+        .iter()
+        .map(|r| {
+            let ud = if *r == RoleKind::Cache {
+                format!("cache-{}", v.cache_ud)
+            } else {
+                format!("{r}-{rev}")
+            };
+            (
+                *r,
+                RoleLaunch {
+                    user_data_sha256: Some(ud),
+                    revision: rev.into(),
+                },
+            )
+        })
+        .collect();
+    (env, launches)
+}
+
+/// What the account would hold after applying a plan perfectly.
+fn simulate(desired: &Desired, inventory: &Inventory, p: &fabrs_plan::plan::Plan) -> Inventory {
+    let mut after = inventory.clone();
+    for c in &p.changes {
+        match c.action {
+            Action::Create | Action::Update | Action::Replace => {
+                let spec = desired.resources[&c.address].clone();
+                after.resources.insert(
+                    c.address.clone(),
+                    Observed {
+                        address: c.address.clone(),
+                        id: format!("id-{}", c.address),
+                        spec,
+                        status: Status::default(),
+                    },
+                );
+            }
+            Action::Delete => {
+                after.resources.remove(&c.address);
+            }
+        }
+    }
+    after
+}
+
+fn observed_from(desired: &Desired) -> Inventory {
+    let mut inv = Inventory::default();
+    for (a, s) in &desired.resources {
+        inv.resources.insert(
+            a.clone(),
+            Observed {
+                address: a.clone(),
+                id: format!("id-{a}"),
+                spec: s.clone(),
+                status: Status::default(),
+            },
+        );
+    }
+    inv
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Planning against the result of applying a plan yields an empty plan,
+    /// from any starting point (empty, another variant, a partial one).
+    #[test]
+    fn applying_a_plan_converges(a in variant(), b in variant(), keep in proptest::collection::vec(any::<bool>(), 64)) {
+        for base in [load("staging"), load("production")] {
+            let (env_a, la) = apply_variant(&base, &a);
+            let (env_b, lb) = apply_variant(&base, &b);
+            let mut current = observed_from(&desired_state(&env_a, &la));
+            // Some resources missing (never created, or deleted out of band).
+            let addrs: Vec<Address> = current.resources.keys().cloned().collect();
+            for (i, addr) in addrs.iter().enumerate() {
+                if !keep[i % keep.len()] {
+                    current.resources.remove(addr);
+                }
+            }
+            let desired = desired_state(&env_b, &lb);
+            let p = plan("myproject", &base.name, &desired, &current);
+            prop_assert!(p.conflicts.iter().all(|c| c.address.kind == Kind::DbInstance), "{:?}", p.conflicts);
+            if !p.conflicts.is_empty() { continue; }
+            let after = simulate(&desired, &current, &p);
+            let again = plan("myproject", &base.name, &desired, &after);
+            prop_assert!(again.changes.is_empty(), "not converged: {:#?}", again.changes.iter().map(|c| (&c.address, c.action, &c.reason)).collect::<Vec<_>>());
+            // Deterministic: the same inputs give the same plan, byte for byte.
+            prop_assert_eq!(serde_json::to_string(&p).unwrap(), serde_json::to_string(&plan("myproject", &base.name, &desired, &current)).unwrap());
+        }
+    }
+
+    /// A look-alike that fabrs cannot prove it owns is never changed or
+    /// deleted: it becomes a conflict, and nothing acts on its address.
+    #[test]
+    fn foreign_resources_are_never_touched(a in variant(), pick in 0usize..40) {
+        let base = load("staging");
+        let (env, l) = apply_variant(&base, &a);
+        let desired = desired_state(&env, &l);
+        let addrs: Vec<&Address> = desired.resources.keys().filter(|a| a.kind != Kind::LaunchConfiguration).collect();
+        let target = addrs[pick % addrs.len()].clone();
+        let mut inv = observed_from(&desired);
+        inv.resources.remove(&target);
+        inv.foreign.push(Foreign { address: target.clone(), id: "foreign-1".into(), name: "look-alike".into() });
+        let p = plan("myproject", "staging", &desired, &inv);
+        prop_assert!(p.changes.iter().all(|c| c.address != target && c.id.as_deref() != Some("foreign-1")));
+        prop_assert!(p.conflicts.iter().any(|c| c.address == target));
+    }
+}
+
+#[test]
+fn a_database_is_never_replaced() {
+    let env = load("staging");
+    let (_, l) = apply_variant(
+        &env,
+        &Variant {
+            web: (2, 4, 2),
+            worker_fixed: None,
+            template: false,
+            itype: 0,
+            replicas: 1,
+            db_class: 0,
+            revision: 0,
+            cache_ud: 0,
+            extra_param: false,
+        },
+    );
+    let desired = desired_state(&env, &l);
+    let mut inv = observed_from(&desired);
+    if let Some(Observed {
+        spec: Spec::DbInstance(db),
+        ..
+    }) = inv.resources.get_mut(&fabrs_plan::addr::db_master())
+    {
+        db.username = "someone_else".into();
+    }
+    let p = plan("myproject", "staging", &desired, &inv);
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| c.address != fabrs_plan::addr::db_master())
+    );
+    assert_eq!(p.conflicts.len(), 1);
+    assert!(
+        p.conflicts[0].message.contains("never replaces a database"),
+        "{}",
+        p.conflicts[0].message
+    );
+}
+
+#[test]
+fn drift_is_an_update_with_the_attribute_named() {
+    let env = load("staging");
+    let (_, l) = apply_variant(
+        &env,
+        &Variant {
+            web: (2, 4, 2),
+            worker_fixed: None,
+            template: false,
+            itype: 0,
+            replicas: 1,
+            db_class: 0,
+            revision: 0,
+            cache_ud: 0,
+            extra_param: false,
+        },
+    );
+    let desired = desired_state(&env, &l);
+    let mut inv = observed_from(&desired);
+    if let Some(Observed {
+        spec: Spec::SecurityGroup(sg),
+        ..
+    }) = inv
+        .resources
+        .get_mut(&fabrs_plan::addr::security_group("web"))
+    {
+        sg.ingress.insert(IngressRule {
+            protocol: "tcp".into(),
+            from_port: 22,
+            to_port: 22,
+            source: RuleSource::Cidr("0.0.0.0/0".into()),
+        });
+    }
+    if let Some(Observed {
+        spec: Spec::AutoScalingGroup(asg),
+        ..
+    }) = inv
+        .resources
+        .get_mut(&fabrs_plan::addr::autoscaling_group("web"))
+    {
+        asg.desired = 3;
+    }
+    inv.resources.remove(&fabrs_plan::addr::db_replica(0));
+    let p = plan("myproject", "staging", &desired, &inv);
+    let text = fabrs_plan::display::human(&p);
+    insta::assert_snapshot!("drift_plan", text);
+    assert_eq!(p.summary(), (1, 2, 0));
+}
+
+#[test]
+fn plan_from_empty_account() {
+    let env = load("staging");
+    let launches: BTreeMap<RoleKind, RoleLaunch> = [(
+        RoleKind::Cache,
+        RoleLaunch {
+            user_data_sha256: Some("c0ffee".into()),
+            revision: "none".into(),
+        },
+    )]
+    .into_iter()
+    .collect();
+    let desired = desired_state(&env, &launches);
+    let p = plan("myproject", "staging", &desired, &Inventory::default());
+    assert!(p.changes.iter().all(|c| c.action == Action::Create));
+    let text = fabrs_plan::display::human(&p);
+    assert!(
+        text.contains("(known after apply)"),
+        "web and worker user-data depend on the cache and database addresses"
+    );
+    assert!(text.contains("+ master_password = (sensitive)"));
+    insta::assert_snapshot!("empty_account_plan", text);
+    let json = fabrs_plan::display::json(&p);
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(
+        json["summary"]["add"].as_u64().unwrap() as usize,
+        p.changes.len()
+    );
+}
