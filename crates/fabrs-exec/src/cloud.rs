@@ -64,8 +64,18 @@ pub struct CloudError {
 }
 
 impl CloudError {
-    pub fn new(kind: ErrorKind, operation: impl Into<String>, resource: impl Into<String>, message: impl Into<String>) -> Self {
-        CloudError { kind, operation: operation.into(), resource: resource.into(), message: message.into() }
+    pub fn new(
+        kind: ErrorKind,
+        operation: impl Into<String>,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        CloudError {
+            kind,
+            operation: operation.into(),
+            resource: resource.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -85,15 +95,26 @@ pub trait Cloud: Send + Sync {
     /// (`fabrs:project`, `fabrs:environment`, `managed-by: fabrs`), one
     /// Describe call (plus pages) per resource type, run concurrently; plus
     /// look-alikes (same name, not provably fabrs's) as `Inventory::foreign`.
-    fn discover(&self, scope: &Scope) -> impl Future<Output = Result<Inventory, CloudError>> + Send;
+    fn discover(&self, scope: &Scope)
+    -> impl Future<Output = Result<Inventory, CloudError>> + Send;
 
     /// Create the resource, tagged at creation. Must be safe to call again
     /// after a crash: a resource of the same name that is provably this
     /// environment's is adopted (returned), anything else is an error.
-    fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+    fn create(
+        &self,
+        address: &Address,
+        spec: &Spec,
+        ctx: &ApplyCtx,
+    ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 
     /// Bring an existing resource to `desired` in place.
-    fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+    fn update(
+        &self,
+        current: &Observed,
+        desired: &Spec,
+        ctx: &ApplyCtx,
+    ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 
     /// Delete a resource fabrs owns. Deleting something already gone is success.
     fn delete(&self, current: &Observed) -> impl Future<Output = Result<(), CloudError>> + Send;
@@ -101,5 +122,11 @@ pub trait Cloud: Send + Sync {
     /// Wait until the resource is usable (an instance running with a private
     /// address, a database available with an endpoint) or gone (`gone = true`),
     /// reporting progress; fails with `ErrorKind::Timeout` naming what it waited for.
-    fn wait(&self, current: &Observed, gone: bool, timeout: Duration, progress: Progress<'_>) -> impl Future<Output = Result<Observed, CloudError>> + Send;
+    fn wait(
+        &self,
+        current: &Observed,
+        gone: bool,
+        timeout: Duration,
+        progress: Progress<'_>,
+    ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 }

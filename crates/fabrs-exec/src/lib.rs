@@ -1,5 +1,7 @@
 //! fabrs-exec: the `Cloud` trait and the drivers that carry out plans.
 
+pub mod apply;
 pub mod cloud;
+pub mod ops;
 
 pub use cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};

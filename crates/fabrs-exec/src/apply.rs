@@ -1,0 +1,380 @@
+//! The apply driver: carries out a plan's changes against a `Cloud`, in
+//! dependency order, a bounded number at once. It decides nothing the plan
+//! did not: it orders, waits, and reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fabrs_config::secrets::SecretValue;
+use fabrs_plan::desired::is_known;
+use fabrs_plan::plan::{Action, Change, Plan};
+use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
+use futures::StreamExt;
+
+use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind};
+
+/// The order kinds are created in; deletion runs it backwards.
+const CREATE_ORDER: [&[Kind]; 6] = [
+    &[Kind::SecurityGroup],
+    &[
+        Kind::LoadBalancer,
+        Kind::DbSubnetGroup,
+        Kind::DbParameterGroup,
+    ],
+    &[Kind::DbInstance],
+    &[Kind::Instance],
+    &[Kind::LaunchConfiguration, Kind::LaunchTemplate],
+    &[Kind::AutoScalingGroup],
+];
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Changes run at once within a step of the dependency order.
+    pub concurrency: usize,
+    /// Longest wait for an instance to run or a resource to go away.
+    pub instance_timeout: Duration,
+    /// Longest wait for a database to become available.
+    pub database_timeout: Duration,
+    /// The database master's password (needed to create it).
+    pub db_password: Option<SecretValue>,
+    /// Full user-data per role (secrets resolved, marker lines included), for
+    /// roles whose user-data is fully known in this pass.
+    pub user_data: BTreeMap<String, String>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            concurrency: 4,
+            instance_timeout: Duration::from_secs(600),
+            database_timeout: Duration::from_secs(2400),
+            db_password: None,
+            user_data: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the driver tells the caller as it goes (for progress output).
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started {
+        address: Address,
+        action: Action,
+    },
+    Waiting {
+        address: Address,
+        status: String,
+    },
+    Finished {
+        address: Address,
+        action: Action,
+        id: String,
+    },
+    Deferred {
+        address: Address,
+        why: String,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ApplyReport {
+    pub applied: Vec<(Address, Action)>,
+    pub deferred: Vec<Address>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} change(s) failed: {}", .failures.len(), .failures.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct ApplyError {
+    pub failures: Vec<(Address, CloudError)>,
+    pub report: ApplyReport,
+}
+
+fn role_of(spec: &Spec) -> Option<&str> {
+    match spec {
+        Spec::Instance(s) => Some(&s.launch.role),
+        Spec::LaunchConfiguration(s) => Some(&s.launch.role),
+        Spec::LaunchTemplate(s) => Some(&s.launch.role),
+        _ => None,
+    }
+}
+
+/// Why a change cannot run in this pass, if it cannot.
+fn blocked(change: &Change, deferred: &BTreeSet<Address>, opts: &ApplyOptions) -> Option<String> {
+    let spec = change.desired.as_ref()?;
+    if !is_known(spec) {
+        return Some("its user-data depends on addresses not known yet".into());
+    }
+    if let Some(role) = role_of(spec) {
+        if !opts.user_data.contains_key(role) {
+            return Some(format!("the {role} user-data is not rendered yet"));
+        }
+    }
+    if let Spec::AutoScalingGroup(asg) = spec {
+        let dep = match &asg.launch {
+            LaunchRef::Configuration(_) => fabrs_plan::addr::launch_configuration(&asg.role),
+            LaunchRef::Template { .. } => fabrs_plan::addr::launch_template(&asg.role),
+        };
+        if deferred.contains(&dep) {
+            return Some(format!("{dep} is deferred"));
+        }
+    }
+    None
+}
+
+/// Apply a plan. `inventory` is the one the plan was made against (ids of
+/// existing resources come from it).
+pub async fn apply<C: Cloud>(
+    cloud: &C,
+    plan: &Plan,
+    inventory: &Inventory,
+    opts: &ApplyOptions,
+    events: &(dyn Fn(Event) + Send + Sync),
+) -> Result<ApplyReport, ApplyError> {
+    let mut ids: BTreeMap<Address, String> = inventory
+        .resources
+        .iter()
+        .map(|(a, o)| (a.clone(), o.id.clone()))
+        .collect();
+    let mut report = ApplyReport::default();
+    let mut deferred: BTreeSet<Address> = BTreeSet::new();
+
+    // Creates, updates and replacements, in dependency order.
+    for step in CREATE_ORDER {
+        let mut runnable = Vec::new();
+        for change in plan
+            .changes
+            .iter()
+            .filter(|c| step.contains(&c.address.kind) && c.action != Action::Delete)
+        {
+            if let Some(why) = blocked(change, &deferred, opts) {
+                deferred.insert(change.address.clone());
+                events(Event::Deferred {
+                    address: change.address.clone(),
+                    why,
+                });
+                continue;
+            }
+            runnable.push(change);
+        }
+        let ctx_ids = ids.clone();
+        let results: Vec<(Address, Action, Result<Observed, CloudError>)> =
+            futures::stream::iter(runnable)
+                .map(|change| {
+                    let ids = ctx_ids.clone();
+                    async move {
+                        let r = run_change(cloud, change, ids, opts, events).await;
+                        (change.address.clone(), change.action, r)
+                    }
+                })
+                .buffer_unordered(opts.concurrency.max(1))
+                .collect()
+                .await;
+        let mut failures = Vec::new();
+        for (address, action, r) in results {
+            match r {
+                Ok(o) => {
+                    ids.insert(address.clone(), o.id.clone());
+                    events(Event::Finished {
+                        address: address.clone(),
+                        action,
+                        id: o.id,
+                    });
+                    report.applied.push((address, action));
+                }
+                Err(e) => failures.push((address, e)),
+            }
+        }
+        // Security groups are created without rules that name groups not yet
+        // made; now that all exist, bring every touched group's rules in line.
+        if step == CREATE_ORDER[0] && failures.is_empty() {
+            let touched: Vec<&Change> = plan
+                .changes
+                .iter()
+                .filter(|c| c.address.kind == Kind::SecurityGroup && c.action != Action::Delete)
+                .collect();
+            let ids_now = ids.clone();
+            let rule_results: Vec<(Address, Result<Observed, CloudError>)> =
+                futures::stream::iter(touched)
+                    .map(|change| {
+                        let ctx = ApplyCtx {
+                            ids: ids_now.clone(),
+                            ..Default::default()
+                        };
+                        async move {
+                            let desired = change
+                                .desired
+                                .as_ref()
+                                .expect("non-delete changes carry a spec");
+                            let current = Observed {
+                                address: change.address.clone(),
+                                id: ctx.ids.get(&change.address).cloned().unwrap_or_default(),
+                                spec: desired.clone(),
+                                status: Default::default(),
+                            };
+                            (
+                                change.address.clone(),
+                                cloud.update(&current, desired, &ctx).await,
+                            )
+                        }
+                    })
+                    .buffer_unordered(opts.concurrency.max(1))
+                    .collect()
+                    .await;
+            for (address, r) in rule_results {
+                if let Err(e) = r {
+                    failures.push((address, e));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            report.deferred = deferred.into_iter().collect();
+            return Err(ApplyError { failures, report });
+        }
+    }
+
+    // Deletions, in reverse dependency order.
+    for step in CREATE_ORDER.iter().rev() {
+        let doomed: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| step.contains(&c.address.kind) && c.action == Action::Delete)
+            .collect();
+        let results: Vec<(Address, Result<(), CloudError>)> = futures::stream::iter(doomed)
+            .map(|change| async move {
+                events(Event::Started {
+                    address: change.address.clone(),
+                    action: Action::Delete,
+                });
+                let current = change
+                    .current
+                    .as_ref()
+                    .expect("deletes carry the current resource");
+                let r = delete_and_wait(cloud, current, opts, events).await;
+                (change.address.clone(), r)
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (address, r) in results {
+            match r {
+                Ok(()) => {
+                    events(Event::Finished {
+                        address: address.clone(),
+                        action: Action::Delete,
+                        id: String::new(),
+                    });
+                    report.applied.push((address, Action::Delete));
+                }
+                Err(e) => failures.push((address, e)),
+            }
+        }
+        if !failures.is_empty() {
+            report.deferred = deferred.into_iter().collect();
+            return Err(ApplyError { failures, report });
+        }
+    }
+    report.deferred = deferred.into_iter().collect();
+    Ok(report)
+}
+
+fn timeout_for(kind: Kind, opts: &ApplyOptions) -> Duration {
+    if kind == Kind::DbInstance {
+        opts.database_timeout
+    } else {
+        opts.instance_timeout
+    }
+}
+
+/// Delete, then wait until it is gone where later steps depend on that
+/// (instances before their groups, replicas before their master).
+pub async fn delete_and_wait<C: Cloud>(
+    cloud: &C,
+    current: &Observed,
+    opts: &ApplyOptions,
+    events: &(dyn Fn(Event) + Send + Sync),
+) -> Result<(), CloudError> {
+    cloud.delete(current).await?;
+    if matches!(
+        current.address.kind,
+        Kind::Instance | Kind::DbInstance | Kind::AutoScalingGroup | Kind::LoadBalancer
+    ) {
+        let address = current.address.clone();
+        let progress = move |s: &str| {
+            events(Event::Waiting {
+                address: address.clone(),
+                status: s.to_string(),
+            })
+        };
+        match cloud
+            .wait(
+                current,
+                true,
+                timeout_for(current.address.kind, opts),
+                &progress,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn run_change<C: Cloud>(
+    cloud: &C,
+    change: &Change,
+    ids: BTreeMap<Address, String>,
+    opts: &ApplyOptions,
+    events: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Observed, CloudError> {
+    let spec = change
+        .desired
+        .as_ref()
+        .expect("non-delete changes carry a spec");
+    events(Event::Started {
+        address: change.address.clone(),
+        action: change.action,
+    });
+    let ctx = ApplyCtx {
+        ids,
+        user_data: role_of(spec).and_then(|r| opts.user_data.get(r).cloned()),
+        db_password: match spec {
+            Spec::DbInstance(db) if db.replica_of.is_none() => opts.db_password.clone(),
+            _ => None,
+        },
+    };
+    let observed = match (change.action, &change.current) {
+        (Action::Update, Some(current)) => cloud.update(current, spec, &ctx).await?,
+        // A new launch configuration; the current one stays for rollback.
+        (Action::Replace, Some(_)) if change.address.kind == Kind::LaunchConfiguration => {
+            cloud.create(&change.address, spec, &ctx).await?
+        }
+        (Action::Replace, Some(current)) => {
+            delete_and_wait(cloud, current, opts, events).await?;
+            cloud.create(&change.address, spec, &ctx).await?
+        }
+        _ => cloud.create(&change.address, spec, &ctx).await?,
+    };
+    // Later steps need running instances (their addresses) and available databases.
+    if matches!(change.address.kind, Kind::Instance | Kind::DbInstance) {
+        let address = change.address.clone();
+        let progress = move |s: &str| {
+            events(Event::Waiting {
+                address: address.clone(),
+                status: s.to_string(),
+            })
+        };
+        return cloud
+            .wait(
+                &observed,
+                false,
+                timeout_for(change.address.kind, opts),
+                &progress,
+            )
+            .await;
+    }
+    Ok(observed)
+}

@@ -1,0 +1,264 @@
+//! The environment operations behind `plan`, `create-env`, `status` and
+//! `destroy-env`, generic over the cloud.
+
+use std::collections::BTreeMap;
+
+use fabrs_config::secrets::Secrets;
+use fabrs_config::{Environment, RoleKind};
+use fabrs_plan::addr;
+use fabrs_plan::desired::{
+    Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex,
+};
+use fabrs_plan::plan::{Action, Change, Plan, plan};
+use fabrs_plan::resource::{
+    Address, Inventory, Kind, LaunchConfigurationSpec, Observed, Spec, Status, VpcRef,
+};
+use fabrs_render::{Facts, Options, Renderer, SecretMode};
+
+use crate::apply::{ApplyError, ApplyOptions, ApplyReport, Event, apply};
+use crate::cloud::{Cloud, CloudError, Scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Render(#[from] fabrs_render::RenderError),
+    #[error("the plan has conflicts: {0}")]
+    Conflicts(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn scope(env: &Environment, desired: &Desired) -> Scope {
+    Scope {
+        project: env.project.clone(),
+        environment: env.name.clone(),
+        region: env.region.clone(),
+        vpc: match &env.network.vpc {
+            fabrs_config::Vpc::Default => VpcRef::Default,
+            fabrs_config::Vpc::Id(id) => VpcRef::Id(id.clone()),
+        },
+        names: desired.names(),
+        launch_configuration_prefix: launch_configuration_prefix(env),
+    }
+}
+
+/// Addresses the app servers' user-data needs, from what exists.
+pub fn facts(env: &Environment, inventory: &Inventory) -> Option<Facts> {
+    let endpoint = |a: &Address| {
+        inventory
+            .resources
+            .get(a)
+            .and_then(|o| o.status.endpoint.clone())
+    };
+    let db_master_host = endpoint(&addr::db_master())?;
+    let db_replica_host = if env.database.replicas > 0 {
+        Some(endpoint(&addr::db_replica(0))?)
+    } else {
+        None
+    };
+    let cache_host = if env.roles.contains_key(&RoleKind::Cache) {
+        inventory
+            .resources
+            .get(&addr::instance("cache", 0))
+            .and_then(|o| o.status.private_ip.clone())?
+    } else {
+        "127.0.0.1".into()
+    };
+    Some(Facts {
+        db_master_host,
+        db_replica_host,
+        cache_host,
+    })
+}
+
+/// The revision servers should install: the one asked for, else the one the
+/// web role runs now, else none yet.
+pub fn current_revision(inventory: &Inventory) -> Option<String> {
+    inventory.resources.values().find_map(|o| match &o.spec {
+        Spec::AutoScalingGroup(a) if a.role == "web" => a.tags.get(addr::TAG_REVISION).cloned(),
+        Spec::Instance(i) if i.role == "web" => i.tags.get(addr::TAG_REVISION).cloned(),
+        _ => None,
+    })
+}
+
+/// Per role: the user-data fingerprint (when knowable) and, when secrets are
+/// given, the full user-data to launch with.
+pub struct Rendered {
+    pub launches: BTreeMap<RoleKind, RoleLaunch>,
+    pub user_data: BTreeMap<String, String>,
+}
+
+pub fn render_launches(
+    env: &Environment,
+    renderer: &Renderer,
+    inventory: &Inventory,
+    revision: &str,
+    secrets: Option<&Secrets>,
+) -> Result<Rendered, OpError> {
+    let known = facts(env, inventory);
+    let mut launches = BTreeMap::new();
+    let mut user_data = BTreeMap::new();
+    for role in env.roles.keys() {
+        // The cache server's files use no addresses of other resources.
+        let role_facts = match (role, &known) {
+            (RoleKind::Cache, _) => Some(Facts::placeholders(env)),
+            (_, Some(f)) => Some(f.clone()),
+            (_, None) => None,
+        };
+        let Some(f) = role_facts else {
+            launches.insert(
+                *role,
+                RoleLaunch {
+                    user_data_sha256: None,
+                    revision: revision.into(),
+                },
+            );
+            continue;
+        };
+        let mut opts = Options::review(env, revision);
+        opts.facts = f;
+        let review = renderer.render_role(env, *role, &opts)?;
+        let sha = sha256_hex(review.user_data.as_bytes());
+        if let Some(secrets) = secrets {
+            opts.secrets = SecretMode::Values(secrets);
+            let full = renderer.render_role(env, *role, &opts)?;
+            user_data.insert(
+                role.as_str().to_string(),
+                with_markers(&full.user_data, env, &sha, revision),
+            );
+        }
+        launches.insert(
+            *role,
+            RoleLaunch {
+                user_data_sha256: Some(sha),
+                revision: revision.into(),
+            },
+        );
+    }
+    Ok(Rendered {
+        launches,
+        user_data,
+    })
+}
+
+/// The marker lines after `#cloud-config` that let fabrs recognise its
+/// launch configurations (which cannot carry tags).
+pub fn with_markers(user_data: &str, env: &Environment, sha: &str, revision: &str) -> String {
+    let (first, rest) = user_data.split_once('\n').unwrap_or((user_data, ""));
+    format!(
+        "{first}\n{}{}\n{}{sha}\n{}{revision}\n{rest}",
+        addr::UD_OWNER,
+        addr::owner_value(&env.project, &env.name),
+        addr::UD_SHA,
+        addr::UD_REVISION
+    )
+}
+
+/// Discover, render what can be rendered, and plan.
+pub async fn make_plan<C: Cloud>(
+    cloud: &C,
+    env: &Environment,
+    renderer: &Renderer,
+    revision: Option<&str>,
+    secrets: Option<&Secrets>,
+) -> Result<(Plan, Inventory, Rendered), OpError> {
+    // Names are needed for discovery; they do not depend on the inventory.
+    let names_only = desired_state(env, &BTreeMap::new());
+    let inventory = cloud.discover(&scope(env, &names_only)).await?;
+    let revision = revision
+        .map(String::from)
+        .or_else(|| current_revision(&inventory))
+        .unwrap_or_else(|| "none".into());
+    let rendered = render_launches(env, renderer, &inventory, &revision, secrets)?;
+    let desired = desired_state(env, &rendered.launches);
+    let p = plan(&env.project, &env.name, &desired, &inventory);
+    Ok((p, inventory, rendered))
+}
+
+/// Apply until the account matches the file: each pass discovers, plans and
+/// applies what is fully known (app servers' user-data needs the addresses of
+/// the cache server and the database, which the first pass creates).
+pub async fn converge<C: Cloud>(
+    cloud: &C,
+    env: &Environment,
+    renderer: &Renderer,
+    revision: Option<&str>,
+    secrets: &Secrets,
+    base: &ApplyOptions,
+    first: Option<(Plan, Inventory, Rendered)>,
+    events: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Vec<ApplyReport>, OpError> {
+    let mut reports = Vec::new();
+    let mut next = first;
+    for _pass in 0..4 {
+        let (p, inventory, rendered) = match next.take() {
+            Some(x) => x,
+            None => make_plan(cloud, env, renderer, revision, Some(secrets)).await?,
+        };
+        if !p.conflicts.is_empty() {
+            return Err(OpError::Conflicts(
+                p.conflicts
+                    .iter()
+                    .map(|c| format!("{}: {}", c.address, c.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        if p.is_empty() {
+            return Ok(reports);
+        }
+        let mut opts = base.clone();
+        opts.user_data = rendered.user_data;
+        opts.db_password = secrets.get(&env.database.password_secret).cloned();
+        let report = apply(cloud, &p, &inventory, &opts, events).await?;
+        let progressed = !report.applied.is_empty();
+        reports.push(report);
+        if !progressed {
+            return Err(OpError::Other(
+                "no change could be made: every remaining change waits on another".into(),
+            ));
+        }
+    }
+    Err(OpError::Other(
+        "the environment did not converge after 4 passes".into(),
+    ))
+}
+
+/// Everything the environment owns, as a plan of deletions, every owned
+/// launch configuration included (not only the ones in use).
+pub fn destroy_plan(env: &Environment, inventory: &Inventory) -> Plan {
+    let mut p = plan(&env.project, &env.name, &Desired::default(), inventory);
+    // Launch configurations are listed by name, once each, in use or not.
+    p.changes
+        .retain(|c| c.address.kind != Kind::LaunchConfiguration);
+    for (name, lc) in &inventory.launch_configurations {
+        let address = Address::new(Kind::LaunchConfiguration, name.clone());
+        let spec = Spec::LaunchConfiguration(LaunchConfigurationSpec {
+            name: name.clone(),
+            launch: lc.launch.clone(),
+        });
+        let current = Observed {
+            address: address.clone(),
+            id: name.clone(),
+            spec,
+            status: Status::default(),
+        };
+        p.changes.push(Change {
+            address,
+            action: Action::Delete,
+            reason: String::new(),
+            id: Some(name.clone()),
+            diffs: vec![],
+            desired: None,
+            current: Some(current),
+        });
+    }
+    for c in &mut p.changes {
+        c.reason = "destroying the environment".into();
+    }
+    p
+}
