@@ -13,19 +13,21 @@ use futures::StreamExt;
 
 use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind};
 
-/// The order kinds are created in; deletion runs it backwards.
-const CREATE_ORDER: [&[Kind]; 6] = [
-    &[Kind::SecurityGroup],
-    &[
-        Kind::LoadBalancer,
-        Kind::DbSubnetGroup,
-        Kind::DbParameterGroup,
-    ],
-    &[Kind::DbInstance],
-    &[Kind::Instance],
-    &[Kind::LaunchConfiguration, Kind::LaunchTemplate],
-    &[Kind::AutoScalingGroup],
-];
+/// The order resources are created in; deletion runs it backwards. A read
+/// replica needs its master; launch configurations need groups and the
+/// addresses of the cache and database; groups need their launch.
+fn step_of(address: &Address) -> usize {
+    match address.kind {
+        Kind::SecurityGroup => 0,
+        Kind::LoadBalancer | Kind::DbSubnetGroup | Kind::DbParameterGroup => 1,
+        Kind::DbInstance if address.name == "master" => 2,
+        Kind::DbInstance => 3,
+        Kind::Instance => 4,
+        Kind::LaunchConfiguration | Kind::LaunchTemplate => 5,
+        Kind::AutoScalingGroup => 6,
+    }
+}
+const STEPS: usize = 7;
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -139,12 +141,12 @@ pub async fn apply<C: Cloud>(
     let mut deferred: BTreeSet<Address> = BTreeSet::new();
 
     // Creates, updates and replacements, in dependency order.
-    for step in CREATE_ORDER {
+    for step in 0..STEPS {
         let mut runnable = Vec::new();
         for change in plan
             .changes
             .iter()
-            .filter(|c| step.contains(&c.address.kind) && c.action != Action::Delete)
+            .filter(|c| step_of(&c.address) == step && c.action != Action::Delete)
         {
             if let Some(why) = blocked(change, &deferred, opts) {
                 deferred.insert(change.address.clone());
@@ -157,18 +159,17 @@ pub async fn apply<C: Cloud>(
             runnable.push(change);
         }
         let ctx_ids = ids.clone();
-        let results: Vec<(Address, Action, Result<Observed, CloudError>)> =
-            futures::stream::iter(runnable)
-                .map(|change| {
-                    let ids = ctx_ids.clone();
-                    async move {
-                        let r = run_change(cloud, change, ids, opts, events).await;
-                        (change.address.clone(), change.action, r)
-                    }
-                })
-                .buffer_unordered(opts.concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<(Address, Action, Result<Observed, CloudError>)> = futures::stream::iter(runnable)
+            .map(|change| {
+                let ids = ctx_ids.clone();
+                async move {
+                    let r = run_change(cloud, change, ids, opts, events).await;
+                    (change.address.clone(), change.action, r)
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
         let mut failures = Vec::new();
         for (address, action, r) in results {
             match r {
@@ -186,40 +187,33 @@ pub async fn apply<C: Cloud>(
         }
         // Security groups are created without rules that name groups not yet
         // made; now that all exist, bring every touched group's rules in line.
-        if step == CREATE_ORDER[0] && failures.is_empty() {
+        if step == 0 && failures.is_empty() {
             let touched: Vec<&Change> = plan
                 .changes
                 .iter()
                 .filter(|c| c.address.kind == Kind::SecurityGroup && c.action != Action::Delete)
                 .collect();
             let ids_now = ids.clone();
-            let rule_results: Vec<(Address, Result<Observed, CloudError>)> =
-                futures::stream::iter(touched)
-                    .map(|change| {
-                        let ctx = ApplyCtx {
-                            ids: ids_now.clone(),
-                            ..Default::default()
+            let rule_results: Vec<(Address, Result<Observed, CloudError>)> = futures::stream::iter(touched)
+                .map(|change| {
+                    let ctx = ApplyCtx {
+                        ids: ids_now.clone(),
+                        ..Default::default()
+                    };
+                    async move {
+                        let desired = change.desired.as_ref().expect("non-delete changes carry a spec");
+                        let current = Observed {
+                            address: change.address.clone(),
+                            id: ctx.ids.get(&change.address).cloned().unwrap_or_default(),
+                            spec: desired.clone(),
+                            status: Default::default(),
                         };
-                        async move {
-                            let desired = change
-                                .desired
-                                .as_ref()
-                                .expect("non-delete changes carry a spec");
-                            let current = Observed {
-                                address: change.address.clone(),
-                                id: ctx.ids.get(&change.address).cloned().unwrap_or_default(),
-                                spec: desired.clone(),
-                                status: Default::default(),
-                            };
-                            (
-                                change.address.clone(),
-                                cloud.update(&current, desired, &ctx).await,
-                            )
-                        }
-                    })
-                    .buffer_unordered(opts.concurrency.max(1))
-                    .collect()
-                    .await;
+                        (change.address.clone(), cloud.update(&current, desired, &ctx).await)
+                    }
+                })
+                .buffer_unordered(opts.concurrency.max(1))
+                .collect()
+                .await;
             for (address, r) in rule_results {
                 if let Err(e) = r {
                     failures.push((address, e));
@@ -233,22 +227,50 @@ pub async fn apply<C: Cloud>(
     }
 
     // Deletions, in reverse dependency order.
-    for step in CREATE_ORDER.iter().rev() {
+    for step in (0..STEPS).rev() {
         let doomed: Vec<&Change> = plan
             .changes
             .iter()
-            .filter(|c| step.contains(&c.address.kind) && c.action == Action::Delete)
+            .filter(|c| step_of(&c.address) == step && c.action == Action::Delete)
             .collect();
+        if step == 0 && !doomed.is_empty() {
+            // A group cannot be deleted while another group's rule names it:
+            // strip the rules of every doomed group first.
+            let stripped: Vec<Result<Observed, CloudError>> = futures::stream::iter(&doomed)
+                .map(|change| {
+                    let ctx = ApplyCtx {
+                        ids: ids.clone(),
+                        ..Default::default()
+                    };
+                    async move {
+                        let current = change.current.as_ref().expect("deletes carry the current resource");
+                        let mut bare = current.spec.clone();
+                        if let Spec::SecurityGroup(sg) = &mut bare {
+                            sg.ingress.clear();
+                        }
+                        cloud.update(current, &bare, &ctx).await
+                    }
+                })
+                .buffer_unordered(opts.concurrency.max(1))
+                .collect()
+                .await;
+            let failures: Vec<(Address, CloudError)> = doomed
+                .iter()
+                .zip(stripped)
+                .filter_map(|(c, r)| r.err().map(|e| (c.address.clone(), e)))
+                .collect();
+            if !failures.is_empty() {
+                report.deferred = deferred.into_iter().collect();
+                return Err(ApplyError { failures, report });
+            }
+        }
         let results: Vec<(Address, Result<(), CloudError>)> = futures::stream::iter(doomed)
             .map(|change| async move {
                 events(Event::Started {
                     address: change.address.clone(),
                     action: Action::Delete,
                 });
-                let current = change
-                    .current
-                    .as_ref()
-                    .expect("deletes carry the current resource");
+                let current = change.current.as_ref().expect("deletes carry the current resource");
                 let r = delete_and_wait(cloud, current, opts, events).await;
                 (change.address.clone(), r)
             })
@@ -307,12 +329,7 @@ pub async fn delete_and_wait<C: Cloud>(
             })
         };
         match cloud
-            .wait(
-                current,
-                true,
-                timeout_for(current.address.kind, opts),
-                &progress,
-            )
+            .wait(current, true, timeout_for(current.address.kind, opts), &progress)
             .await
         {
             Ok(_) => {}
@@ -330,10 +347,7 @@ async fn run_change<C: Cloud>(
     opts: &ApplyOptions,
     events: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Observed, CloudError> {
-    let spec = change
-        .desired
-        .as_ref()
-        .expect("non-delete changes carry a spec");
+    let spec = change.desired.as_ref().expect("non-delete changes carry a spec");
     events(Event::Started {
         address: change.address.clone(),
         action: change.action,
@@ -368,12 +382,7 @@ async fn run_change<C: Cloud>(
             })
         };
         return cloud
-            .wait(
-                &observed,
-                false,
-                timeout_for(change.address.kind, opts),
-                &progress,
-            )
+            .wait(&observed, false, timeout_for(change.address.kind, opts), &progress)
             .await;
     }
     Ok(observed)

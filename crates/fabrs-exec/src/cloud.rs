@@ -95,8 +95,7 @@ pub trait Cloud: Send + Sync {
     /// (`fabrs:project`, `fabrs:environment`, `managed-by: fabrs`), one
     /// Describe call (plus pages) per resource type, run concurrently; plus
     /// look-alikes (same name, not provably fabrs's) as `Inventory::foreign`.
-    fn discover(&self, scope: &Scope)
-    -> impl Future<Output = Result<Inventory, CloudError>> + Send;
+    fn discover(&self, scope: &Scope) -> impl Future<Output = Result<Inventory, CloudError>> + Send;
 
     /// Create the resource, tagged at creation. Must be safe to call again
     /// after a crash: a resource of the same name that is provably this

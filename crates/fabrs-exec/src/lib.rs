@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod cloud;
+pub mod fake;
 pub mod ops;
 
 pub use cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};

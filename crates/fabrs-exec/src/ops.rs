@@ -6,13 +6,9 @@ use std::collections::BTreeMap;
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, RoleKind};
 use fabrs_plan::addr;
-use fabrs_plan::desired::{
-    Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex,
-};
+use fabrs_plan::desired::{Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex};
 use fabrs_plan::plan::{Action, Change, Plan, plan};
-use fabrs_plan::resource::{
-    Address, Inventory, Kind, LaunchConfigurationSpec, Observed, Spec, Status, VpcRef,
-};
+use fabrs_plan::resource::{Address, Inventory, Kind, LaunchConfigurationSpec, Observed, Spec, Status, VpcRef};
 use fabrs_render::{Facts, Options, Renderer, SecretMode};
 
 use crate::apply::{ApplyError, ApplyOptions, ApplyReport, Event, apply};
@@ -48,12 +44,7 @@ pub fn scope(env: &Environment, desired: &Desired) -> Scope {
 
 /// Addresses the app servers' user-data needs, from what exists.
 pub fn facts(env: &Environment, inventory: &Inventory) -> Option<Facts> {
-    let endpoint = |a: &Address| {
-        inventory
-            .resources
-            .get(a)
-            .and_then(|o| o.status.endpoint.clone())
-    };
+    let endpoint = |a: &Address| inventory.resources.get(a).and_then(|o| o.status.endpoint.clone());
     let db_master_host = endpoint(&addr::db_master())?;
     let db_replica_host = if env.database.replicas > 0 {
         Some(endpoint(&addr::db_replica(0))?)
@@ -109,6 +100,8 @@ pub fn render_launches(
             (_, Some(f)) => Some(f.clone()),
             (_, None) => None,
         };
+        // The cache server installs no release: a new revision must not replace it.
+        let revision = if *role == RoleKind::Cache { "none" } else { revision };
         let Some(f) = role_facts else {
             launches.insert(
                 *role,
@@ -139,10 +132,7 @@ pub fn render_launches(
             },
         );
     }
-    Ok(Rendered {
-        launches,
-        user_data,
-    })
+    Ok(Rendered { launches, user_data })
 }
 
 /// The marker lines after `#cloud-config` that let fabrs recognise its
@@ -223,9 +213,7 @@ pub async fn converge<C: Cloud>(
             ));
         }
     }
-    Err(OpError::Other(
-        "the environment did not converge after 4 passes".into(),
-    ))
+    Err(OpError::Other("the environment did not converge after 4 passes".into()))
 }
 
 /// Everything the environment owns, as a plan of deletions, every owned
@@ -233,8 +221,7 @@ pub async fn converge<C: Cloud>(
 pub fn destroy_plan(env: &Environment, inventory: &Inventory) -> Plan {
     let mut p = plan(&env.project, &env.name, &Desired::default(), inventory);
     // Launch configurations are listed by name, once each, in use or not.
-    p.changes
-        .retain(|c| c.address.kind != Kind::LaunchConfiguration);
+    p.changes.retain(|c| c.address.kind != Kind::LaunchConfiguration);
     for (name, lc) in &inventory.launch_configurations {
         let address = Address::new(Kind::LaunchConfiguration, name.clone());
         let spec = Spec::LaunchConfiguration(LaunchConfigurationSpec {

@@ -78,9 +78,7 @@ pub fn db_tag(address: &Address) -> String {
 }
 
 /// Parse the marker lines of a user-data document: (owner, sha256, revision).
-pub fn parse_user_data_markers(
-    user_data: &str,
-) -> (Option<String>, Option<String>, Option<String>) {
+pub fn parse_user_data_markers(user_data: &str) -> (Option<String>, Option<String>, Option<String>) {
     let mut owner = None;
     let mut sha = None;
     let mut revision = None;
@@ -110,14 +108,11 @@ mod tests {
 
     #[test]
     fn markers() {
-        let ud = "#cloud-config\n# fabrs:owner=p/e\n# fabrs:user-data-sha256=abc\n# fabrs:revision=3f9c2e1\nhostname: x\n";
+        let ud =
+            "#cloud-config\n# fabrs:owner=p/e\n# fabrs:user-data-sha256=abc\n# fabrs:revision=3f9c2e1\nhostname: x\n";
         assert_eq!(
             parse_user_data_markers(ud),
-            (
-                Some("p/e".into()),
-                Some("abc".into()),
-                Some("3f9c2e1".into())
-            )
+            (Some("p/e".into()), Some("abc".into()), Some("3f9c2e1".into()))
         );
     }
 }

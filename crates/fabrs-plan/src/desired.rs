@@ -180,33 +180,27 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         }),
     );
     let master_id = format!("{b}-db");
-    let db_spec =
-        |identifier: String, replica_of: Option<String>, class: &str, tag: String| DbInstanceSpec {
-            tags: tags(env, None, &identifier, &[(TAG_DB_ROLE, tag)]),
-            identifier,
-            replica_of,
-            instance_class: class.into(),
-            engine: db.engine.clone(),
-            engine_version: db.engine_version.clone(),
-            storage_gb: db.storage_gb,
-            db_name: db.name.clone(),
-            username: db.username.clone(),
-            password_secret: db.password_secret.clone(),
-            multi_az: db.multi_az,
-            publicly_accessible: db.publicly_accessible.value,
-            backup_retention_days: db.backup_retention_days,
-            security_groups: vec!["db".into()],
-            subnet_group: subnet_group.clone(),
-            parameter_group: param_group.clone(),
-        };
+    let db_spec = |identifier: String, replica_of: Option<String>, class: &str, tag: String| DbInstanceSpec {
+        tags: tags(env, None, &identifier, &[(TAG_DB_ROLE, tag)]),
+        identifier,
+        replica_of,
+        instance_class: class.into(),
+        engine: db.engine.clone(),
+        engine_version: db.engine_version.clone(),
+        storage_gb: db.storage_gb,
+        db_name: db.name.clone(),
+        username: db.username.clone(),
+        password_secret: db.password_secret.clone(),
+        multi_az: db.multi_az,
+        publicly_accessible: db.publicly_accessible.value,
+        backup_retention_days: db.backup_retention_days,
+        security_groups: vec!["db".into()],
+        subnet_group: subnet_group.clone(),
+        parameter_group: param_group.clone(),
+    };
     r.insert(
         addr::db_master(),
-        Spec::DbInstance(db_spec(
-            master_id.clone(),
-            None,
-            &db.instance_class,
-            "master".into(),
-        )),
+        Spec::DbInstance(db_spec(master_id.clone(), None, &db.instance_class, "master".into())),
     );
     for n in 0..db.replicas {
         let mut spec = db_spec(
@@ -231,10 +225,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             role: name.into(),
             image_id: role.ami.clone(),
             instance_type: role.instance_type.clone(),
-            security_groups: role_groups(env, *kind)
-                .iter()
-                .map(|g| g.as_str().to_string())
-                .collect(),
+            security_groups: role_groups(env, *kind).iter().map(|g| g.as_str().to_string()).collect(),
             key_name: env.ssh.key_name.clone(),
             volume_gb: role.volume_gb,
             user_data_sha256: launch_info.user_data_sha256.clone(),
@@ -301,9 +292,8 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             Scaling::Fixed { count } => {
                 for i in 0..count {
                     let inst_name = format!("{b}-{name}-{i}");
-                    let subnet = (!env.network.subnets.is_empty()).then(|| {
-                        env.network.subnets[i as usize % env.network.subnets.len()].clone()
-                    });
+                    let subnet = (!env.network.subnets.is_empty())
+                        .then(|| env.network.subnets[i as usize % env.network.subnets.len()].clone());
                     r.insert(
                         addr::instance(name, i),
                         Spec::Instance(InstanceSpec {
@@ -316,10 +306,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                                 env,
                                 Some(name),
                                 &inst_name,
-                                &[
-                                    (TAG_INDEX, i.to_string()),
-                                    (TAG_REVISION, launch.revision.clone()),
-                                ],
+                                &[(TAG_INDEX, i.to_string()), (TAG_REVISION, launch.revision.clone())],
                             ),
                         }),
                     );
@@ -337,17 +324,12 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::Instance(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
-        Spec::AutoScalingGroup(s) => {
-            !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty())
-        }
+        Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
         _ => true,
     }
 }
 
 /// SHA-256 of a text, hex.
 pub fn sha256_hex(text: &[u8]) -> String {
-    Sha256::digest(text)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(text).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -80,7 +80,10 @@ pub fn human(plan: &Plan) -> String {
         let (symbol, verb) = match c.action {
             Action::Create => ("+", "will be created".to_string()),
             Action::Update => ("~", "will be updated in place".to_string()),
-            Action::Replace if c.address.kind == crate::resource::Kind::LaunchConfiguration => ("+", "will be created (a new launch configuration; the current one is kept for rollback)".to_string()),
+            Action::Replace if c.address.kind == crate::resource::Kind::LaunchConfiguration => (
+                "+",
+                "will be created (a new launch configuration; the current one is kept for rollback)".to_string(),
+            ),
             Action::Replace => ("-/+", "must be replaced".to_string()),
             Action::Delete => ("-", "will be destroyed".to_string()),
         };
@@ -88,10 +91,7 @@ pub fn human(plan: &Plan) -> String {
         if c.action != Action::Create {
             let _ = writeln!(out, "  # ({})", c.reason);
         }
-        let id =
-            c.id.as_deref()
-                .map(|i| format!(" ({i})"))
-                .unwrap_or_default();
+        let id = c.id.as_deref().map(|i| format!(" ({i})")).unwrap_or_default();
         let _ = writeln!(out, "{symbol:>3} {}{id}", c.address);
         let indent = "      ";
         for d in &c.diffs {
@@ -130,10 +130,7 @@ pub fn human(plan: &Plan) -> String {
         out.push('\n');
     }
     let (add, change, destroy) = plan.summary();
-    let _ = writeln!(
-        out,
-        "Plan: {add} to add, {change} to change, {destroy} to destroy."
-    );
+    let _ = writeln!(out, "Plan: {add} to add, {change} to change, {destroy} to destroy.");
     if !plan.conflicts.is_empty() {
         let _ = writeln!(
             out,

@@ -100,13 +100,8 @@ pub fn fingerprint(inventory: &Inventory) -> String {
         .values()
         .map(|o| (&o.address, o.id.as_str(), &o.spec))
         .collect();
-    let foreign: Vec<(&Address, &str)> = inventory
-        .foreign
-        .iter()
-        .map(|f| (&f.address, f.id.as_str()))
-        .collect();
-    let bytes = serde_json::to_vec(&(core, foreign, &inventory.launch_configurations))
-        .expect("inventories serialize");
+    let foreign: Vec<(&Address, &str)> = inventory.foreign.iter().map(|f| (&f.address, f.id.as_str())).collect();
+    let bytes = serde_json::to_vec(&(core, foreign, &inventory.launch_configurations)).expect("inventories serialize");
     sha256_hex(&bytes)
 }
 
@@ -136,10 +131,7 @@ fn rule(kind: Kind, top: &str) -> Rule {
         (DbSubnetGroup, "name") => Rule::Replace,
         (DbParameterGroup, "name" | "family") => Rule::Replace,
         (DbInstance, "password_secret") => Rule::Ignore,
-        (
-            DbInstance,
-            "identifier" | "replica_of" | "engine" | "db_name" | "username" | "subnet_group",
-        ) => Rule::Replace,
+        (DbInstance, "identifier" | "replica_of" | "engine" | "db_name" | "username" | "subnet_group") => Rule::Replace,
         (LaunchTemplate, "name") => Rule::Replace,
         _ => Rule::Update,
     }
@@ -304,8 +296,7 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
                     reason: if is_known(spec) {
                         "does not exist".into()
                     } else {
-                        "does not exist; its user-data depends on addresses known after apply"
-                            .into()
+                        "does not exist; its user-data depends on addresses known after apply".into()
                     },
                     id: None,
                     diffs,
@@ -330,11 +321,7 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
                     });
                     continue;
                 }
-                let action = if replace {
-                    Action::Replace
-                } else {
-                    Action::Update
-                };
+                let action = if replace { Action::Replace } else { Action::Update };
                 let reason = if replace {
                     format!(
                         "{} changed (forces replacement)",

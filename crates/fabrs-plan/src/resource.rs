@@ -180,10 +180,7 @@ pub enum LaunchRef {
     /// until the configuration exists).
     Configuration(String),
     /// Launch template by name, at a version (observed) or `$Latest`-to-be (desired: None).
-    Template {
-        name: String,
-        version: Option<String>,
-    },
+    Template { name: String, version: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,26 +43,18 @@ fn variant() -> impl Strategy<Value = Variant> {
         any::<bool>(),
     )
         .prop_map(
-            |(
-                (min, extra, d),
-                worker_fixed,
-                template,
-                itype,
-                replicas,
-                db_class,
-                revision,
-                cache_ud,
-                extra_param,
-            )| Variant {
-                web: (min, min + extra, min + d.min(extra)),
-                worker_fixed,
-                template,
-                itype,
-                replicas,
-                db_class,
-                revision,
-                cache_ud,
-                extra_param,
+            |((min, extra, d), worker_fixed, template, itype, replicas, db_class, revision, cache_ud, extra_param)| {
+                Variant {
+                    web: (min, min + extra, min + d.min(extra)),
+                    worker_fixed,
+                    template,
+                    itype,
+                    replicas,
+                    db_class,
+                    revision,
+                    cache_ud,
+                    extra_param,
+                }
             },
         )
 }
@@ -229,11 +221,7 @@ fn a_database_is_never_replaced() {
         db.username = "someone_else".into();
     }
     let p = plan("myproject", "staging", &desired, &inv);
-    assert!(
-        p.changes
-            .iter()
-            .all(|c| c.address != fabrs_plan::addr::db_master())
-    );
+    assert!(p.changes.iter().all(|c| c.address != fabrs_plan::addr::db_master()));
     assert_eq!(p.conflicts.len(), 1);
     assert!(
         p.conflicts[0].message.contains("never replaces a database"),
@@ -264,9 +252,7 @@ fn drift_is_an_update_with_the_attribute_named() {
     if let Some(Observed {
         spec: Spec::SecurityGroup(sg),
         ..
-    }) = inv
-        .resources
-        .get_mut(&fabrs_plan::addr::security_group("web"))
+    }) = inv.resources.get_mut(&fabrs_plan::addr::security_group("web"))
     {
         sg.ingress.insert(IngressRule {
             protocol: "tcp".into(),
@@ -278,9 +264,7 @@ fn drift_is_an_update_with_the_attribute_named() {
     if let Some(Observed {
         spec: Spec::AutoScalingGroup(asg),
         ..
-    }) = inv
-        .resources
-        .get_mut(&fabrs_plan::addr::autoscaling_group("web"))
+    }) = inv.resources.get_mut(&fabrs_plan::addr::autoscaling_group("web"))
     {
         asg.desired = 3;
     }
@@ -315,8 +299,5 @@ fn plan_from_empty_account() {
     insta::assert_snapshot!("empty_account_plan", text);
     let json = fabrs_plan::display::json(&p);
     assert_eq!(json["format_version"], 1);
-    assert_eq!(
-        json["summary"]["add"].as_u64().unwrap() as usize,
-        p.changes.len()
-    );
+    assert_eq!(json["summary"]["add"].as_u64().unwrap() as usize, p.changes.len());
 }

@@ -1,0 +1,260 @@
+//! An in-memory cloud for fast scenario tests of the drivers. It is stricter
+//! than moto where moto is lax (test-peers.md): it refuses to delete a group
+//! another resource still uses, a master with replicas, a launch
+//! configuration in use; it requires referenced groups to exist at create.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fabrs_plan::addr;
+use fabrs_plan::resource::*;
+
+use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+
+#[derive(Default)]
+pub struct FakeCloud {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    resources: BTreeMap<Address, Observed>,
+    next_id: u64,
+    /// Every mutating call, in order: (operation, address).
+    pub calls: Vec<(String, String)>,
+}
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().calls.clone()
+    }
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap().resources.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Change a resource behind fabrs's back (drift).
+    pub fn tamper(&self, address: &Address, f: impl FnOnce(&mut Spec)) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(o) = s.resources.get_mut(address) {
+            f(&mut o.spec);
+        }
+    }
+}
+
+fn err(kind: ErrorKind, op: &str, a: &Address, msg: &str) -> CloudError {
+    CloudError::new(kind, op, a.to_string(), msg)
+}
+
+fn groups_used(spec: &Spec) -> Vec<String> {
+    match spec {
+        Spec::SecurityGroup(s) => s
+            .ingress
+            .iter()
+            .filter_map(|r| match &r.source {
+                RuleSource::Group(g) => Some(g.clone()),
+                _ => None,
+            })
+            .collect(),
+        Spec::LoadBalancer(s) => s.security_groups.clone(),
+        Spec::DbInstance(s) => s.security_groups.clone(),
+        Spec::Instance(s) => s.launch.security_groups.clone(),
+        Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
+        Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
+        _ => vec![],
+    }
+}
+
+impl Cloud for FakeCloud {
+    async fn discover(&self, _scope: &Scope) -> Result<Inventory, CloudError> {
+        let s = self.state.lock().unwrap();
+        let mut inv = Inventory::default();
+        for (a, o) in &s.resources {
+            if let Spec::LaunchConfiguration(lc) = &o.spec {
+                inv.launch_configurations.insert(lc.name.clone(), lc.clone());
+                // Only the configuration a group uses has the role's address.
+                let used = s.resources.values().any(|g| matches!(&g.spec, Spec::AutoScalingGroup(asg) if asg.launch == LaunchRef::Configuration(lc.name.clone())));
+                if used {
+                    inv.resources.insert(
+                        addr::launch_configuration(&lc.launch.role),
+                        Observed {
+                            address: addr::launch_configuration(&lc.launch.role),
+                            ..o.clone()
+                        },
+                    );
+                }
+                continue;
+            }
+            inv.resources.insert(a.clone(), o.clone());
+        }
+        Ok(inv)
+    }
+
+    async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        let mut s = self.state.lock().unwrap();
+        for g in groups_used(spec) {
+            let needed = addr::security_group(&g);
+            let in_ctx = ctx.ids.contains_key(&needed);
+            // Group-to-group rules may name groups made later (added by update).
+            if !in_ctx && !matches!(spec, Spec::SecurityGroup(_)) {
+                return Err(err(
+                    ErrorKind::NotFound,
+                    "Create",
+                    address,
+                    &format!("security group {g} does not exist yet"),
+                ));
+            }
+        }
+        if let Spec::DbInstance(db) = spec {
+            if let Some(master) = &db.replica_of {
+                let ok = s
+                    .resources
+                    .values()
+                    .any(|o| matches!(&o.spec, Spec::DbInstance(m) if &m.identifier == master));
+                if !ok {
+                    return Err(err(
+                        ErrorKind::NotFound,
+                        "CreateDBInstanceReadReplica",
+                        address,
+                        "source instance not found",
+                    ));
+                }
+            } else if ctx.db_password.is_none() {
+                return Err(err(ErrorKind::Other, "CreateDBInstance", address, "no master password"));
+            }
+        }
+        if matches!(
+            spec,
+            Spec::Instance(_) | Spec::LaunchConfiguration(_) | Spec::LaunchTemplate(_)
+        ) && ctx.user_data.is_none()
+        {
+            return Err(err(ErrorKind::Other, "Create", address, "no user-data"));
+        }
+        // Launch configurations live under their own name (several per role).
+        let key = match spec {
+            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            _ => address.clone(),
+        };
+        if let Some(existing) = s.resources.get(&key) {
+            return Ok(existing.clone());
+        }
+        s.next_id += 1;
+        let n = s.next_id;
+        let mut stored = spec.clone();
+        if let Spec::SecurityGroup(sg) = &mut stored {
+            sg.ingress.retain(|r| match &r.source {
+                RuleSource::Group(g) => ctx.ids.contains_key(&addr::security_group(g)),
+                _ => true,
+            });
+        }
+        let status = match spec {
+            Spec::Instance(_) => Status {
+                state: "running".into(),
+                private_ip: Some(format!("10.0.0.{n}")),
+                ..Default::default()
+            },
+            Spec::DbInstance(db) => Status {
+                state: "available".into(),
+                endpoint: Some(format!("{}.fake.rds", db.identifier)),
+                ..Default::default()
+            },
+            _ => Status::default(),
+        };
+        let o = Observed {
+            address: key.clone(),
+            id: format!("fake-{n}"),
+            spec: stored,
+            status,
+        };
+        s.calls.push(("create".into(), key.to_string()));
+        s.resources.insert(key, o.clone());
+        Ok(Observed {
+            address: address.clone(),
+            ..o
+        })
+    }
+
+    async fn update(&self, current: &Observed, desired: &Spec, _ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        let mut s = self.state.lock().unwrap();
+        let key = match desired {
+            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            _ => current.address.clone(),
+        };
+        let Some(o) = s.resources.get_mut(&key) else {
+            return Err(err(ErrorKind::NotFound, "Update", &current.address, "not found"));
+        };
+        o.spec = desired.clone();
+        let out = o.clone();
+        s.calls.push(("update".into(), key.to_string()));
+        Ok(Observed {
+            address: current.address.clone(),
+            ..out
+        })
+    }
+
+    async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
+        let mut s = self.state.lock().unwrap();
+        let key = match &current.spec {
+            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            _ => current.address.clone(),
+        };
+        if let Spec::SecurityGroup(sg) = &current.spec {
+            let users: Vec<String> = s
+                .resources
+                .iter()
+                .filter(|(a, o)| **a != key && groups_used(&o.spec).contains(&sg.key))
+                .map(|(a, _)| a.to_string())
+                .collect();
+            if !users.is_empty() {
+                return Err(err(
+                    ErrorKind::DependencyViolation,
+                    "DeleteSecurityGroup",
+                    &key,
+                    &format!("still used by {}", users.join(", ")),
+                ));
+            }
+        }
+        if let Spec::DbInstance(db) = &current.spec {
+            if s.resources.values().any(
+                |o| matches!(&o.spec, Spec::DbInstance(r) if r.replica_of.as_deref() == Some(db.identifier.as_str())),
+            ) {
+                return Err(err(
+                    ErrorKind::DependencyViolation,
+                    "DeleteDBInstance",
+                    &key,
+                    "it still has read replicas",
+                ));
+            }
+        }
+        if let Spec::LaunchConfiguration(lc) = &current.spec {
+            if s.resources.values().any(|o| matches!(&o.spec, Spec::AutoScalingGroup(a) if a.launch == LaunchRef::Configuration(lc.name.clone()))) {
+                return Err(err(ErrorKind::DependencyViolation, "DeleteLaunchConfiguration", &key, "in use by a group"));
+            }
+        }
+        s.calls.push(("delete".into(), key.to_string()));
+        s.resources.remove(&key);
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        current: &Observed,
+        gone: bool,
+        _timeout: Duration,
+        progress: Progress<'_>,
+    ) -> Result<Observed, CloudError> {
+        progress("ready");
+        let s = self.state.lock().unwrap();
+        match (gone, s.resources.get(&current.address)) {
+            (true, None) => Ok(current.clone()),
+            (true, Some(_)) => Err(err(ErrorKind::Timeout, "Wait", &current.address, "still there")),
+            (false, Some(o)) => Ok(o.clone()),
+            (false, None) => Err(err(ErrorKind::NotFound, "Wait", &current.address, "not found")),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The apply driver and the converge loop on the in-memory cloud: fast
+//! scenarios, with AWS's ordering rules enforced (which moto does not).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fabrs_config::Environment;
+use fabrs_config::secrets::Secrets;
+use fabrs_exec::apply::{ApplyOptions, Event, apply};
+use fabrs_exec::fake::FakeCloud;
+use fabrs_exec::ops::{converge, destroy_plan, make_plan};
+use fabrs_plan::addr;
+use fabrs_plan::plan::Action;
+use fabrs_plan::resource::Spec;
+use fabrs_render::Renderer;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn env(name: &str) -> Environment {
+    fabrs_config::load_file(&root().join(format!("environments/{name}.yaml"))).unwrap()
+}
+
+fn secrets() -> Secrets {
+    Secrets::from_pairs([
+        ("db_password", "pw-db"),
+        ("cache_password", "pw-cache"),
+        ("queue_password", "pw-queue"),
+    ])
+}
+
+#[tokio::test]
+async fn converges_from_empty_in_two_passes_then_has_nothing_to_do() {
+    for name in ["staging", "production"] {
+        let env = env(name);
+        let renderer = Renderer::new(&root()).unwrap();
+        let cloud = FakeCloud::new();
+        let deferred = Mutex::new(Vec::new());
+        let events = |e: Event| {
+            if let Event::Deferred { address, .. } = e {
+                deferred.lock().unwrap().push(address);
+            }
+        };
+        let reports = converge(
+            &cloud,
+            &env,
+            &renderer,
+            Some("3f9c2e1"),
+            &secrets(),
+            &ApplyOptions::default(),
+            None,
+            &events,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reports.len(),
+            2,
+            "{name}: infrastructure first, then the app servers that need its addresses"
+        );
+        assert!(deferred.lock().unwrap().contains(&addr::autoscaling_group("web")));
+        let (p, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+        assert!(
+            p.is_empty(),
+            "{name}: {:?}",
+            p.changes.iter().map(|c| (&c.address, &c.reason)).collect::<Vec<_>>()
+        );
+        assert!(inv.resources.contains_key(&addr::db_replica(0)));
+        // A second converge makes no mutating call.
+        let before = cloud.calls().len();
+        let reports = converge(
+            &cloud,
+            &env,
+            &renderer,
+            None,
+            &secrets(),
+            &ApplyOptions::default(),
+            None,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert!(reports.is_empty());
+        assert_eq!(cloud.calls().len(), before);
+    }
+}
+
+#[tokio::test]
+async fn drift_is_planned_and_repaired() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("3f9c2e1"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    cloud.tamper(&addr::autoscaling_group("worker"), |s| {
+        if let Spec::AutoScalingGroup(a) = s {
+            a.max = 9;
+        }
+    });
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(
+        (p.changes[0].address.clone(), p.changes[0].action),
+        (addr::autoscaling_group("worker"), Action::Update)
+    );
+    assert_eq!(p.changes[0].diffs[0].attribute, "max");
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        None,
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("3f9c2e1"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, Some("a1b2c3d"), None).await.unwrap();
+    let lc = p
+        .changes
+        .iter()
+        .find(|c| c.address == addr::launch_configuration("web"))
+        .unwrap();
+    assert_eq!(lc.action, Action::Replace);
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("a1b2c3d"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let web_lcs: Vec<&String> = inv
+        .launch_configurations
+        .keys()
+        .filter(|n| n.contains("-web-"))
+        .collect();
+    assert_eq!(web_lcs.len(), 2, "{web_lcs:?}");
+    assert!(web_lcs.iter().any(|n| n.contains("-web-a1b2c3d-")) && web_lcs.iter().any(|n| n.contains("-web-3f9c2e1-")));
+}
+
+#[tokio::test]
+async fn destroy_removes_everything_in_an_order_aws_accepts() {
+    let env = env("production");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("3f9c2e1"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!cloud.is_empty());
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let p = destroy_plan(&env, &inv);
+    assert!(p.changes.iter().all(|c| c.action == Action::Delete));
+    apply(&cloud, &p, &inv, &ApplyOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(cloud.is_empty(), "left: {}", cloud.len());
+    let calls = cloud.calls();
+    let pos = |s: &str| {
+        calls
+            .iter()
+            .position(|(op, a)| op == "delete" && a.contains(s))
+            .unwrap()
+    };
+    assert!(pos("db_instance.replica") < pos("db_instance.master"));
+    assert!(pos("autoscaling_group.web") < pos("security_group.web"));
+}
