@@ -1,1 +1,480 @@
-//! Placeholder: the AWS implementation of `fabrs_exec::Cloud` is being written.
+//! fabrs's `Cloud` on the AWS SDK for Rust: EC2 (security groups, instances,
+//! launch templates), classic ELB, Auto Scaling (groups, launch
+//! configurations) and RDS (PostgreSQL master, read replicas, subnet and
+//! parameter groups).
+//!
+//! Ownership is proven by tags (`fabrs:project`, `fabrs:environment`,
+//! `managed-by: fabrs`), or for launch configurations, which cannot carry
+//! tags, by the `# fabrs:owner=` line of their user-data.
+
+mod asg;
+mod discover;
+mod ec2;
+mod elb;
+mod err;
+mod rds;
+mod util;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
+use aws_sdk_ec2::error::BoxError;
+use fabrs_exec::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
+
+pub use err::LC_UNSUPPORTED;
+
+/// How to reach AWS.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    pub region: String,
+    /// Overrides `AWS_ENDPOINT_URL` (e.g. a moto server).
+    pub endpoint_url: Option<String>,
+    /// A named profile; otherwise `AWS_PROFILE` or the default chain.
+    pub profile: Option<String>,
+}
+
+/// Counts API operations (one per call) and attempts (retries included).
+#[derive(Debug, Default)]
+struct CallCounter {
+    operations: AtomicU64,
+    attempts: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct CountingInterceptor(Arc<CallCounter>);
+
+impl Intercept for CountingInterceptor {
+    fn name(&self) -> &'static str {
+        "fabrs-call-counter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.operations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.attempts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The default VPC: its id and its default subnet per availability zone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VpcInfo {
+    pub vpc_id: String,
+    pub default_subnets: BTreeMap<String, String>,
+}
+
+impl VpcInfo {
+    pub fn zones(&self) -> Vec<String> {
+        self.default_subnets.keys().cloned().collect()
+    }
+    pub fn subnet_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.default_subnets.values().cloned().collect();
+        v.sort();
+        v
+    }
+    /// Subnets as a spec reports them: empty when they are exactly the
+    /// default VPC's default subnets (what an empty spec creates), else sorted.
+    pub fn normalise_subnets(&self, mut subnets: Vec<String>) -> Vec<String> {
+        subnets.sort();
+        subnets.dedup();
+        if !subnets.is_empty() && subnets == self.subnet_ids() {
+            Vec::new()
+        } else {
+            subnets
+        }
+    }
+}
+
+pub struct AwsCloud {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
+    pub(crate) asg: aws_sdk_autoscaling::Client,
+    pub(crate) rds: aws_sdk_rds::Client,
+    counter: Arc<CallCounter>,
+    vpc: tokio::sync::OnceCell<VpcInfo>,
+    root_devices: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl AwsCloud {
+    /// Build the clients: the default credential chain (env, profile, SSO
+    /// cache, IMDS…), standard retries (8 attempts, exponential backoff with
+    /// jitter: throttling, 5xx and dropped connections are retried by the
+    /// SDK), connect timeout 3 s, 20 s per attempt, 120 s per operation.
+    pub async fn connect(opts: ConnectOptions) -> Result<AwsCloud, CloudError> {
+        if opts.region.trim().is_empty() {
+            return Err(err::other("connect", "AWS", "no region given"));
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(opts.region.clone()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_initial_backoff(Duration::from_millis(250))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(e) = &opts.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        let sdk = loader.load().await;
+        let counter = Arc::new(CallCounter::default());
+        let icpt = CountingInterceptor(counter.clone());
+        Ok(AwsCloud {
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            elb: aws_sdk_elasticloadbalancing::Client::from_conf(
+                aws_sdk_elasticloadbalancing::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            asg: aws_sdk_autoscaling::Client::from_conf(
+                aws_sdk_autoscaling::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            rds: aws_sdk_rds::Client::from_conf(aws_sdk_rds::config::Builder::from(&sdk).interceptor(icpt).build()),
+            counter,
+            vpc: tokio::sync::OnceCell::new(),
+            root_devices: std::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// (API operations, attempts) made since connect or the last reset.
+    pub fn api_calls(&self) -> (u64, u64) {
+        (
+            self.counter.operations.load(Ordering::Relaxed),
+            self.counter.attempts.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn reset_api_calls(&self) {
+        self.counter.operations.store(0, Ordering::Relaxed);
+        self.counter.attempts.store(0, Ordering::Relaxed);
+    }
+
+    /// The default VPC (looked up once). An account without one gets an
+    /// empty id; what needs it then fails with NotFound.
+    pub(crate) async fn default_vpc(&self) -> Result<&VpcInfo, CloudError> {
+        self.vpc
+            .get_or_try_init(|| async {
+                use aws_sdk_ec2::types::Filter;
+                let vpcs = self
+                    .ec2
+                    .describe_vpcs()
+                    .filters(Filter::builder().name("isDefault").values("true").build())
+                    .send()
+                    .await
+                    .map_err(|e| err::sdk("DescribeVpcs", "default VPC", e))?;
+                let Some(vpc_id) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string) else {
+                    return Ok(VpcInfo::default());
+                };
+                let subnets = self
+                    .ec2
+                    .describe_subnets()
+                    .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
+                    .filters(Filter::builder().name("default-for-az").values("true").build())
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| err::sdk("DescribeSubnets", "default VPC subnets", e))?;
+                let mut default_subnets = BTreeMap::new();
+                for s in subnets {
+                    if let (Some(az), Some(id)) = (s.availability_zone(), s.subnet_id()) {
+                        default_subnets.insert(az.to_string(), id.to_string());
+                    }
+                }
+                Ok(VpcInfo {
+                    vpc_id,
+                    default_subnets,
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn vpc_id(
+        &self,
+        vpc: &fabrs_plan::resource::VpcRef,
+        resource: &str,
+    ) -> Result<String, CloudError> {
+        match vpc {
+            fabrs_plan::resource::VpcRef::Id(id) => Ok(id.clone()),
+            fabrs_plan::resource::VpcRef::Default => {
+                let v = self.default_vpc().await?;
+                if v.vpc_id.is_empty() {
+                    Err(err::not_found(
+                        "DescribeVpcs",
+                        resource,
+                        "this account/region has no default VPC: set a vpc id in the environment file",
+                    ))
+                } else {
+                    Ok(v.vpc_id.clone())
+                }
+            }
+        }
+    }
+
+    /// The root device name of an AMI (`/dev/xvda` when the image cannot be
+    /// described, e.g. on a test server).
+    pub(crate) async fn root_device(&self, image_id: &str) -> String {
+        if let Some(d) = self.root_devices.lock().unwrap().get(image_id) {
+            return d.clone();
+        }
+        let found = self
+            .ec2
+            .describe_images()
+            .image_ids(image_id)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| {
+                o.images()
+                    .first()
+                    .and_then(|i| i.root_device_name().map(str::to_string))
+            });
+        let dev = found.unwrap_or_else(|| "/dev/xvda".to_string());
+        self.root_devices
+            .lock()
+            .unwrap()
+            .insert(image_id.to_string(), dev.clone());
+        dev
+    }
+
+    /// Read one resource back as it is now (None: gone).
+    pub(crate) async fn read(
+        &self,
+        address: &Address,
+        id: &str,
+        spec: &Spec,
+        gmap: &util::GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        match spec {
+            Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
+            Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
+            Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, &s.launch.role, gmap).await,
+            Spec::LaunchTemplate(_) => ec2::read_lt(self, address, id, gmap).await,
+            Spec::AutoScalingGroup(_) => asg::read_asg(self, address, id).await,
+            Spec::Instance(_) => ec2::read_instance(self, address, id, gmap).await,
+            Spec::DbSubnetGroup(_) => rds::read_subnet_group(self, address, id).await,
+            Spec::DbParameterGroup(_) => rds::read_parameter_group(self, address, id).await,
+            Spec::DbInstance(_) => rds::read_db(self, address, id, gmap).await,
+        }
+    }
+
+    async fn read_existing(
+        &self,
+        op: &str,
+        address: &Address,
+        id: &str,
+        spec: &Spec,
+        gmap: &util::GroupMap,
+    ) -> Result<Observed, CloudError> {
+        self.read(address, id, spec, gmap).await?.ok_or_else(|| {
+            err::not_found(
+                op,
+                &util::describe(address, spec),
+                "not found right after it was written (eventual consistency?)",
+            )
+        })
+    }
+}
+
+impl Cloud for AwsCloud {
+    async fn discover(&self, scope: &Scope) -> Result<Inventory, CloudError> {
+        discover::discover(self, scope).await
+    }
+
+    async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        let gmap = util::GroupMap::from_ctx(ctx);
+        let id = match spec {
+            Spec::SecurityGroup(s) => return ec2::create_sg(self, address, s, ctx).await,
+            Spec::LoadBalancer(s) => elb::create_lb(self, address, s, ctx, &gmap).await?,
+            Spec::LaunchConfiguration(s) => asg::create_lc(self, address, s, ctx, &gmap).await?,
+            Spec::LaunchTemplate(s) => ec2::create_lt(self, address, s, ctx, &gmap).await?,
+            Spec::AutoScalingGroup(s) => asg::create_asg(self, address, s, ctx).await?,
+            Spec::Instance(s) => ec2::create_instance(self, address, s, ctx, &gmap).await?,
+            Spec::DbSubnetGroup(s) => rds::create_subnet_group(self, address, s).await?,
+            Spec::DbParameterGroup(s) => rds::create_parameter_group(self, address, s).await?,
+            Spec::DbInstance(s) => rds::create_db(self, address, s, ctx, &gmap).await?,
+        };
+        self.read_existing("create", address, &id, spec, &gmap).await
+    }
+
+    async fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        let mut gmap = util::GroupMap::from_ctx(ctx);
+        if let Spec::SecurityGroup(s) = desired {
+            gmap.insert(&current.id, &s.key);
+        }
+        let res = util::describe(&current.address, desired);
+        match (&current.spec, desired) {
+            (Spec::SecurityGroup(c), Spec::SecurityGroup(d)) => ec2::update_sg(self, &current.id, c, d, ctx).await?,
+            (Spec::LoadBalancer(c), Spec::LoadBalancer(d)) => elb::update_lb(self, c, d, ctx).await?,
+            (Spec::LaunchConfiguration(c), Spec::LaunchConfiguration(d)) => {
+                if c != d {
+                    return Err(err::other(
+                        "update",
+                        &res,
+                        "launch configurations are immutable: create a new one (a new name) and point the group at it",
+                    ));
+                }
+            }
+            (Spec::LaunchTemplate(c), Spec::LaunchTemplate(d)) => ec2::update_lt(self, &current.id, c, d, ctx).await?,
+            (Spec::AutoScalingGroup(c), Spec::AutoScalingGroup(d)) => asg::update_asg(self, c, d, ctx).await?,
+            (Spec::Instance(c), Spec::Instance(d)) => ec2::update_instance(self, &current.id, c, d, ctx).await?,
+            (Spec::DbSubnetGroup(c), Spec::DbSubnetGroup(d)) => rds::update_subnet_group(self, c, d).await?,
+            (Spec::DbParameterGroup(c), Spec::DbParameterGroup(d)) => rds::update_parameter_group(self, c, d).await?,
+            (Spec::DbInstance(c), Spec::DbInstance(d)) => rds::update_db(self, c, d, ctx).await?,
+            _ => {
+                return Err(err::other(
+                    "update",
+                    &res,
+                    "the desired spec is of another kind than the resource",
+                ));
+            }
+        }
+        self.read_existing("update", &current.address, &current.id, desired, &gmap)
+            .await
+    }
+
+    async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
+        let r = match &current.spec {
+            Spec::SecurityGroup(_) => ec2::delete_sg(self, current).await,
+            Spec::LoadBalancer(s) => elb::delete_lb(self, &s.name).await,
+            Spec::LaunchConfiguration(_) => asg::delete_lc(self, &current.id).await,
+            Spec::LaunchTemplate(_) => ec2::delete_lt(self, current).await,
+            Spec::AutoScalingGroup(_) => asg::delete_asg(self, &current.id).await,
+            Spec::Instance(_) => ec2::delete_instance(self, &current.id).await,
+            Spec::DbSubnetGroup(_) => rds::delete_subnet_group(self, &current.id).await,
+            Spec::DbParameterGroup(_) => rds::delete_parameter_group(self, &current.id).await,
+            Spec::DbInstance(_) => rds::delete_db(self, &current.id).await,
+        };
+        match r {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn wait(
+        &self,
+        current: &Observed,
+        gone: bool,
+        timeout: Duration,
+        progress: Progress<'_>,
+    ) -> Result<Observed, CloudError> {
+        let what = format!(
+            "{} {}",
+            util::describe(&current.address, &current.spec),
+            if gone { "to be deleted" } else { "to be ready" }
+        );
+        let start = Instant::now();
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let (done, state, obs) = self.poll(current, gone).await?;
+            let elapsed = start.elapsed().as_secs();
+            progress(&format!("waiting for {what}: {state} ({elapsed}s)"));
+            if done {
+                return Ok(obs);
+            }
+            if start.elapsed() + delay > timeout {
+                return Err(CloudError::new(
+                    ErrorKind::Timeout,
+                    "wait",
+                    util::describe(&current.address, &current.spec),
+                    format!(
+                        "timed out after {}s waiting for it {}; last state: {state}",
+                        timeout.as_secs(),
+                        if gone { "to be deleted" } else { "to be ready" }
+                    ),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+impl AwsCloud {
+    /// One look at a resource for wait(): (done, state, observed). The spec
+    /// is kept as it was; only the status is refreshed.
+    async fn poll(&self, current: &Observed, gone: bool) -> Result<(bool, String, Observed), CloudError> {
+        let status = match current.address.kind {
+            Kind::Instance => ec2::instance_status_of(self, &current.id).await?,
+            Kind::DbInstance => rds::db_status_of(self, &current.id).await?,
+            Kind::LoadBalancer => elb::lb_status(self, &current.id).await?,
+            Kind::AutoScalingGroup => asg::asg_status(self, &current.id).await?,
+            _ => {
+                let found = self
+                    .read(&current.address, &current.id, &current.spec, &util::GroupMap::default())
+                    .await?;
+                found.map(|o| fabrs_plan::resource::Status {
+                    state: if o.status.state.is_empty() {
+                        "exists".into()
+                    } else {
+                        o.status.state
+                    },
+                    ..o.status
+                })
+            }
+        };
+        let mut obs = current.clone();
+        match status {
+            None => {
+                obs.status.state = "deleted".into();
+                Ok((gone, "not found".into(), obs))
+            }
+            Some(st) => {
+                let state = st.state.clone();
+                let done = match current.address.kind {
+                    _ if gone => matches!(state.as_str(), "terminated" | "deleted"),
+                    Kind::Instance => state == "running" && st.private_ip.is_some(),
+                    Kind::DbInstance => state == "available" && st.endpoint.is_some(),
+                    Kind::AutoScalingGroup => {
+                        let want = match &current.spec {
+                            Spec::AutoScalingGroup(s) => s.desired as usize,
+                            _ => 0,
+                        };
+                        st.members.iter().filter(|m| m.state == "InService").count() >= want
+                    }
+                    _ => true,
+                };
+                obs.status = st;
+                Ok((done, state, obs))
+            }
+        }
+    }
+}

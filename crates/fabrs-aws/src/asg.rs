@@ -1,0 +1,552 @@
+//! Auto Scaling: groups and launch configurations.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_autoscaling::types::{
+    AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, LaunchConfiguration, LaunchTemplateSpecification, Tag,
+};
+use fabrs_config::model::TAG_ROLE;
+use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_plan::addr;
+use fabrs_plan::resource::{
+    Address, AutoScalingGroupSpec, LaunchConfigurationSpec, LaunchRef, LaunchSpec, Member, Observed, Spec, Status, Tags,
+};
+
+use crate::util::{self, GroupMap};
+use crate::{AwsCloud, VpcInfo, err};
+
+// ---------------------------------------------------------------- launch configurations
+
+/// Owner marker, and the spec, of a launch configuration.
+pub(crate) fn lc_to_spec(
+    lc: &LaunchConfiguration,
+    role: &str,
+    gmap: &GroupMap,
+) -> (Option<String>, LaunchConfigurationSpec) {
+    let ud = lc.user_data().and_then(util::unb64).unwrap_or_default();
+    let (owner, sha, rev) = addr::parse_user_data_markers(&ud);
+    let spec = LaunchConfigurationSpec {
+        name: lc.launch_configuration_name().unwrap_or_default().to_string(),
+        launch: LaunchSpec {
+            role: role.to_string(),
+            image_id: lc.image_id().unwrap_or_default().to_string(),
+            instance_type: lc.instance_type().unwrap_or_default().to_string(),
+            security_groups: gmap.keys(lc.security_groups().iter().map(String::as_str)),
+            key_name: lc.key_name().filter(|k| !k.is_empty()).map(str::to_string),
+            volume_gb: lc
+                .block_device_mappings()
+                .iter()
+                .find_map(|b| b.ebs().and_then(|e| e.volume_size()))
+                .unwrap_or(0)
+                .max(0) as u32,
+            user_data_sha256: sha,
+            revision: rev.unwrap_or_default(),
+        },
+    };
+    (owner, spec)
+}
+
+/// `<prefix><role>-<revision>-<hash8>` → role.
+pub(crate) fn role_from_lc_name(name: &str, prefix: &str) -> String {
+    let rest = name.strip_prefix(prefix).unwrap_or(name);
+    let parts: Vec<&str> = rest.rsplitn(3, '-').collect();
+    if parts.len() == 3 {
+        parts[2].to_string()
+    } else {
+        rest.to_string()
+    }
+}
+
+async fn describe_lc(c: &AwsCloud, name: &str, res: &str) -> Result<Option<LaunchConfiguration>, CloudError> {
+    let o = c
+        .asg
+        .describe_launch_configurations()
+        .launch_configuration_names(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DescribeLaunchConfigurations", res, e))?;
+    Ok(o.launch_configurations().first().cloned())
+}
+
+pub(crate) async fn all_lcs(c: &AwsCloud) -> Result<Vec<LaunchConfiguration>, CloudError> {
+    c.asg
+        .describe_launch_configurations()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| err::sdk("DescribeLaunchConfigurations", "launch configurations", e))
+}
+
+pub(crate) async fn read_lc(
+    c: &AwsCloud,
+    address: &Address,
+    name: &str,
+    role: &str,
+    gmap: &GroupMap,
+) -> Result<Option<Observed>, CloudError> {
+    let res = format!("launch configuration {name}");
+    let Some(lc) = describe_lc(c, name, &res).await? else {
+        return Ok(None);
+    };
+    let (_, spec) = lc_to_spec(&lc, role, gmap);
+    Ok(Some(Observed {
+        address: address.clone(),
+        id: name.to_string(),
+        spec: Spec::LaunchConfiguration(spec),
+        status: Status {
+            state: "exists".into(),
+            ..Status::default()
+        },
+    }))
+}
+
+pub(crate) async fn create_lc(
+    c: &AwsCloud,
+    _address: &Address,
+    s: &LaunchConfigurationSpec,
+    ctx: &ApplyCtx,
+    _gmap: &GroupMap,
+) -> Result<String, CloudError> {
+    let res = format!("launch configuration {}", s.name);
+    if s.name.is_empty() {
+        return Err(err::other(
+            "CreateLaunchConfiguration",
+            &res,
+            "the launch configuration has no name yet (its launch spec is not fully known)",
+        ));
+    }
+    let ud = ctx
+        .user_data
+        .as_deref()
+        .ok_or_else(|| err::other("CreateLaunchConfiguration", &res, "no user-data was given for it"))?;
+    let (owner, _, _) = addr::parse_user_data_markers(ud);
+    let Some(owner) = owner else {
+        return Err(err::other(
+            "CreateLaunchConfiguration",
+            &res,
+            "its user-data has no `# fabrs:owner=` line: fabrs could never prove it owns it",
+        ));
+    };
+    // Look first: AWS refuses a duplicate name but moto silently replaces it.
+    let adopt = |lc: &LaunchConfiguration| -> Result<String, CloudError> {
+        let found = lc.user_data().and_then(util::unb64).unwrap_or_default();
+        if addr::parse_user_data_markers(&found).0.as_deref() == Some(owner.as_str()) {
+            Ok(s.name.clone())
+        } else {
+            Err(err::exists_foreign("CreateLaunchConfiguration", &res))
+        }
+    };
+    if let Some(lc) = describe_lc(c, &s.name, &res).await? {
+        return adopt(&lc);
+    }
+    let sgs = util::group_ids(ctx, &s.launch.security_groups, "CreateLaunchConfiguration", &res)?;
+    let root = c.root_device(&s.launch.image_id).await;
+    let r = c
+        .asg
+        .create_launch_configuration()
+        .launch_configuration_name(&s.name)
+        .image_id(&s.launch.image_id)
+        .instance_type(&s.launch.instance_type)
+        .set_security_groups(Some(sgs))
+        .set_key_name(s.launch.key_name.clone())
+        .user_data(util::b64(ud))
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name(root)
+                .ebs(
+                    Ebs::builder()
+                        .volume_size(s.launch.volume_gb as i32)
+                        .volume_type("gp3")
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    match r {
+        Ok(_) => Ok(s.name.clone()),
+        Err(e) => {
+            let e = err::lc_refused(err::sdk("CreateLaunchConfiguration", &res, e));
+            if e.kind == ErrorKind::AlreadyExists {
+                if let Some(lc) = describe_lc(c, &s.name, &res).await? {
+                    return adopt(&lc);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn delete_lc(c: &AwsCloud, name: &str) -> Result<(), CloudError> {
+    c.asg
+        .delete_launch_configuration()
+        .launch_configuration_name(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DeleteLaunchConfiguration", &format!("launch configuration {name}"), e))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- groups
+
+pub(crate) fn asg_filters(project: &str, environment: &str) -> Vec<Filter> {
+    [
+        (fabrs_config::model::TAG_PROJECT, project),
+        (fabrs_config::model::TAG_ENVIRONMENT, environment),
+        (fabrs_config::model::TAG_MANAGED_BY, fabrs_config::model::MANAGED_BY),
+    ]
+    .iter()
+    .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(*v).build())
+    .collect()
+}
+
+pub(crate) fn asg_tags(g: &AutoScalingGroup) -> Tags {
+    util::clean_tags(
+        g.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or("")))),
+    )
+}
+
+pub(crate) fn asg_members(g: &AutoScalingGroup, health: &BTreeMap<String, String>) -> Vec<Member> {
+    let on_lb = !g.load_balancer_names().is_empty();
+    let mut m: Vec<Member> = g
+        .instances()
+        .iter()
+        .filter_map(|i| {
+            let id = i.instance_id()?.to_string();
+            Some(Member {
+                health: if on_lb {
+                    health.get(&id).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                launch: i
+                    .launch_configuration_name()
+                    .map(str::to_string)
+                    .or_else(|| {
+                        i.launch_template().map(|t| {
+                            format!(
+                                "{}:{}",
+                                t.launch_template_name().unwrap_or_default(),
+                                t.version().unwrap_or_default()
+                            )
+                        })
+                    })
+                    .unwrap_or_default(),
+                id,
+            })
+        })
+        .collect();
+    m.sort();
+    m
+}
+
+pub(crate) fn asg_to_observed(
+    g: &AutoScalingGroup,
+    health: &BTreeMap<String, String>,
+    vpc: &VpcInfo,
+) -> Option<Observed> {
+    let tags = asg_tags(g);
+    let role = tags.get(TAG_ROLE)?.clone();
+    let name = g.auto_scaling_group_name()?.to_string();
+    let launch = match (g.launch_configuration_name(), g.launch_template()) {
+        (Some(lc), _) => LaunchRef::Configuration(lc.to_string()),
+        (None, Some(t)) => LaunchRef::Template {
+            name: t.launch_template_name().unwrap_or_default().to_string(),
+            version: t.version().map(str::to_string),
+        },
+        (None, None) => LaunchRef::Configuration(String::new()),
+    };
+    let mut lbs: Vec<String> = g.load_balancer_names().to_vec();
+    lbs.sort();
+    let subnets: Vec<String> = g
+        .vpc_zone_identifier()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    Some(Observed {
+        address: addr::autoscaling_group(&role),
+        id: name.clone(),
+        spec: Spec::AutoScalingGroup(AutoScalingGroupSpec {
+            name,
+            role,
+            min: g.min_size().unwrap_or(0).max(0) as u32,
+            max: g.max_size().unwrap_or(0).max(0) as u32,
+            desired: g.desired_capacity().unwrap_or(0).max(0) as u32,
+            launch,
+            load_balancers: lbs,
+            subnets: vpc.normalise_subnets(subnets),
+            health_check_type: g.health_check_type().unwrap_or("EC2").to_string(),
+            health_check_grace_secs: g.health_check_grace_period().unwrap_or(0).max(0) as u32,
+            tags,
+        }),
+        status: Status {
+            state: g.status().unwrap_or("active").to_string(),
+            private_ip: None,
+            endpoint: None,
+            members: asg_members(g, health),
+        },
+    })
+}
+
+async fn describe_asg(c: &AwsCloud, name: &str) -> Result<Option<AutoScalingGroup>, CloudError> {
+    let o = c
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DescribeAutoScalingGroups", &format!("auto scaling group {name}"), e))?;
+    Ok(o.auto_scaling_groups().first().cloned())
+}
+
+/// ELB health of the instances of the load balancers a group is attached to.
+async fn lb_health(c: &AwsCloud, g: &AutoScalingGroup) -> Result<BTreeMap<String, String>, CloudError> {
+    let mut out = BTreeMap::new();
+    for lb in g.load_balancer_names() {
+        out.extend(crate::elb::health_of(c, lb).await?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn read_asg(c: &AwsCloud, _address: &Address, name: &str) -> Result<Option<Observed>, CloudError> {
+    let Some(g) = describe_asg(c, name).await? else {
+        return Ok(None);
+    };
+    let health = lb_health(c, &g).await?;
+    let vpc = c.default_vpc().await?;
+    Ok(asg_to_observed(&g, &health, vpc))
+}
+
+pub(crate) async fn asg_status(c: &AwsCloud, name: &str) -> Result<Option<Status>, CloudError> {
+    let Some(g) = describe_asg(c, name).await? else {
+        return Ok(None);
+    };
+    let health = lb_health(c, &g).await?;
+    Ok(Some(Status {
+        state: g.status().unwrap_or("active").to_string(),
+        private_ip: None,
+        endpoint: None,
+        members: asg_members(&g, &health),
+    }))
+}
+
+fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Result<String, CloudError> {
+    if !n.is_empty() {
+        return Ok(n.to_string());
+    }
+    ctx.ids
+        .get(&addr::launch_configuration(&s.role))
+        .cloned()
+        .ok_or_else(|| {
+            err::not_found(
+                "CreateAutoScalingGroup",
+                res,
+                format!(
+                    "launch_configuration.{} has no name yet (it must be created first)",
+                    s.role
+                ),
+            )
+        })
+}
+
+fn lt_ref(name: &str, version: &Option<String>) -> LaunchTemplateSpecification {
+    LaunchTemplateSpecification::builder()
+        .launch_template_name(name)
+        .version(version.clone().unwrap_or_else(|| "$Latest".into()))
+        .build()
+}
+
+pub(crate) async fn create_asg(
+    c: &AwsCloud,
+    _address: &Address,
+    s: &AutoScalingGroupSpec,
+    ctx: &ApplyCtx,
+) -> Result<String, CloudError> {
+    let res = format!("auto scaling group {}", s.name);
+    let tags: Vec<Tag> = s
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .propagate_at_launch(true)
+                .resource_id(&s.name)
+                .resource_type("auto-scaling-group")
+                .build()
+        })
+        .collect();
+    let mut req = c
+        .asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&s.name)
+        .min_size(s.min as i32)
+        .max_size(s.max as i32)
+        .desired_capacity(s.desired as i32)
+        .set_load_balancer_names(Some(s.load_balancers.clone()))
+        .health_check_type(&s.health_check_type)
+        .health_check_grace_period(s.health_check_grace_secs as i32)
+        .set_tags(Some(tags));
+    req = match &s.launch {
+        LaunchRef::Configuration(n) => req.launch_configuration_name(lc_name(s, n, ctx, &res)?),
+        LaunchRef::Template { name, version } => req.launch_template(lt_ref(name, version)),
+    };
+    if s.subnets.is_empty() {
+        let vpc = c.default_vpc().await?;
+        if vpc.default_subnets.is_empty() {
+            return Err(err::not_found(
+                "CreateAutoScalingGroup",
+                &res,
+                "no subnets given and this account/region has no default VPC subnets",
+            ));
+        }
+        req = req.set_availability_zones(Some(vpc.zones()));
+    } else {
+        req = req.vpc_zone_identifier(s.subnets.join(","));
+    }
+    match req.send().await {
+        Ok(_) => Ok(s.name.clone()),
+        Err(e) => {
+            let e = err::sdk("CreateAutoScalingGroup", &res, e);
+            if e.kind != ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            let Some(g) = describe_asg(c, &s.name).await? else {
+                return Err(e);
+            };
+            let (project, env) = util::owner_of(&s.tags);
+            if !util::owned(&asg_tags(&g), &project, &env) {
+                return Err(err::exists_foreign("CreateAutoScalingGroup", &res));
+            }
+            Ok(s.name.clone())
+        }
+    }
+}
+
+pub(crate) async fn update_asg(
+    c: &AwsCloud,
+    cur: &AutoScalingGroupSpec,
+    des: &AutoScalingGroupSpec,
+    ctx: &ApplyCtx,
+) -> Result<(), CloudError> {
+    let res = format!("auto scaling group {}", des.name);
+    if cur.name != des.name {
+        return Err(err::other(
+            "update",
+            &res,
+            "an auto scaling group's name cannot change in place: it must be replaced",
+        ));
+    }
+    let mut req = c
+        .asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&des.name)
+        .min_size(des.min as i32)
+        .max_size(des.max as i32)
+        .desired_capacity(des.desired as i32)
+        .health_check_type(&des.health_check_type)
+        .health_check_grace_period(des.health_check_grace_secs as i32);
+    req = match &des.launch {
+        LaunchRef::Configuration(n) => req.launch_configuration_name(lc_name(des, n, ctx, &res)?),
+        LaunchRef::Template { name, version } => req.launch_template(lt_ref(name, version)),
+    };
+    if cur.subnets != des.subnets {
+        if des.subnets.is_empty() {
+            req = req.set_availability_zones(Some(c.default_vpc().await?.zones()));
+        } else {
+            req = req.vpc_zone_identifier(des.subnets.join(","));
+        }
+    }
+    req.send()
+        .await
+        .map_err(|e| err::sdk("UpdateAutoScalingGroup", &res, e))?;
+    let attach: Vec<String> = des
+        .load_balancers
+        .iter()
+        .filter(|l| !cur.load_balancers.contains(l))
+        .cloned()
+        .collect();
+    let detach: Vec<String> = cur
+        .load_balancers
+        .iter()
+        .filter(|l| !des.load_balancers.contains(l))
+        .cloned()
+        .collect();
+    if !attach.is_empty() {
+        c.asg
+            .attach_load_balancers()
+            .auto_scaling_group_name(&des.name)
+            .set_load_balancer_names(Some(attach))
+            .send()
+            .await
+            .map_err(|e| err::sdk("AttachLoadBalancers", &res, e))?;
+    }
+    if !detach.is_empty() {
+        c.asg
+            .detach_load_balancers()
+            .auto_scaling_group_name(&des.name)
+            .set_load_balancer_names(Some(detach))
+            .send()
+            .await
+            .map_err(|e| err::sdk("DetachLoadBalancers", &res, e))?;
+    }
+    let (set, remove) = util::tag_diff(&cur.tags, &des.tags);
+    let tag = |k: &str, v: Option<&str>| {
+        Tag::builder()
+            .key(k)
+            .set_value(v.map(str::to_string))
+            .propagate_at_launch(true)
+            .resource_id(&des.name)
+            .resource_type("auto-scaling-group")
+            .build()
+    };
+    if !set.is_empty() {
+        c.asg
+            .create_or_update_tags()
+            .set_tags(Some(set.iter().map(|(k, v)| tag(k, Some(v))).collect()))
+            .send()
+            .await
+            .map_err(|e| err::sdk("CreateOrUpdateTags", &res, e))?;
+    }
+    if !remove.is_empty() {
+        c.asg
+            .delete_tags()
+            .set_tags(Some(remove.iter().map(|k| tag(k, None)).collect()))
+            .send()
+            .await
+            .map_err(|e| err::sdk("DeleteTags", &res, e))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_asg(c: &AwsCloud, name: &str) -> Result<(), CloudError> {
+    c.asg
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .force_delete(true)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DeleteAutoScalingGroup", &format!("auto scaling group {name}"), e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn role_from_name() {
+        assert_eq!(super::role_from_lc_name("p-e-web-3f9c2e1-abcd1234", "p-e-"), "web");
+        assert_eq!(
+            super::role_from_lc_name("p-e-web-worker-3f9c2e1-abcd1234", "p-e-"),
+            "web-worker"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! discover(): one Describe call (plus pages) per resource type, all at once;
+//! then the few follow-up calls that classic ELB, launch templates, instances
+//! and RDS groups need (tags, latest versions, volumes, user-data, parameters).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::Filter;
+use fabrs_exec::cloud::{CloudError, Scope};
+use fabrs_plan::addr;
+use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
+
+use crate::ec2::{self, filter, from_ec2_tags, owner_filters};
+use crate::util::{self, GroupMap};
+use crate::{AwsCloud, asg, elb, err, rds};
+
+fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
+    scope
+        .names
+        .iter()
+        .filter(|(a, n)| a.kind == kind && !n.is_empty())
+        .map(|(a, n)| (a.clone(), n.clone()))
+        .collect()
+}
+
+fn address_of(names: &[(Address, String)], name: &str) -> Option<Address> {
+    names.iter().find(|(_, n)| n == name).map(|(a, _)| a.clone())
+}
+
+fn values(name: &str, vals: impl IntoIterator<Item = String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(vals.into_iter().collect()))
+        .build()
+}
+
+fn live_states() -> Filter {
+    values(
+        "instance-state-name",
+        ["pending", "running", "stopping", "stopped"].map(String::from),
+    )
+}
+
+pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, CloudError> {
+    let (p, e) = (scope.project.as_str(), scope.environment.as_str());
+    let vpc = c.default_vpc().await?.clone();
+    let scope_vpc = match &scope.vpc {
+        VpcRef::Default => vpc.vpc_id.clone(),
+        VpcRef::Id(id) => id.clone(),
+    };
+    let sg_names = names_of(scope, Kind::SecurityGroup);
+    let lb_names = names_of(scope, Kind::LoadBalancer);
+    let lc_names = names_of(scope, Kind::LaunchConfiguration);
+    let lt_names = names_of(scope, Kind::LaunchTemplate);
+    let asg_names = names_of(scope, Kind::AutoScalingGroup);
+    let inst_names = names_of(scope, Kind::Instance);
+    let db_names = names_of(scope, Kind::DbInstance);
+    let group_names: Vec<&String> = scope
+        .names
+        .iter()
+        .filter(|(a, _)| matches!(a.kind, Kind::DbSubnetGroup | Kind::DbParameterGroup))
+        .map(|(_, n)| n)
+        .collect();
+
+    // Security groups: owned by tags; look-alikes by name in the scope's VPC.
+    let sgs = async {
+        c.ec2
+            .describe_security_groups()
+            .set_filters(Some(owner_filters(p, e)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
+    };
+    let sgs_named = async {
+        if sg_names.is_empty() || scope_vpc.is_empty() {
+            return Ok(vec![]);
+        }
+        c.ec2
+            .describe_security_groups()
+            .filters(values("group-name", sg_names.iter().map(|(_, n)| n.clone())))
+            .filters(filter("vpc-id", &scope_vpc))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
+    };
+    // Classic ELBs cannot be filtered by tag: all of them, then their tags.
+    let lbs = async {
+        let all = elb::all_lbs(c).await?;
+        let names: Vec<String> = all
+            .iter()
+            .filter_map(|d| d.load_balancer_name().map(str::to_string))
+            .collect();
+        let tags = elb::tags_of(c, &names).await?;
+        Ok::<_, CloudError>((all, tags))
+    };
+    let lcs = asg::all_lcs(c);
+    let lts = async {
+        let owned: Vec<aws_sdk_ec2::types::LaunchTemplate> = c
+            .ec2
+            .describe_launch_templates()
+            .set_filters(Some(owner_filters(p, e)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?;
+        let versions = futures::future::try_join_all(owned.iter().map(|lt| async move {
+            let id = lt.launch_template_id().unwrap_or_default();
+            ec2::latest_version(c, id, &format!("launch template {id}")).await
+        }))
+        .await?;
+        let named: Vec<aws_sdk_ec2::types::LaunchTemplate> = if lt_names.is_empty() {
+            vec![]
+        } else {
+            c.ec2
+                .describe_launch_templates()
+                .filters(values("launch-template-name", lt_names.iter().map(|(_, n)| n.clone())))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?
+        };
+        Ok::<_, CloudError>((owned.into_iter().zip(versions).collect::<Vec<_>>(), named))
+    };
+    let asgs = async {
+        let owned: Vec<aws_sdk_autoscaling::types::AutoScalingGroup> = c
+            .asg
+            .describe_auto_scaling_groups()
+            .set_filters(Some(asg::asg_filters(p, e)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))?;
+        let named: Vec<aws_sdk_autoscaling::types::AutoScalingGroup> = if asg_names.is_empty() {
+            vec![]
+        } else {
+            c.asg
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(asg_names.iter().map(|(_, n)| n.clone()).collect()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))?
+        };
+        Ok::<_, CloudError>((owned, named))
+    };
+    let instances = async {
+        let mut f = owner_filters(p, e);
+        f.push(live_states());
+        let owned: Vec<aws_sdk_ec2::types::Instance> = c
+            .ec2
+            .describe_instances()
+            .set_filters(Some(f))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
+            .into_iter()
+            .flat_map(|r| r.instances().to_vec())
+            .filter(ec2::live)
+            .collect();
+        // ASG members are reported by their group, not as resources.
+        let fixed: Vec<aws_sdk_ec2::types::Instance> = owned
+            .into_iter()
+            .filter(|i| {
+                !i.tags().iter().any(|t| t.key() == Some("aws:autoscaling:groupName"))
+                    && i.tags().iter().any(|t| t.key() == Some(addr::TAG_INDEX))
+            })
+            .collect();
+        let extras = ec2::instance_extras(c, &fixed, &[]).await?;
+        let named: Vec<aws_sdk_ec2::types::Instance> = if inst_names.is_empty() {
+            vec![]
+        } else {
+            c.ec2
+                .describe_instances()
+                .filters(values(
+                    &format!("tag:{}", addr::TAG_NAME),
+                    inst_names.iter().map(|(_, n)| n.clone()),
+                ))
+                .filters(live_states())
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
+                .into_iter()
+                .flat_map(|r| r.instances().to_vec())
+                .collect()
+        };
+        Ok::<_, CloudError>((fixed, extras, named))
+    };
+    let dbs = rds::all_dbs(c);
+    let subnet_groups = async {
+        let all = rds::all_subnet_groups(c).await?;
+        let cands: Vec<_> = all
+            .into_iter()
+            .filter(|g| rds::candidate(g.db_subnet_group_name().unwrap_or_default(), p, e, &group_names))
+            .collect();
+        let tags = futures::future::try_join_all(cands.iter().map(|g| {
+            let name = g.db_subnet_group_name().unwrap_or_default().to_string();
+            async move {
+                rds::tags_of(
+                    c,
+                    g.db_subnet_group_arn().unwrap_or_default(),
+                    &format!("DB subnet group {name}"),
+                )
+                .await
+            }
+        }))
+        .await?;
+        Ok::<_, CloudError>(cands.into_iter().zip(tags).collect::<Vec<_>>())
+    };
+    let parameter_groups = async {
+        let all = rds::all_parameter_groups(c).await?;
+        let cands: Vec<_> = all
+            .into_iter()
+            .filter(|g| rds::candidate(g.db_parameter_group_name().unwrap_or_default(), p, e, &group_names))
+            .collect();
+        let details = futures::future::try_join_all(cands.iter().map(|g| {
+            let name = g.db_parameter_group_name().unwrap_or_default().to_string();
+            async move {
+                let res = format!("DB parameter group {name}");
+                let tags = rds::tags_of(c, g.db_parameter_group_arn().unwrap_or_default(), &res).await?;
+                let params = if util::owned(&tags, p, e) {
+                    rds::user_parameters(c, &name, &res).await?
+                } else {
+                    BTreeMap::new()
+                };
+                Ok::<_, CloudError>((tags, params))
+            }
+        }))
+        .await?;
+        Ok::<_, CloudError>(cands.into_iter().zip(details).collect::<Vec<_>>())
+    };
+
+    let (
+        sgs,
+        sgs_named,
+        (lbs, lb_tags),
+        lcs,
+        (lts, lts_named),
+        (asgs, asgs_named),
+        (fixed, mut extras, inst_named),
+        dbs,
+        subnet_groups,
+        parameter_groups,
+    ) = futures::try_join!(
+        sgs,
+        sgs_named,
+        lbs,
+        lcs,
+        lts,
+        asgs,
+        instances,
+        dbs,
+        subnet_groups,
+        parameter_groups
+    )?;
+
+    let mut inv = Inventory::default();
+    let mut foreign: Vec<Foreign> = Vec::new();
+
+    // Group ids → keys, from the owned groups.
+    let mut gmap = GroupMap::default();
+    for sg in &sgs {
+        let tags = from_ec2_tags(sg.tags());
+        if let (true, Some(key), Some(id)) = (util::owned(&tags, p, e), tags.get(addr::TAG_GROUP), sg.group_id()) {
+            gmap.insert(id, key);
+        }
+    }
+    for sg in &sgs {
+        if util::owned(&from_ec2_tags(sg.tags()), p, e)
+            && let Some(o) = ec2::sg_to_observed(sg, &gmap, &vpc)
+        {
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        }
+    }
+    for sg in &sgs_named {
+        let name = sg.group_name().unwrap_or_default();
+        if !util::owned(&from_ec2_tags(sg.tags()), p, e)
+            && let Some(a) = address_of(&sg_names, name)
+        {
+            foreign.push(Foreign {
+                address: a,
+                id: sg.group_id().unwrap_or_default().to_string(),
+                name: name.to_string(),
+            });
+        }
+    }
+
+    // Load balancer: the owned one (preferring the expected name), with health.
+    let want_lb = lb_names.first().map(|(_, n)| n.clone());
+    let mut owned_lbs: Vec<_> = lbs
+        .iter()
+        .filter(|d| {
+            lb_tags
+                .get(d.load_balancer_name().unwrap_or_default())
+                .is_some_and(|t| util::owned(t, p, e))
+        })
+        .collect();
+    owned_lbs.sort_by_key(|d| d.load_balancer_name() != want_lb.as_deref());
+    let mut lb_health: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(d) = owned_lbs.first() {
+        let tags = lb_tags
+            .get(d.load_balancer_name().unwrap_or_default())
+            .cloned()
+            .unwrap_or_default();
+        let o = elb::complete(c, d, tags, &gmap).await?;
+        lb_health.extend(o.status.members.iter().map(|m| (m.id.clone(), m.health.clone())));
+        inv.resources.insert(o.address.clone(), o);
+    }
+    for d in &lbs {
+        let name = d.load_balancer_name().unwrap_or_default();
+        if let Some(a) = address_of(&lb_names, name)
+            && !lb_tags.get(name).is_some_and(|t| util::owned(t, p, e))
+        {
+            foreign.push(Foreign {
+                address: a,
+                id: name.to_string(),
+                name: name.to_string(),
+            });
+        }
+    }
+    extras.lb_members = lbs
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.load_balancer_name()?.to_string(),
+                d.instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .collect(),
+            ))
+        })
+        .collect();
+
+    // Auto scaling groups (and which launch configuration each uses).
+    let mut lc_roles: BTreeMap<String, String> = BTreeMap::new();
+    for g in &asgs {
+        if !util::owned(&asg::asg_tags(g), p, e) {
+            continue;
+        }
+        if let Some(o) = asg::asg_to_observed(g, &lb_health, &vpc) {
+            if let Spec::AutoScalingGroup(s) = &o.spec
+                && let LaunchRef::Configuration(n) = &s.launch
+                && !n.is_empty()
+            {
+                lc_roles.insert(n.clone(), s.role.clone());
+            }
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        }
+    }
+    for g in &asgs_named {
+        let name = g.auto_scaling_group_name().unwrap_or_default();
+        if !util::owned(&asg::asg_tags(g), p, e)
+            && let Some(a) = address_of(&asg_names, name)
+        {
+            foreign.push(Foreign {
+                address: a,
+                id: name.to_string(),
+                name: name.to_string(),
+            });
+        }
+    }
+
+    // Launch configurations: owned by their user-data's owner line.
+    let owner = addr::owner_value(p, e);
+    for lc in &lcs {
+        let name = lc.launch_configuration_name().unwrap_or_default();
+        let prefixed =
+            !scope.launch_configuration_prefix.is_empty() && name.starts_with(&scope.launch_configuration_prefix);
+        let named = address_of(&lc_names, name);
+        if !prefixed && named.is_none() && !lc_roles.contains_key(name) {
+            continue;
+        }
+        let role = lc_roles
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| asg::role_from_lc_name(name, &scope.launch_configuration_prefix));
+        let (lc_owner, spec) = asg::lc_to_spec(lc, &role, &gmap);
+        if lc_owner.as_deref() == Some(owner.as_str()) {
+            if lc_roles.contains_key(name) {
+                let address = addr::launch_configuration(&role);
+                inv.resources.insert(
+                    address.clone(),
+                    fabrs_plan::resource::Observed {
+                        address,
+                        id: name.to_string(),
+                        spec: Spec::LaunchConfiguration(spec.clone()),
+                        status: fabrs_plan::resource::Status {
+                            state: "exists".into(),
+                            ..Default::default()
+                        },
+                    },
+                );
+            }
+            inv.launch_configurations.insert(name.to_string(), spec);
+        } else if let Some(a) = named {
+            foreign.push(Foreign {
+                address: a,
+                id: name.to_string(),
+                name: name.to_string(),
+            });
+        }
+    }
+
+    // Launch templates.
+    for (lt, ver) in &lts {
+        if util::owned(&from_ec2_tags(lt.tags()), p, e)
+            && let Some(o) = ec2::lt_to_observed(lt, ver.as_ref(), &gmap)
+        {
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        }
+    }
+    for lt in &lts_named {
+        let name = lt.launch_template_name().unwrap_or_default();
+        if !util::owned(&from_ec2_tags(lt.tags()), p, e)
+            && let Some(a) = address_of(&lt_names, name)
+        {
+            foreign.push(Foreign {
+                address: a,
+                id: lt.launch_template_id().unwrap_or_default().to_string(),
+                name: name.to_string(),
+            });
+        }
+    }
+
+    // Fixed instances.
+    for i in &fixed {
+        if let Some(o) = ec2::instance_to_observed(i, &extras, &gmap, &vpc) {
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        }
+    }
+    let owned_ids: BTreeSet<&str> = fixed.iter().filter_map(|i| i.instance_id()).collect();
+    for i in inst_named.iter().filter(|i| ec2::live(i)) {
+        let tags = from_ec2_tags(i.tags());
+        let id = i.instance_id().unwrap_or_default();
+        if owned_ids.contains(id) || util::owned(&tags, p, e) {
+            continue;
+        }
+        let name = tags.get(addr::TAG_NAME).cloned().unwrap_or_default();
+        if let Some(a) = address_of(&inst_names, &name) {
+            foreign.push(Foreign {
+                address: a,
+                id: id.to_string(),
+                name,
+            });
+        }
+    }
+
+    // Databases.
+    for d in dbs.iter().filter(|d| rds::db_live(d)) {
+        let id = d.db_instance_identifier().unwrap_or_default();
+        if util::owned(&rds::db_tags(d), p, e) {
+            if let Some(o) = rds::db_to_observed(d, &gmap) {
+                inv.resources.entry(o.address.clone()).or_insert(o);
+            }
+        } else if let Some(a) = address_of(&db_names, id) {
+            foreign.push(Foreign {
+                address: a,
+                id: id.to_string(),
+                name: id.to_string(),
+            });
+        }
+    }
+    let sng_names = names_of(scope, Kind::DbSubnetGroup);
+    for (g, tags) in subnet_groups {
+        let name = g.db_subnet_group_name().unwrap_or_default().to_string();
+        if util::owned(&tags, p, e) {
+            let o = rds::subnet_group_to_observed(&g, tags, &vpc);
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        } else if let Some(a) = address_of(&sng_names, &name) {
+            foreign.push(Foreign {
+                address: a,
+                id: name.clone(),
+                name,
+            });
+        }
+    }
+    let pg_names = names_of(scope, Kind::DbParameterGroup);
+    for (g, (tags, params)) in parameter_groups {
+        let name = g.db_parameter_group_name().unwrap_or_default().to_string();
+        if util::owned(&tags, p, e) {
+            let o = rds::parameter_group_to_observed(&g, tags, params);
+            inv.resources.entry(o.address.clone()).or_insert(o);
+        } else if let Some(a) = address_of(&pg_names, &name) {
+            foreign.push(Foreign {
+                address: a,
+                id: name.clone(),
+                name,
+            });
+        }
+    }
+
+    foreign.sort_by(|a, b| (&a.address, &a.id).cmp(&(&b.address, &b.id)));
+    foreign.dedup();
+    inv.foreign = foreign;
+    Ok(inv)
+}

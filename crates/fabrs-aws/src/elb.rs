@@ -1,0 +1,515 @@
+//! The classic load balancer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancing::types::{
+    ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Instance as LbInstance, Listener, LoadBalancerAttributes,
+    LoadBalancerDescription, Tag, TagKeyOnly,
+};
+use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_plan::addr;
+use fabrs_plan::resource::{
+    Address, HealthCheckSpec, ListenerSpec, LoadBalancerSpec, Member, Observed, Spec, Status, Tags,
+};
+
+use crate::util::{self, GroupMap};
+use crate::{AwsCloud, VpcInfo, err};
+
+fn build_err(op: &str, res: &str, e: impl std::fmt::Display) -> CloudError {
+    err::other(op, res, e.to_string())
+}
+
+fn lb_tags(tags: &Tags, res: &str) -> Result<Vec<Tag>, CloudError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| build_err("CreateLoadBalancer", res, e))
+        })
+        .collect()
+}
+
+fn listener(l: &ListenerSpec, res: &str) -> Result<Listener, CloudError> {
+    Listener::builder()
+        .protocol(&l.protocol)
+        .load_balancer_port(l.port as i32)
+        .instance_protocol(&l.instance_protocol)
+        .instance_port(l.instance_port as i32)
+        .set_ssl_certificate_id(l.certificate_arn.clone())
+        .build()
+        .map_err(|e| build_err("CreateLoadBalancer", res, e))
+}
+
+fn health_check(h: &HealthCheckSpec, res: &str) -> Result<HealthCheck, CloudError> {
+    HealthCheck::builder()
+        .target(&h.target)
+        .interval(h.interval_secs as i32)
+        .timeout(h.timeout_secs as i32)
+        .healthy_threshold(h.healthy_threshold as i32)
+        .unhealthy_threshold(h.unhealthy_threshold as i32)
+        .build()
+        .map_err(|e| build_err("ConfigureHealthCheck", res, e))
+}
+
+fn attributes(s: &LoadBalancerSpec, res: &str) -> Result<LoadBalancerAttributes, CloudError> {
+    Ok(LoadBalancerAttributes::builder()
+        .cross_zone_load_balancing(CrossZoneLoadBalancing::builder().enabled(s.cross_zone).build())
+        .connection_settings(
+            ConnectionSettings::builder()
+                .idle_timeout(s.idle_timeout_secs as i32)
+                .build()
+                .map_err(|e| build_err("ModifyLoadBalancerAttributes", res, e))?,
+        )
+        .build())
+}
+
+/// Every classic load balancer of the region.
+pub(crate) async fn all_lbs(c: &AwsCloud) -> Result<Vec<LoadBalancerDescription>, CloudError> {
+    c.elb
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| err::sdk("DescribeLoadBalancers", "load balancers", e))
+}
+
+async fn describe_lb(c: &AwsCloud, name: &str) -> Result<Option<LoadBalancerDescription>, CloudError> {
+    match c.elb.describe_load_balancers().load_balancer_names(name).send().await {
+        Ok(o) => Ok(o.load_balancer_descriptions().first().cloned()),
+        Err(e) => {
+            let e = err::sdk("DescribeLoadBalancers", &format!("load balancer {name}"), e);
+            if e.kind == ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Tags of these load balancers (DescribeTags takes 20 names at a time).
+pub(crate) async fn tags_of(c: &AwsCloud, names: &[String]) -> Result<BTreeMap<String, Tags>, CloudError> {
+    let calls = names.chunks(20).map(|chunk| async move {
+        c.elb
+            .describe_tags()
+            .set_load_balancer_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| err::sdk("DescribeTags", "load balancers", e))
+    });
+    let mut out = BTreeMap::new();
+    for o in futures::future::try_join_all(calls).await? {
+        for d in o.tag_descriptions() {
+            if let Some(n) = d.load_balancer_name() {
+                out.insert(
+                    n.to_string(),
+                    util::clean_tags(d.tags().iter().map(|t| (t.key(), t.value().unwrap_or("")))),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (cross zone, idle timeout).
+async fn attrs_of(c: &AwsCloud, name: &str) -> Result<(bool, u32), CloudError> {
+    let o = c
+        .elb
+        .describe_load_balancer_attributes()
+        .load_balancer_name(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DescribeLoadBalancerAttributes", &format!("load balancer {name}"), e))?;
+    let a = o.load_balancer_attributes();
+    Ok((
+        a.and_then(|a| a.cross_zone_load_balancing())
+            .map(|c| c.enabled())
+            .unwrap_or(false),
+        a.and_then(|a| a.connection_settings())
+            .map(|c| c.idle_timeout().max(0) as u32)
+            .unwrap_or(60),
+    ))
+}
+
+/// Instance id → ELB health state (`InService`, `OutOfService`).
+pub(crate) async fn health_of(c: &AwsCloud, name: &str) -> Result<BTreeMap<String, String>, CloudError> {
+    match c.elb.describe_instance_health().load_balancer_name(name).send().await {
+        Ok(o) => Ok(o
+            .instance_states()
+            .iter()
+            .filter_map(|s| Some((s.instance_id()?.to_string(), s.state().unwrap_or_default().to_string())))
+            .collect()),
+        Err(e) => {
+            let e = err::sdk("DescribeInstanceHealth", &format!("load balancer {name}"), e);
+            if e.kind == ErrorKind::NotFound {
+                Ok(BTreeMap::new())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Registered instances of these load balancers.
+pub(crate) async fn members_of(
+    c: &AwsCloud,
+    names: &[String],
+) -> Result<BTreeMap<String, BTreeSet<String>>, CloudError> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        if let Some(d) = describe_lb(c, n).await? {
+            out.insert(
+                n.clone(),
+                d.instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Names of the load balancers an instance is registered with.
+pub(crate) async fn lbs_holding(c: &AwsCloud, instance_id: &str) -> Result<Vec<String>, CloudError> {
+    Ok(all_lbs(c)
+        .await?
+        .iter()
+        .filter(|d| d.instances().iter().any(|i| i.instance_id() == Some(instance_id)))
+        .filter_map(|d| d.load_balancer_name().map(str::to_string))
+        .collect())
+}
+
+pub(crate) fn lb_to_observed(
+    d: &LoadBalancerDescription,
+    tags: Tags,
+    (cross_zone, idle): (bool, u32),
+    health: &BTreeMap<String, String>,
+    gmap: &GroupMap,
+    vpc: &VpcInfo,
+) -> Observed {
+    let name = d.load_balancer_name().unwrap_or_default().to_string();
+    let mut listeners: Vec<ListenerSpec> = d
+        .listener_descriptions()
+        .iter()
+        .filter_map(|ld| ld.listener())
+        .map(|l| ListenerSpec {
+            port: l.load_balancer_port().clamp(0, 65535) as u16,
+            protocol: l.protocol().to_ascii_uppercase(),
+            instance_port: l.instance_port().clamp(0, 65535) as u16,
+            instance_protocol: l.instance_protocol().unwrap_or(l.protocol()).to_ascii_uppercase(),
+            certificate_arn: l.ssl_certificate_id().filter(|s| !s.is_empty()).map(str::to_string),
+        })
+        .collect();
+    listeners.sort();
+    let hc = d.health_check();
+    let mut members: Vec<Member> = d
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id())
+        .map(|id| Member {
+            id: id.to_string(),
+            state: "registered".into(),
+            health: health.get(id).cloned().unwrap_or_default(),
+            launch: String::new(),
+        })
+        .collect();
+    members.sort();
+    Observed {
+        address: addr::load_balancer(),
+        id: name.clone(),
+        spec: Spec::LoadBalancer(LoadBalancerSpec {
+            name,
+            listeners,
+            health_check: HealthCheckSpec {
+                target: hc.map(|h| h.target().to_string()).unwrap_or_default(),
+                interval_secs: hc.map(|h| h.interval().max(0) as u32).unwrap_or(0),
+                timeout_secs: hc.map(|h| h.timeout().max(0) as u32).unwrap_or(0),
+                healthy_threshold: hc.map(|h| h.healthy_threshold().max(0) as u32).unwrap_or(0),
+                unhealthy_threshold: hc.map(|h| h.unhealthy_threshold().max(0) as u32).unwrap_or(0),
+            },
+            security_groups: gmap.keys(d.security_groups().iter().map(String::as_str)),
+            subnets: vpc.normalise_subnets(d.subnets().to_vec()),
+            cross_zone,
+            idle_timeout_secs: idle,
+            tags,
+        }),
+        status: Status {
+            state: "active".into(),
+            private_ip: None,
+            endpoint: d.dns_name().map(str::to_string),
+            members,
+        },
+    }
+}
+
+/// Attributes, health and members of an LB description → Observed.
+pub(crate) async fn complete(
+    c: &AwsCloud,
+    d: &LoadBalancerDescription,
+    tags: Tags,
+    gmap: &GroupMap,
+) -> Result<Observed, CloudError> {
+    let name = d.load_balancer_name().unwrap_or_default();
+    let (attrs, health, vpc) = futures::try_join!(attrs_of(c, name), health_of(c, name), c.default_vpc())?;
+    Ok(lb_to_observed(d, tags, attrs, &health, gmap, vpc))
+}
+
+pub(crate) async fn read_lb(
+    c: &AwsCloud,
+    _address: &Address,
+    name: &str,
+    gmap: &GroupMap,
+) -> Result<Option<Observed>, CloudError> {
+    let Some(d) = describe_lb(c, name).await? else {
+        return Ok(None);
+    };
+    let tags = tags_of(c, &[name.to_string()]).await?.remove(name).unwrap_or_default();
+    Ok(Some(complete(c, &d, tags, gmap).await?))
+}
+
+pub(crate) async fn create_lb(
+    c: &AwsCloud,
+    _address: &Address,
+    s: &LoadBalancerSpec,
+    ctx: &ApplyCtx,
+    _gmap: &GroupMap,
+) -> Result<String, CloudError> {
+    let res = format!("load balancer {}", s.name);
+    // CreateLoadBalancer is idempotent on AWS for an identical load
+    // balancer, whoever made it: look first, so fabrs never adopts a stranger's.
+    if describe_lb(c, &s.name).await?.is_some() {
+        let tags = tags_of(c, std::slice::from_ref(&s.name))
+            .await?
+            .remove(&s.name)
+            .unwrap_or_default();
+        let (project, env) = util::owner_of(&s.tags);
+        if !util::owned(&tags, &project, &env) {
+            return Err(err::exists_foreign("CreateLoadBalancer", &res));
+        }
+        return Ok(s.name.clone());
+    }
+    let sgs = util::group_ids(ctx, &s.security_groups, "CreateLoadBalancer", &res)?;
+    let listeners = s
+        .listeners
+        .iter()
+        .map(|l| listener(l, &res))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut req = c
+        .elb
+        .create_load_balancer()
+        .load_balancer_name(&s.name)
+        .set_listeners(Some(listeners))
+        .set_security_groups(Some(sgs))
+        .set_tags(Some(lb_tags(&s.tags, &res)?));
+    if s.subnets.is_empty() {
+        let vpc = c.default_vpc().await?;
+        if vpc.default_subnets.is_empty() {
+            return Err(err::not_found(
+                "CreateLoadBalancer",
+                &res,
+                "no subnets given and this account/region has no default VPC subnets",
+            ));
+        }
+        req = req.set_availability_zones(Some(vpc.zones()));
+    } else {
+        req = req.set_subnets(Some(s.subnets.clone()));
+    }
+    req.send().await.map_err(|e| err::sdk("CreateLoadBalancer", &res, e))?;
+    c.elb
+        .configure_health_check()
+        .load_balancer_name(&s.name)
+        .health_check(health_check(&s.health_check, &res)?)
+        .send()
+        .await
+        .map_err(|e| err::sdk("ConfigureHealthCheck", &res, e))?;
+    c.elb
+        .modify_load_balancer_attributes()
+        .load_balancer_name(&s.name)
+        .load_balancer_attributes(attributes(s, &res)?)
+        .send()
+        .await
+        .map_err(|e| err::sdk("ModifyLoadBalancerAttributes", &res, e))?;
+    Ok(s.name.clone())
+}
+
+pub(crate) async fn update_lb(
+    c: &AwsCloud,
+    cur: &LoadBalancerSpec,
+    des: &LoadBalancerSpec,
+    ctx: &ApplyCtx,
+) -> Result<(), CloudError> {
+    let res = format!("load balancer {}", des.name);
+    if cur.name != des.name || cur.subnets != des.subnets {
+        return Err(err::other(
+            "update",
+            &res,
+            "a load balancer's name and subnets cannot change in place: it must be replaced",
+        ));
+    }
+    let mut cur_l = cur.listeners.clone();
+    let mut des_l = des.listeners.clone();
+    cur_l.sort();
+    des_l.sort();
+    if cur_l != des_l {
+        let gone: Vec<i32> = cur_l
+            .iter()
+            .filter(|l| !des_l.contains(l))
+            .map(|l| l.port as i32)
+            .collect();
+        let new: Vec<&ListenerSpec> = des_l.iter().filter(|l| !cur_l.contains(l)).collect();
+        if !gone.is_empty() {
+            c.elb
+                .delete_load_balancer_listeners()
+                .load_balancer_name(&des.name)
+                .set_load_balancer_ports(Some(gone))
+                .send()
+                .await
+                .map_err(|e| err::sdk("DeleteLoadBalancerListeners", &res, e))?;
+        }
+        if !new.is_empty() {
+            let ls = new.iter().map(|l| listener(l, &res)).collect::<Result<Vec<_>, _>>()?;
+            c.elb
+                .create_load_balancer_listeners()
+                .load_balancer_name(&des.name)
+                .set_listeners(Some(ls))
+                .send()
+                .await
+                .map_err(|e| err::sdk("CreateLoadBalancerListeners", &res, e))?;
+        }
+    }
+    let mut cur_g = cur.security_groups.clone();
+    let mut des_g = des.security_groups.clone();
+    cur_g.sort();
+    des_g.sort();
+    if cur_g != des_g {
+        let sgs = util::group_ids(ctx, &des.security_groups, "ApplySecurityGroupsToLoadBalancer", &res)?;
+        c.elb
+            .apply_security_groups_to_load_balancer()
+            .load_balancer_name(&des.name)
+            .set_security_groups(Some(sgs))
+            .send()
+            .await
+            .map_err(|e| err::sdk("ApplySecurityGroupsToLoadBalancer", &res, e))?;
+    }
+    if cur.health_check != des.health_check {
+        c.elb
+            .configure_health_check()
+            .load_balancer_name(&des.name)
+            .health_check(health_check(&des.health_check, &res)?)
+            .send()
+            .await
+            .map_err(|e| err::sdk("ConfigureHealthCheck", &res, e))?;
+    }
+    if cur.cross_zone != des.cross_zone || cur.idle_timeout_secs != des.idle_timeout_secs {
+        c.elb
+            .modify_load_balancer_attributes()
+            .load_balancer_name(&des.name)
+            .load_balancer_attributes(attributes(des, &res)?)
+            .send()
+            .await
+            .map_err(|e| err::sdk("ModifyLoadBalancerAttributes", &res, e))?;
+    }
+    let (set, remove) = util::tag_diff(&cur.tags, &des.tags);
+    if !set.is_empty() {
+        c.elb
+            .add_tags()
+            .load_balancer_names(&des.name)
+            .set_tags(Some(lb_tags(&set, &res)?))
+            .send()
+            .await
+            .map_err(|e| err::sdk("AddTags", &res, e))?;
+    }
+    if !remove.is_empty() {
+        let keys = remove.iter().map(|k| TagKeyOnly::builder().key(k).build()).collect();
+        c.elb
+            .remove_tags()
+            .load_balancer_names(&des.name)
+            .set_tags(Some(keys))
+            .send()
+            .await
+            .map_err(|e| err::sdk("RemoveTags", &res, e))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_lb(c: &AwsCloud, name: &str) -> Result<(), CloudError> {
+    c.elb
+        .delete_load_balancer()
+        .load_balancer_name(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DeleteLoadBalancer", &format!("load balancer {name}"), e))?;
+    Ok(())
+}
+
+pub(crate) async fn lb_status(c: &AwsCloud, name: &str) -> Result<Option<Status>, CloudError> {
+    let Some(d) = describe_lb(c, name).await? else {
+        return Ok(None);
+    };
+    let health = health_of(c, name).await?;
+    let vpc = c.default_vpc().await?;
+    Ok(Some(
+        lb_to_observed(&d, Tags::new(), (false, 0), &health, &GroupMap::default(), vpc).status,
+    ))
+}
+
+/// Register an instance unless it already is (moto duplicates a second
+/// registration). A pending instance cannot be registered yet: wait for it.
+pub(crate) async fn ensure_registered(c: &AwsCloud, lb: &str, instance_id: &str, res: &str) -> Result<(), CloudError> {
+    let d = describe_lb(c, lb).await?.ok_or_else(|| {
+        err::not_found(
+            "RegisterInstancesWithLoadBalancer",
+            res,
+            format!("load balancer {lb} does not exist"),
+        )
+    })?;
+    if d.instances().iter().any(|i| i.instance_id() == Some(instance_id)) {
+        return Ok(());
+    }
+    let mut delay = Duration::from_secs(2);
+    let start = std::time::Instant::now();
+    loop {
+        match c
+            .elb
+            .register_instances_with_load_balancer()
+            .load_balancer_name(lb)
+            .instances(LbInstance::builder().instance_id(instance_id).build())
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = err::sdk("RegisterInstancesWithLoadBalancer", res, e);
+                if e.message.starts_with("InvalidInstance") && start.elapsed() < Duration::from_secs(300) {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(15));
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+pub(crate) async fn deregister(c: &AwsCloud, lb: &str, instance_id: &str, res: &str) -> Result<(), CloudError> {
+    match c
+        .elb
+        .deregister_instances_from_load_balancer()
+        .load_balancer_name(lb)
+        .instances(LbInstance::builder().instance_id(instance_id).build())
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = err::sdk("DeregisterInstancesFromLoadBalancer", res, e);
+            if e.kind == ErrorKind::NotFound { Ok(()) } else { Err(e) }
+        }
+    }
+}

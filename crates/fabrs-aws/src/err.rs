@@ -1,0 +1,163 @@
+//! Every SDK error becomes one line: a kind the executor can act on, the
+//! operation, the resource, and the service's own code and message.
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use fabrs_exec::cloud::{CloudError, ErrorKind};
+
+pub const LC_UNSUPPORTED: &str = "this account cannot create launch configurations (AWS stopped allowing them for accounts created after 2024-10-01): set `launch: template` for this role in the environment file";
+
+/// The kind of a service error code (and message, for the codes that mean
+/// several things).
+pub(crate) fn kind_of(code: &str, message: &str) -> ErrorKind {
+    let msg = message.to_ascii_lowercase();
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "ThrottledException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "SlowDown"
+        | "PriorRequestNotComplete"
+        | "InternalError"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "Unavailable"
+        | "InternalServerError" => ErrorKind::Transient,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "AuthFailure"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException"
+        | "MissingAuthenticationToken"
+        | "OptInRequired" => ErrorKind::AccessDenied,
+        "DependencyViolation" | "ResourceInUse" | "ResourceInUseFault" => ErrorKind::DependencyViolation,
+        "AlreadyExists" | "AlreadyExistsFault" => ErrorKind::AlreadyExists,
+        c if c.contains("AlreadyExists") || c.contains("Duplicate") => ErrorKind::AlreadyExists,
+        c if c.contains("NotFound") => ErrorKind::NotFound,
+        c if c.contains("InUse") => ErrorKind::DependencyViolation,
+        // Auto Scaling says "not found" with a generic ValidationError.
+        "ValidationError" if msg.contains("not found") => ErrorKind::NotFound,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Map an SDK error of any of the AWS clients.
+pub(crate) fn sdk<E, R>(operation: &str, resource: &str, e: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let (kind, message) = match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            match err.code() {
+                Some(code) => {
+                    let msg = err.message().unwrap_or("");
+                    (
+                        kind_of(code, msg),
+                        if msg.is_empty() {
+                            code.to_string()
+                        } else {
+                            format!("{code}: {}", one_line(msg))
+                        },
+                    )
+                }
+                None => (ErrorKind::Other, one_line(&DisplayErrorContext(&e).to_string())),
+            }
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out (after retries)".to_string()),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (ErrorKind::Transient, one_line(&DisplayErrorContext(&e).to_string()))
+        }
+        _ => (ErrorKind::Other, one_line(&DisplayErrorContext(&e).to_string())),
+    };
+    CloudError::new(kind, operation, resource, message)
+}
+
+pub(crate) fn other(operation: &str, resource: &str, message: impl Into<String>) -> CloudError {
+    CloudError::new(ErrorKind::Other, operation, resource, message)
+}
+
+pub(crate) fn not_found(operation: &str, resource: &str, message: impl Into<String>) -> CloudError {
+    CloudError::new(ErrorKind::NotFound, operation, resource, message)
+}
+
+pub(crate) fn exists_foreign(operation: &str, resource: &str) -> CloudError {
+    CloudError::new(
+        ErrorKind::AlreadyExists,
+        operation,
+        resource,
+        "a resource of that name exists but is not this environment's (its fabrs ownership tags do not match): fabrs will not adopt or change it",
+    )
+}
+
+/// CreateLaunchConfiguration refused because the account may not use them.
+pub(crate) fn lc_refused(e: CloudError) -> CloudError {
+    let lower = e.message.to_ascii_lowercase();
+    if e.kind == ErrorKind::AccessDenied
+        || e.message.starts_with("UnsupportedOperation")
+        || lower.contains("not supported")
+        || lower.contains("no longer supported")
+    {
+        CloudError::new(
+            ErrorKind::LaunchConfigurationsUnsupported,
+            e.operation,
+            e.resource,
+            format!("{LC_UNSUPPORTED} ({})", e.message),
+        )
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind_of("InvalidGroup.NotFound", ""), ErrorKind::NotFound);
+        assert_eq!(kind_of("InvalidGroup.Duplicate", ""), ErrorKind::AlreadyExists);
+        assert_eq!(kind_of("DuplicateLoadBalancerName", ""), ErrorKind::AlreadyExists);
+        assert_eq!(kind_of("DBInstanceAlreadyExists", ""), ErrorKind::AlreadyExists);
+        assert_eq!(kind_of("LoadBalancerNotFound", ""), ErrorKind::NotFound);
+        assert_eq!(kind_of("DBInstanceNotFound", ""), ErrorKind::NotFound);
+        assert_eq!(
+            kind_of("ValidationError", "AutoScalingGroup name not found - x"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(kind_of("ValidationError", "bad size"), ErrorKind::Other);
+        assert_eq!(kind_of("RequestLimitExceeded", ""), ErrorKind::Transient);
+        assert_eq!(kind_of("UnauthorizedOperation", ""), ErrorKind::AccessDenied);
+        assert_eq!(kind_of("ResourceInUse", ""), ErrorKind::DependencyViolation);
+        assert_eq!(kind_of("DependencyViolation", ""), ErrorKind::DependencyViolation);
+    }
+
+    #[test]
+    fn lc_refusal_message() {
+        let e = lc_refused(CloudError::new(
+            ErrorKind::AccessDenied,
+            "CreateLaunchConfiguration",
+            "launch configuration x",
+            "AccessDenied: no",
+        ));
+        assert_eq!(e.kind, ErrorKind::LaunchConfigurationsUnsupported);
+        assert!(e.message.starts_with(LC_UNSUPPORTED));
+        let e = lc_refused(CloudError::new(
+            ErrorKind::Other,
+            "CreateLaunchConfiguration",
+            "x",
+            "ValidationError: bad",
+        ));
+        assert_eq!(e.kind, ErrorKind::Other);
+    }
+}

@@ -1,0 +1,173 @@
+//! Small helpers shared by the per-service modules.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use fabrs_config::model::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
+use fabrs_exec::cloud::{ApplyCtx, CloudError};
+use fabrs_plan::resource::{Address, Kind, Spec, Tags};
+
+use crate::err;
+
+/// Security group id → group key (`sg-0ab…` → `web`), and back.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GroupMap {
+    id_to_key: BTreeMap<String, String>,
+}
+
+impl GroupMap {
+    pub fn from_ctx(ctx: &ApplyCtx) -> Self {
+        let mut m = GroupMap::default();
+        for (a, id) in &ctx.ids {
+            if a.kind == Kind::SecurityGroup {
+                m.insert(id, &a.name);
+            }
+        }
+        m
+    }
+    pub fn insert(&mut self, id: &str, key: &str) {
+        self.id_to_key.insert(id.to_string(), key.to_string());
+    }
+    /// The key of a group id; an unknown group is reported by its id (so a
+    /// rule or attachment fabrs does not know shows up as drift).
+    pub fn key(&self, id: &str) -> String {
+        self.id_to_key.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+    /// Group ids → sorted keys.
+    pub fn keys<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut v: Vec<String> = ids.into_iter().map(|i| self.key(i)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Group key → id through `ctx.ids` (a raw `sg-…` passes through).
+pub(crate) fn group_id(ctx: &ApplyCtx, key: &str, op: &str, resource: &str) -> Result<String, CloudError> {
+    if let Some(id) = ctx.ids.get(&fabrs_plan::addr::security_group(key)) {
+        return Ok(id.clone());
+    }
+    if key.starts_with("sg-") {
+        return Ok(key.to_string());
+    }
+    Err(err::not_found(
+        op,
+        resource,
+        format!("security group `{key}` has no id yet (security_group.{key} must be created first)"),
+    ))
+}
+
+pub(crate) fn group_ids(ctx: &ApplyCtx, keys: &[String], op: &str, resource: &str) -> Result<Vec<String>, CloudError> {
+    keys.iter().map(|k| group_id(ctx, k, op, resource)).collect()
+}
+
+pub(crate) fn owned(tags: &Tags, project: &str, environment: &str) -> bool {
+    tags.get(TAG_PROJECT).map(String::as_str) == Some(project)
+        && tags.get(TAG_ENVIRONMENT).map(String::as_str) == Some(environment)
+        && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+}
+
+/// (project, environment) a spec's tags say it belongs to.
+pub(crate) fn owner_of(tags: &Tags) -> (String, String) {
+    (
+        tags.get(TAG_PROJECT).cloned().unwrap_or_default(),
+        tags.get(TAG_ENVIRONMENT).cloned().unwrap_or_default(),
+    )
+}
+
+/// Tags as fabrs compares them: AWS's own (`aws:…`) left out.
+pub(crate) fn clean_tags<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Tags {
+    pairs
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// (tags to set, keys to remove) to go from `current` to `desired`.
+pub(crate) fn tag_diff(current: &Tags, desired: &Tags) -> (Tags, Vec<String>) {
+    let set = desired
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = current.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+    (set, remove)
+}
+
+pub(crate) fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+pub(crate) fn unb64(s: &str) -> Option<String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// `security group myproject-staging-web-sg`, `instance web[0]`…
+pub(crate) fn describe(address: &Address, spec: &Spec) -> String {
+    match spec {
+        Spec::SecurityGroup(s) => format!("security group {}", s.name),
+        Spec::LoadBalancer(s) => format!("load balancer {}", s.name),
+        Spec::DbSubnetGroup(s) => format!("DB subnet group {}", s.name),
+        Spec::DbParameterGroup(s) => format!("DB parameter group {}", s.name),
+        Spec::DbInstance(s) => format!("DB instance {}", s.identifier),
+        Spec::Instance(s) => format!(
+            "instance {}",
+            s.tags.get("Name").cloned().unwrap_or_else(|| address.to_string())
+        ),
+        Spec::LaunchConfiguration(s) => format!(
+            "launch configuration {}",
+            if s.name.is_empty() {
+                address.to_string()
+            } else {
+                s.name.clone()
+            }
+        ),
+        Spec::LaunchTemplate(s) => format!("launch template {}", s.name),
+        Spec::AutoScalingGroup(s) => format!("auto scaling group {}", s.name),
+    }
+}
+
+/// A stable 128-bit hex digest (two FNV-1a 64 variants): idempotency tokens.
+pub(crate) fn digest(s: &str) -> String {
+    let mut a: u64 = 0xcbf29ce484222325;
+    let mut b: u64 = 0x84222325cbf29ce4;
+    for byte in s.bytes() {
+        a = (a ^ byte as u64).wrapping_mul(0x100000001b3);
+        b = (b ^ (byte as u64).rotate_left(3)).wrapping_mul(0x100000001b3);
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_diff_sets_and_removes() {
+        let cur: Tags = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let des: Tags = [("a", "1"), ("b", "3"), ("c", "4")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (set, rm) = tag_diff(&cur, &des);
+        assert_eq!(set.len(), 2);
+        assert!(rm.is_empty());
+        let (set, rm) = tag_diff(&des, &cur);
+        assert_eq!(set.len(), 1);
+        assert_eq!(rm, vec!["c".to_string()]);
+    }
+
+    #[test]
+    fn digest_is_stable_and_distinct() {
+        assert_eq!(digest("p/e/instance.web[0]"), digest("p/e/instance.web[0]"));
+        assert_ne!(digest("p/e/instance.web[0]"), digest("p/e/instance.web[1]"));
+        assert_eq!(digest("x").len(), 32);
+    }
+}
