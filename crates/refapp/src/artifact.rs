@@ -93,13 +93,7 @@ fn sha256_file(p: &Path) -> Result<String> {
 /// Assemble `<out_dir>/refapp-<revision>.tar.gz` from a built binary and the
 /// crate's `static/` and `migrations/` (found under `source_dir`).
 /// `built_at` is a Unix time (default: SOURCE_DATE_EPOCH, else now).
-pub fn build(
-    bin: &Path,
-    source_dir: &Path,
-    revision: &str,
-    out_dir: &Path,
-    built_at: Option<u64>,
-) -> Result<PathBuf> {
+pub fn build(bin: &Path, source_dir: &Path, revision: &str, out_dir: &Path, built_at: Option<u64>) -> Result<PathBuf> {
     if !valid_revision(revision) {
         bail!("invalid revision {revision:?}: use letters, digits, '.', '_' and '-'");
     }

@@ -30,28 +30,16 @@ impl Cache {
         if let Some(c) = g.as_ref() {
             return Ok(c.clone());
         }
-        let client = redis::Client::open(self.cfg.redis_url.as_str()).map_err(|e| {
-            anyhow!(
-                "invalid REDIS_URL: {}",
-                self.cfg.secrets.scrub(&e.to_string())
-            )
-        })?;
+        let client = redis::Client::open(self.cfg.redis_url.as_str())
+            .map_err(|e| anyhow!("invalid REDIS_URL: {}", self.cfg.secrets.scrub(&e.to_string())))?;
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1);
-        let c = tokio::time::timeout(
-            TIMEOUT * 2,
-            ConnectionManager::new_with_config(client, mcfg),
-        )
-        .await
-        .map_err(|_| anyhow!("connecting to Redis timed out"))?
-        .map_err(|e| {
-            anyhow!(
-                "connecting to Redis: {}",
-                self.cfg.secrets.scrub(&e.to_string())
-            )
-        })?;
+        let c = tokio::time::timeout(TIMEOUT * 2, ConnectionManager::new_with_config(client, mcfg))
+            .await
+            .map_err(|_| anyhow!("connecting to Redis timed out"))?
+            .map_err(|e| anyhow!("connecting to Redis: {}", self.cfg.secrets.scrub(&e.to_string())))?;
         *g = Some(c.clone());
         Ok(c)
     }

@@ -71,10 +71,7 @@ impl std::fmt::Debug for Config {
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_prefix", &self.s3_prefix)
             .field("aws_region", &self.aws_region)
-            .field(
-                "s3_endpoint_url",
-                &self.s3_endpoint_url.as_deref().map(redact_url),
-            )
+            .field("s3_endpoint_url", &self.s3_endpoint_url.as_deref().map(redact_url))
             .field("rendition_base_url", &self.rendition_base_url)
             .field("static_dir", &self.static_dir)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -105,8 +102,7 @@ pub fn parse_env_file(text: &str) -> Result<HashMap<String, String>> {
         }
         let v = v.trim();
         let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
+            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
         {
             &v[1..v.len() - 1]
         } else {
@@ -118,8 +114,7 @@ pub fn parse_env_file(text: &str) -> Result<HashMap<String, String>> {
 }
 
 pub fn load_env_file(path: &Path) -> Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading env file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading env file {}", path.display()))?;
     parse_env_file(&text).with_context(|| format!("parsing env file {}", path.display()))
 }
 
@@ -167,8 +162,8 @@ impl Config {
             .or_else(|| get("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".into());
         let s3_endpoint_url = get("S3_ENDPOINT_URL");
-        let mut rendition_base_url = get("RENDITION_BASE_URL")
-            .unwrap_or_else(|| format!("https://{s3_bucket}.s3.{aws_region}.amazonaws.com/"));
+        let mut rendition_base_url =
+            get("RENDITION_BASE_URL").unwrap_or_else(|| format!("https://{s3_bucket}.s3.{aws_region}.amazonaws.com/"));
         if !rendition_base_url.ends_with('/') {
             rendition_base_url.push('/');
         }
@@ -197,8 +192,7 @@ impl Config {
         {
             secrets.add_from_url(u);
         }
-        let aws_static_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-        {
+        let aws_static_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
             (Some(id), Some(secret)) => {
                 secrets.add(secret.clone());
                 let token = get("AWS_SESSION_TOKEN");
@@ -221,9 +215,7 @@ impl Config {
             aws_region,
             s3_endpoint_url,
             rendition_base_url,
-            static_dir: get("REFAPP_STATIC_DIR")
-                .unwrap_or_else(|| "./static".into())
-                .into(),
+            static_dir: get("REFAPP_STATIC_DIR").unwrap_or_else(|| "./static".into()).into(),
             max_upload_bytes,
             worker_concurrency,
             revision: get("REFAPP_REVISION").unwrap_or_else(|| "unknown".into()),
@@ -231,21 +223,9 @@ impl Config {
             cache_prefix: get("REFAPP_CACHE_PREFIX").unwrap_or_else(|| "refapp:".into()),
             queue_prefix: get("REFAPP_QUEUE_PREFIX").unwrap_or_else(|| "refapp".into()),
             max_job_attempts: num("REFAPP_MAX_JOB_ATTEMPTS", get("REFAPP_MAX_JOB_ATTEMPTS"), 5)?,
-            shutdown_grace_secs: num(
-                "REFAPP_SHUTDOWN_GRACE_SECS",
-                get("REFAPP_SHUTDOWN_GRACE_SECS"),
-                25,
-            )?,
-            requeue_after_secs: num(
-                "REFAPP_REQUEUE_AFTER_SECS",
-                get("REFAPP_REQUEUE_AFTER_SECS"),
-                600,
-            )?,
-            test_render_delay_ms: num(
-                "REFAPP_TEST_RENDER_DELAY_MS",
-                get("REFAPP_TEST_RENDER_DELAY_MS"),
-                0,
-            )?,
+            shutdown_grace_secs: num("REFAPP_SHUTDOWN_GRACE_SECS", get("REFAPP_SHUTDOWN_GRACE_SECS"), 25)?,
+            requeue_after_secs: num("REFAPP_REQUEUE_AFTER_SECS", get("REFAPP_REQUEUE_AFTER_SECS"), 600)?,
+            test_render_delay_ms: num("REFAPP_TEST_RENDER_DELAY_MS", get("REFAPP_TEST_RENDER_DELAY_MS"), 0)?,
             secrets,
         })
     }
@@ -263,9 +243,7 @@ impl Config {
         format!("{}.render.dead", self.queue_prefix)
     }
     pub fn replica_url(&self) -> &str {
-        self.database_replica_url
-            .as_deref()
-            .unwrap_or(&self.database_url)
+        self.database_replica_url.as_deref().unwrap_or(&self.database_url)
     }
     pub fn rendition_url(&self, key: &str) -> String {
         format!("{}{}", self.rendition_base_url, key)
@@ -295,10 +273,7 @@ mod tests {
         assert_eq!(c.s3_prefix, "photos/");
         assert_eq!(c.max_upload_bytes, 10485760);
         assert_eq!(c.worker_concurrency, 2);
-        assert_eq!(
-            c.rendition_base_url,
-            "https://b1.s3.us-east-1.amazonaws.com/"
-        );
+        assert_eq!(c.rendition_base_url, "https://b1.s3.us-east-1.amazonaws.com/");
         assert_eq!(c.index_cache_key(), "refapp:page:index");
         assert_eq!(c.replica_url(), "postgres://app:pgpass@127.0.0.1:6432/app");
         assert_eq!(c.static_dir, PathBuf::from("./static"));
@@ -324,8 +299,7 @@ mod tests {
 
     #[test]
     fn env_file_parsing() {
-        let m =
-            parse_env_file("# comment\n\nexport A=1\nB = \"two words\"\nC='x=y'\nD=\n").unwrap();
+        let m = parse_env_file("# comment\n\nexport A=1\nB = \"two words\"\nC='x=y'\nD=\n").unwrap();
         assert_eq!(m["A"], "1");
         assert_eq!(m["B"], "two words");
         assert_eq!(m["C"], "x=y");
@@ -339,8 +313,7 @@ mod tests {
         let file = parse_env_file("REFAPP_REVISION=from-file\nS3_PREFIX=p\n").unwrap();
         let mut env = base();
         env.insert("REFAPP_REVISION".into(), "from-env".into());
-        let c =
-            Config::from_lookup(|k| env.get(k).cloned().or_else(|| file.get(k).cloned())).unwrap();
+        let c = Config::from_lookup(|k| env.get(k).cloned().or_else(|| file.get(k).cloned())).unwrap();
         assert_eq!(c.revision, "from-env");
         assert_eq!(c.s3_prefix, "p/");
     }

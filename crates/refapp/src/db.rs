@@ -61,10 +61,9 @@ impl Drop for PooledClient {
 
 impl Pool {
     pub fn new(url: &str, max_size: usize, secrets: Secrets) -> Result<Self> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| {
-                anyhow::anyhow!("invalid database URL: {}", secrets.scrub(&e.to_string()))
-            })?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            anyhow::anyhow!("invalid database URL: {}", secrets.scrub(&e.to_string()))
+        })?;
         config.connect_timeout(Duration::from_secs(3));
         config.application_name("refapp");
         Ok(Pool(Arc::new(PoolInner {
@@ -97,12 +96,12 @@ impl Pool {
                 None => break,
             }
         }
-        let (client, conn) = self.0.config.connect(NoTls).await.map_err(|e| {
-            anyhow::anyhow!(
-                "connecting to PostgreSQL: {}",
-                self.0.secrets.scrub(&e.to_string())
-            )
-        })?;
+        let (client, conn) = self
+            .0
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {}", self.0.secrets.scrub(&e.to_string())))?;
         let secrets = self.0.secrets.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -249,12 +248,9 @@ pub async fn mark_failed(c: &Client, id: Uuid, error: &str) -> Result<u64> {
 
 pub async fn delete_photo(c: &Client, id: Uuid) -> Result<u64> {
     let id = id.to_string();
-    c.execute_typed(
-        "DELETE FROM photos WHERE id = $1::uuid",
-        &[(&id, Type::TEXT)],
-    )
-    .await
-    .context("deleting photo row")
+    c.execute_typed("DELETE FROM photos WHERE id = $1::uuid", &[(&id, Type::TEXT)])
+        .await
+        .context("deleting photo row")
 }
 
 /// Claim pending photos whose job may have been lost (e.g. the web process

@@ -87,11 +87,7 @@ pub fn probe(bytes: &[u8]) -> Result<Probe, ProbeError> {
     if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
         return Err(ProbeError::Dimensions(width, height));
     }
-    Ok(Probe {
-        format,
-        width,
-        height,
-    })
+    Ok(Probe { format, width, height })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,12 +135,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, RenderError> {
     let probe = probe(bytes).map_err(|e| RenderError::Decode(e.to_string()))?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), probe.format.image_format());
     reader.limits(limits());
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| RenderError::Decode(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| RenderError::Decode(e.to_string()))?;
     let orientation = decoder.orientation().ok();
-    let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| RenderError::Decode(e.to_string()))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -174,15 +167,9 @@ pub fn fit(w: u32, h: u32, size: u32) -> (u32, u32) {
         return (w, h);
     }
     if w >= h {
-        (
-            size,
-            ((h as u64 * size as u64 + w as u64 / 2) / w as u64).max(1) as u32,
-        )
+        (size, ((h as u64 * size as u64 + w as u64 / 2) / w as u64).max(1) as u32)
     } else {
-        (
-            ((w as u64 * size as u64 + h as u64 / 2) / h as u64).max(1) as u32,
-            size,
-        )
+        (((w as u64 * size as u64 + h as u64 / 2) / h as u64).max(1) as u32, size)
     }
 }
 
@@ -194,12 +181,7 @@ pub fn encode(img: &RgbImage, format: OutFormat) -> Result<Vec<u8>, RenderError>
             .map_err(|e| RenderError::Encode(e.to_string()))?,
         // The image crate's WebP encoder is lossless only.
         OutFormat::WebP => WebPEncoder::new_lossless(&mut buf)
-            .encode(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                image::ExtendedColorType::Rgb8,
-            )
+            .encode(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
             .map_err(|e| RenderError::Encode(e.to_string()))?,
     }
     Ok(buf)
@@ -209,15 +191,20 @@ pub fn encode(img: &RgbImage, format: OutFormat) -> Result<Vec<u8>, RenderError>
 /// same input gives the same bytes, so a redelivered job overwrites the
 /// same S3 objects with the same content.
 pub fn render(bytes: &[u8]) -> Result<Vec<RenderedImage>, RenderError> {
+    render_formats(bytes, &OutFormat::ALL)
+}
+
+/// `render` restricted to some output formats (benchmarks).
+pub fn render_formats(bytes: &[u8], formats: &[OutFormat]) -> Result<Vec<RenderedImage>, RenderError> {
     let original = decode(bytes)?;
-    let mut out = Vec::with_capacity(SIZES.len() * OutFormat::ALL.len());
+    let mut out = Vec::with_capacity(SIZES.len() * formats.len());
     let mut current = original;
     for size in SIZES {
         let (w, h) = fit(current.width(), current.height(), size);
         if (w, h) != current.dimensions() {
             current = image::imageops::thumbnail(&current, w, h);
         }
-        for format in OutFormat::ALL {
+        for &format in formats {
             out.push(RenderedImage {
                 size,
                 format,
@@ -239,9 +226,7 @@ mod tests {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
         });
         let mut buf = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(img)
-            .write_to(&mut buf, format)
-            .unwrap();
+        DynamicImage::ImageRgb8(img).write_to(&mut buf, format).unwrap();
         buf.into_inner()
     }
 
@@ -267,10 +252,7 @@ mod tests {
     #[test]
     fn probe_rejects_non_images_and_truncated_headers() {
         assert_eq!(probe(b"GIF89a.........."), Err(ProbeError::Unsupported));
-        assert_eq!(
-            probe(b"hello world, not an image"),
-            Err(ProbeError::Unsupported)
-        );
+        assert_eq!(probe(b"hello world, not an image"), Err(ProbeError::Unsupported));
         let png = sample(40, 30, ImageFormat::Png);
         assert!(matches!(probe(&png[..12]), Err(ProbeError::Corrupt(_))));
     }

@@ -76,11 +76,7 @@ pub async fn run(client: &mut Client) -> Result<Vec<i64>> {
             .with_context(|| format!("applying migration {}", m.name))?;
         tx.execute_typed(
             &format!("INSERT INTO {TRACKING_TABLE} (version, name, checksum) VALUES ($1, $2, $3)"),
-            &[
-                (&m.version, Type::INT8),
-                (&m.name, Type::TEXT),
-                (&sum, Type::TEXT),
-            ],
+            &[(&m.version, Type::INT8), (&m.name, Type::TEXT), (&sum, Type::TEXT)],
         )
         .await?;
         tx.commit()
@@ -105,10 +101,7 @@ mod tests {
             .filter(|n| n.ends_with(".sql"))
             .collect();
         files.sort();
-        let embedded: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|m| format!("{}.sql", m.name))
-            .collect();
+        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.name)).collect();
         assert_eq!(files, embedded);
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1);

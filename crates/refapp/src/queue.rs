@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -26,14 +25,10 @@ pub struct RenderJob {
 }
 
 pub async fn connect(cfg: &Config, name: &str) -> Result<Connection> {
-    let props =
-        ConnectionProperties::default().with_connection_name(format!("refapp-{name}").into());
+    let props = ConnectionProperties::default().with_connection_name(format!("refapp-{name}").into());
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&cfg.amqp_url, props)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => bail!(
-            "connecting to RabbitMQ: {}",
-            cfg.secrets.scrub(&e.to_string())
-        ),
+        Ok(Err(e)) => bail!("connecting to RabbitMQ: {}", cfg.secrets.scrub(&e.to_string())),
         Err(_) => bail!("connecting to RabbitMQ: timed out after {CONNECT_TIMEOUT:?}"),
     }
 }
@@ -56,13 +51,9 @@ pub async fn declare_topology(ch: &Channel, cfg: &Config) -> Result<()> {
     )
     .await
     .context("declaring dead-letter exchange")?;
-    ch.queue_declare(
-        cfg.dead_letter_queue().into(),
-        durable,
-        FieldTable::default(),
-    )
-    .await
-    .context("declaring dead-letter queue")?;
+    ch.queue_declare(cfg.dead_letter_queue().into(), durable, FieldTable::default())
+        .await
+        .context("declaring dead-letter queue")?;
     ch.queue_bind(
         cfg.dead_letter_queue().into(),
         cfg.dead_letter_exchange().into(),
@@ -119,12 +110,7 @@ pub fn attempt_of(props: &BasicProperties) -> u32 {
 
 /// Publish on a confirm-mode channel and wait for the broker's ack; the
 /// message is `mandatory` so an unroutable job is an error, not a loss.
-pub async fn publish_confirmed(
-    ch: &Channel,
-    queue: &str,
-    payload: &[u8],
-    props: BasicProperties,
-) -> Result<()> {
+pub async fn publish_confirmed(ch: &Channel, queue: &str, payload: &[u8], props: BasicProperties) -> Result<()> {
     let confirm = ch
         .basic_publish(
             "".into(),

@@ -80,14 +80,8 @@ mod tests {
             redact_url("postgres://app:hunter2@127.0.0.1:6432/app"),
             "postgres://app:***@127.0.0.1:6432/app"
         );
-        assert_eq!(
-            redact_url("redis://:pw123@h:6379/0"),
-            "redis://:***@h:6379/0"
-        );
-        assert_eq!(
-            redact_url("amqp://127.0.0.1:5672/%2f"),
-            "amqp://127.0.0.1:5672/%2f"
-        );
+        assert_eq!(redact_url("redis://:pw123@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact_url("amqp://127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
         assert_eq!(redact_url("not a url with secret"), "<unparseable url>");
     }
 
@@ -97,10 +91,7 @@ mod tests {
         s.add_from_url("amqp://user:p%40ss%2Fword@h/%2f");
         let msg = "auth failed for p@ss/word (sent p%40ss%2Fword)";
         let out = s.scrub(msg);
-        assert!(
-            !out.contains("p@ss/word") && !out.contains("p%40ss%2Fword"),
-            "{out}"
-        );
+        assert!(!out.contains("p@ss/word") && !out.contains("p%40ss%2Fword"), "{out}");
         assert_eq!(out, "auth failed for *** (sent ***)");
     }
 }

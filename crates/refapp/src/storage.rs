@@ -62,25 +62,13 @@ impl Storage {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "S3 put {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("S3 put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
         Ok(())
     }
 
     /// `Ok(None)` when the object does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
                 let data = out
                     .body
@@ -110,12 +98,7 @@ impl Storage {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "S3 delete {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("S3 delete {key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
         Ok(())
     }
 
@@ -132,17 +115,8 @@ impl Storage {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "S3 list {prefix}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
-                })?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
+                .map_err(|e| anyhow::anyhow!("S3 list {prefix}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,

@@ -77,8 +77,7 @@ pub async fn state(cfg: Config) -> Result<Arc<AppState>> {
 }
 
 pub fn router(st: Arc<AppState>) -> Router {
-    let revision =
-        HeaderValue::from_str(&st.cfg.revision).unwrap_or(HeaderValue::from_static("invalid"));
+    let revision = HeaderValue::from_str(&st.cfg.revision).unwrap_or(HeaderValue::from_static("invalid"));
     Router::new()
         .route("/", get(index))
         .route("/healthcheck.html", get(healthcheck))
@@ -164,13 +163,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("reading body: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_body", format!("reading body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -196,20 +189,14 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let limit = if is_multipart {
-        max + MULTIPART_OVERHEAD
-    } else {
-        max
-    };
+    let limit = if is_multipart { max + MULTIPART_OVERHEAD } else { max };
     if let Some(len) = content_length(req.headers())
         && len > limit as u64
     {
         return Err(too_large(max));
     }
     let (parts, body) = req.into_parts();
-    let raw = read_limited(body, limit)
-        .await
-        .map_err(|_| too_large(max))?;
+    let raw = read_limited(body, limit).await.map_err(|_| too_large(max))?;
     let data = if is_multipart {
         let req = Request::from_parts(parts, Body::from(raw));
         let mut mp = Multipart::from_request(req, &())
@@ -247,11 +234,7 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
         return Err(too_large(max));
     }
     if data.is_empty() {
-        return Err(json_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty",
-            "empty upload",
-        ));
+        return Err(json_error(StatusCode::UNPROCESSABLE_ENTITY, "empty", "empty upload"));
     }
     Ok(data)
 }
@@ -268,29 +251,17 @@ async fn upload(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let probe = match imaging::probe(&data) {
         Ok(p) => p,
         Err(e @ ProbeError::Unsupported) => {
-            return json_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_type",
-                e.to_string(),
-            );
+            return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type", e.to_string());
         }
         Err(e) => {
-            return json_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_image",
-                e.to_string(),
-            );
+            return json_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string());
         }
     };
     let id = Uuid::new_v4();
     let key = format!("{}{}/original.{}", st.cfg.s3_prefix, id, probe.format.ext());
     let size = data.len();
 
-    if let Err(e) = st
-        .storage
-        .put(&key, data, probe.format.content_type())
-        .await
-    {
+    if let Err(e) = st.storage.put(&key, data, probe.format.content_type()).await {
         tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "storing original failed");
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -393,11 +364,7 @@ async fn photo(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Respo
     }
     .await;
     match res {
-        Ok(Some(p)) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(photo_json(&st.cfg, &p)),
-        )
-            .into_response(),
+        Ok(Some(p)) => ([(header::CACHE_CONTROL, "no-store")], Json(photo_json(&st.cfg, &p))).into_response(),
         Ok(None) => json_error(StatusCode::NOT_FOUND, "not_found", "no such photo"),
         Err(e) => {
             tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "reading photo failed");
@@ -449,11 +416,7 @@ pub fn render_index(cfg: &Config, photos: &[PhotoRow]) -> String {
             }
             (status, _) => items.push_str(&format!(
                 r#"<li class="photo {s}" data-id="{id}"><span>{s}</span></li>"#,
-                s = esc(if status == "rendered" {
-                    "pending"
-                } else {
-                    status
-                })
+                s = esc(if status == "rendered" { "pending" } else { status })
             )),
         }
         items.push('\n');
@@ -511,9 +474,7 @@ async fn index(State(st): State<Arc<AppState>>) -> Response {
     if !cache_ok {
         return page(html, "BYPASS");
     }
-    if let Ok(Err(e)) =
-        tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_ex(&key, &html, INDEX_TTL_SECS)).await
-    {
+    if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_ex(&key, &html, INDEX_TTL_SECS)).await {
         tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache write failed");
     }
     page(html, "MISS")

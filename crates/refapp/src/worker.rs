@@ -20,8 +20,8 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -78,8 +78,8 @@ pub fn expected_keys(original_key: &str) -> Vec<String> {
 }
 
 async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
-    let job: RenderJob = serde_json::from_slice(data)
-        .map_err(|e| JobError::Poison(format!("malformed job message: {e}")))?;
+    let job: RenderJob =
+        serde_json::from_slice(data).map_err(|e| JobError::Poison(format!("malformed job message: {e}")))?;
     let row = {
         let c = ctx.db.get().await.map_err(transient)?;
         db::get_photo(&c, job.photo_id).await.map_err(transient)?
@@ -94,10 +94,7 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
         "rendered" => {
             // Redelivered after the row update (e.g. the cache DEL failed or
             // the worker died before acking): finish the remaining step.
-            ctx.cache
-                .del(&ctx.cfg.index_cache_key())
-                .await
-                .map_err(transient)?;
+            ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
             return Ok(());
         }
         "failed" => return Ok(()),
@@ -140,14 +137,9 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
     }
     {
         let c = ctx.db.get().await.map_err(transient)?;
-        db::mark_rendered(&c, row.id, &renditions)
-            .await
-            .map_err(transient)?;
+        db::mark_rendered(&c, row.id, &renditions).await.map_err(transient)?;
     }
-    ctx.cache
-        .del(&ctx.cfg.index_cache_key())
-        .await
-        .map_err(transient)?;
+    ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
     tracing::info!(photo_id = %row.id, renditions = renditions.len(), "rendered");
     Ok(())
 }
@@ -190,7 +182,11 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery) {
                     // Could not record the failure: try again later.
                     tracing::warn!(error = %ctx.cfg.secrets.scrub(&format!("{e:#}")), "marking failed");
                     tokio::time::sleep(backoff(attempt)).await;
-                    d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+                    d.nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await?;
                     return Ok("requeued");
                 }
                 d.reject(BasicRejectOptions { requeue: false }).await?;
@@ -220,7 +216,11 @@ async fn handle(ctx: Arc<Ctx>, d: Delivery) {
                     }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "republish failed: requeueing");
-                        d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+                        d.nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await?;
                         Ok("requeued")
                     }
                 }
@@ -274,11 +274,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
         .context("confirm.select")?;
 
     let ctx = Arc::new(Ctx {
-        db: Pool::new(
-            &cfg.database_url,
-            cfg.worker_concurrency + 1,
-            cfg.secrets.clone(),
-        )?,
+        db: Pool::new(&cfg.database_url, cfg.worker_concurrency + 1, cfg.secrets.clone())?,
         storage: Storage::new(&cfg).await,
         cache: Cache::new(cfg.clone()),
         publish,
@@ -336,9 +332,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
         let _ = consume
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        while let Ok(Some(Ok(d))) =
-            tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
-        {
+        while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
             let _ = d
                 .nack(BasicNackOptions {
                     requeue: true,

@@ -38,14 +38,7 @@ fn tarball_layout_and_manifest() {
     std::fs::set_permissions(&bin_path, std::fs::Permissions::from_mode(0o700)).unwrap();
     let bin = bin_path.as_path();
     let out = tempfile::tempdir().unwrap();
-    let path = refapp::artifact::build(
-        bin,
-        crate_dir,
-        "r2013.05-a1",
-        out.path(),
-        Some(1_368_000_000),
-    )
-    .unwrap();
+    let path = refapp::artifact::build(bin, crate_dir, "r2013.05-a1", out.path(), Some(1_368_000_000)).unwrap();
     assert_eq!(path, out.path().join("refapp-r2013.05-a1.tar.gz"));
 
     let files = entries(&path);
@@ -61,11 +54,7 @@ fn tarball_layout_and_manifest() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    assert!(
-        names
-            .iter()
-            .all(|n| !n.starts_with('/') && !n.contains(".."))
-    );
+    assert!(names.iter().all(|n| !n.starts_with('/') && !n.contains("..")));
     assert_eq!(files["bin/refapp"].0 & 0o777, 0o755);
     assert_eq!(files["bin/refapp"].1, std::fs::read(bin).unwrap());
 
@@ -75,11 +64,7 @@ fn tarball_layout_and_manifest() {
     assert_eq!(manifest["built_at"], "2013-05-08T08:00:00Z");
     let listed = manifest["files"].as_object().unwrap();
     // Every file but the manifest is listed, with its real sha256.
-    let expected: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| *n != "manifest.json")
-        .collect();
+    let expected: Vec<&str> = names.iter().copied().filter(|n| *n != "manifest.json").collect();
     let mut got: Vec<&str> = listed.keys().map(String::as_str).collect();
     got.sort();
     assert_eq!(got, expected);
@@ -93,18 +78,8 @@ fn tarball_layout_and_manifest() {
 
     // Same inputs, same bytes.
     let out2 = tempfile::tempdir().unwrap();
-    let path2 = refapp::artifact::build(
-        bin,
-        crate_dir,
-        "r2013.05-a1",
-        out2.path(),
-        Some(1_368_000_000),
-    )
-    .unwrap();
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        std::fs::read(&path2).unwrap()
-    );
+    let path2 = refapp::artifact::build(bin, crate_dir, "r2013.05-a1", out2.path(), Some(1_368_000_000)).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&path2).unwrap());
 
     // Unpacked like cloud-init does, the binary runs.
     let unpack = tempfile::tempdir().unwrap();
@@ -117,16 +92,10 @@ fn tarball_layout_and_manifest() {
         .unwrap();
     assert!(st.success());
     let exe = unpack.path().join("bin/refapp");
-    assert_eq!(
-        std::fs::metadata(&exe).unwrap().permissions().mode() & 0o111,
-        0o111
-    );
+    assert_eq!(std::fs::metadata(&exe).unwrap().permissions().mode() & 0o111, 0o111);
     let run = Command::new(&exe).arg("web").output().unwrap();
     assert!(run.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        "stand-in refapp web\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "stand-in refapp web\n");
 }
 
 #[test]
@@ -142,10 +111,7 @@ fn package_subcommand_and_bad_revisions() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let path = out.path().join("refapp-abc123.tar.gz");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        path.display().to_string()
-    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), path.display().to_string());
     let files = entries(&path);
     let m: serde_json::Value = serde_json::from_slice(&files["manifest.json"].1).unwrap();
     assert_eq!(m["built_at"], "1970-01-01T00:00:00Z");

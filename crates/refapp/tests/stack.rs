@@ -51,35 +51,42 @@ async fn migrations_twice_and_concurrently_leave_schema_unchanged() {
         applied.extend(r.await.unwrap());
     }
     applied.sort();
-    let all: Vec<i64> = refapp::migrate::MIGRATIONS
-        .iter()
-        .map(|m| m.version)
-        .collect();
-    assert_eq!(
-        applied, all,
-        "each migration applied once across concurrent runs"
-    );
+    let all: Vec<i64> = refapp::migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied, all, "each migration applied once across concurrent runs");
 
     let before = schema_dump(&db).await;
     assert!(before.contains("photos.status:text:NO"), "{before}");
     assert!(before.contains("photos_pending_enqueued_idx"), "{before}");
 
-    // Second run through the real binary: nothing applied, schema identical.
+    // Second run through the real binary, configured by an env file (the
+    // way systemd's EnvironmentFile is laid out), with a real environment
+    // variable overriding one of its values: nothing applied, schema
+    // identical.
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("app.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "# rendered by fabrs\nDATABASE_URL=postgres://nobody@127.0.0.1:1/nothing\nREDIS_URL={}\n\
+             AMQP_URL={}\nS3_BUCKET=unused\n",
+            redis_url(),
+            amqp_url()
+        ),
+    )
+    .unwrap();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_refapp"))
+        .arg("--env-file")
+        .arg(&env_file)
         .arg("migrate")
         .env_clear()
         .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env("AMQP_URL", amqp_url())
-        .env("S3_BUCKET", "unused")
         .status()
         .unwrap();
     assert!(status.success());
     let after = schema_dump(&db).await;
     assert_eq!(before, after);
     assert_eq!(
-        db.count("SELECT count(*) FROM refapp_schema_migrations")
-            .await,
+        db.count("SELECT count(*) FROM refapp_schema_migrations").await,
         all.len() as i64
     );
 }
@@ -142,20 +149,14 @@ async fn upload_render_list_and_cache() {
         .await;
     assert_eq!(s, 202, "{v}");
     let id2 = v["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        web.wait_status(&id2, RENDER_TIMEOUT).await["status"],
-        "rendered"
-    );
+    assert_eq!(web.wait_status(&id2, RENDER_TIMEOUT).await["status"], "rendered");
     let start = std::time::Instant::now();
     let last = loop {
         let (_, h, body) = web.get("/").await;
         if h["x-cache"] == "MISS" {
             break body;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "index cache not invalidated"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "index cache not invalidated");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(last.contains(&id1) && last.contains(&id2));
@@ -163,9 +164,7 @@ async fn upload_render_list_and_cache() {
     assert_eq!(h["x-cache"], "HIT");
 
     // Unknown photo: 404. Static assets are served.
-    let (s, _) = web
-        .get_json(&format!("/photos/{}", uuid::Uuid::new_v4()))
-        .await;
+    let (s, _) = web.get_json(&format!("/photos/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(s, 404);
     let (s, _) = web.get_json("/photos/not-a-uuid").await;
     assert_eq!(s, 404);
@@ -264,10 +263,7 @@ async fn worker_killed_mid_job_renders_exactly_once() {
     })
     .await;
     // Mid-job: part of the renditions written, row still pending.
-    assert_eq!(
-        web.get_json(&format!("/photos/{id}")).await.1["status"],
-        "pending"
-    );
+    assert_eq!(web.get_json(&format!("/photos/{id}")).await.1["status"], "pending");
     assert!(env.s3_keys().await.len() < expected_keys(&original_key).len());
     w1.kill().unwrap(); // SIGKILL
     w1.wait().unwrap();
@@ -298,10 +294,7 @@ async fn worker_killed_mid_job_renders_exactly_once() {
         if let Some(s) = w2.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "worker ignored SIGTERM"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "worker ignored SIGTERM");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
@@ -342,10 +335,7 @@ async fn corrupt_image_is_dead_lettered_and_marked_failed() {
     let _ = conn.close(200, "bye".into()).await;
 
     // Only the original is in S3; the web is still healthy and lists it.
-    assert_eq!(
-        env.s3_keys().await,
-        vec![format!("photos/{id}/original.png")]
-    );
+    assert_eq!(env.s3_keys().await, vec![format!("photos/{id}/original.png")]);
     let (s, _, body) = web.get("/healthcheck.html").await;
     assert_eq!(s, 200, "{body}");
     let (s, _, body) = web.get("/").await;
@@ -358,8 +348,7 @@ async fn corrupt_image_is_dead_lettered_and_marked_failed() {
         .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(
-        web.wait_status(v["id"].as_str().unwrap(), RENDER_TIMEOUT)
-            .await["status"],
+        web.wait_status(v["id"].as_str().unwrap(), RENDER_TIMEOUT).await["status"],
         "rendered"
     );
     worker.stop().await.unwrap();
@@ -381,12 +370,7 @@ async fn invalid_and_oversized_uploads_store_nothing() {
     let png = sample_image(64, 48, 1, ImageFormat::Png);
     let gif_header = b"GIF89a\x10\x00\x10\x00\x00\x00\x00;".to_vec();
     let cases: Vec<(&str, u16, Vec<u8>, bool)> = vec![
-        (
-            "plain text",
-            415,
-            b"definitely not an image".to_vec(),
-            false,
-        ),
+        ("plain text", 415, b"definitely not an image".to_vec(), false),
         ("gif", 415, gif_header, false),
         ("truncated png header", 422, png[..20].to_vec(), false),
         ("empty body", 422, Vec::new(), false),
@@ -401,10 +385,7 @@ async fn invalid_and_oversized_uploads_store_nothing() {
             web.upload(body, "application/octet-stream").await
         };
         assert_eq!(s, want, "{what}: {v}");
-        assert!(
-            v["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{what}: {v}"
-        );
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {v}");
     }
     // A multipart body without a file field.
     let r = web
@@ -454,9 +435,7 @@ async fn queries_work_through_pgbouncer_transaction_mode() {
     // DO break through this PgBouncer, so the checks below are meaningful.
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         clients.push(std::sync::Arc::new(c));
     }
@@ -516,10 +495,7 @@ async fn queries_work_through_pgbouncer_transaction_mode() {
                 };
                 assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 1);
                 assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 0);
-                assert_eq!(
-                    refapp::db::get_photo(&c, id).await?.unwrap().renditions,
-                    vec![r]
-                );
+                assert_eq!(refapp::db::get_photo(&c, id).await?.unwrap().renditions, vec![r]);
                 assert_eq!(refapp::db::mark_failed(&c, id, "no").await?, 0);
                 refapp::db::recent_photos(&c, 10).await?;
                 refapp::db::claim_stale_pending(&c, 0).await?;
@@ -547,8 +523,7 @@ async fn queries_work_through_pgbouncer_transaction_mode() {
                     .await
                     .unwrap();
                 assert_eq!(r.status().as_u16(), 202);
-                let v: serde_json::Value =
-                    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
                 v["id"].as_str().unwrap().to_string()
             })
         })
@@ -557,10 +532,7 @@ async fn queries_work_through_pgbouncer_transaction_mode() {
         ids.push(u.await.unwrap());
     }
     for id in &ids {
-        assert_eq!(
-            web.wait_status(id, RENDER_TIMEOUT).await["status"],
-            "rendered"
-        );
+        assert_eq!(web.wait_status(id, RENDER_TIMEOUT).await["status"], "rendered");
     }
     let (s, _, body) = web.get("/").await;
     assert_eq!(s, 200);

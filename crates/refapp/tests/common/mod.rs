@@ -20,34 +20,23 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub fn pg_admin_url() -> String {
-    std::env::var("REFAPP_TEST_PG_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("REFAPP_TEST_PG_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 pub fn redis_url() -> String {
     std::env::var("REFAPP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 pub fn amqp_url() -> String {
-    std::env::var("REFAPP_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("REFAPP_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(
-            &SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_millis(200),
-        )
-        .is_ok()
-        {
+        if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -56,10 +45,7 @@ pub fn wait_port(port: u16, timeout: Duration) -> bool {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 async fn admin_client() -> tokio_postgres::Client {
@@ -93,9 +79,7 @@ impl TestDb {
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         c
     }
@@ -120,9 +104,7 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok((c, conn)) =
-                    tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await
-                {
+                if let Ok((c, conn)) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls).await {
                     tokio::spawn(conn);
                     let _ = c
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -221,12 +203,7 @@ impl Env {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         tweak(&mut vars);
-        let env = Env {
-            db,
-            moto,
-            vars,
-            tag,
-        };
+        let env = Env { db, moto, vars, tag };
         env.storage()
             .await
             .client
@@ -243,8 +220,7 @@ impl Env {
     }
 
     pub async fn migrate(&self) {
-        let pool =
-            refapp::db::Pool::new(&self.vars["DATABASE_URL"], 1, Default::default()).unwrap();
+        let pool = refapp::db::Pool::new(&self.vars["DATABASE_URL"], 1, Default::default()).unwrap();
         let mut c = pool.get().await.unwrap();
         refapp::migrate::run(&mut c).await.unwrap();
     }
@@ -270,10 +246,7 @@ impl Env {
             })
             .await
         });
-        Worker {
-            stop: Some(tx),
-            task,
-        }
+        Worker { stop: Some(tx), task }
     }
 
     /// Spawn the real binary with this env (and extra vars).
@@ -344,10 +317,7 @@ impl Drop for Env {
                 if let Ok(c) = redis::Client::open(cfg.redis_url.as_str())
                     && let Ok(mut c) = c.get_multiplexed_async_connection().await
                 {
-                    let _: Result<(), _> = redis::cmd("DEL")
-                        .arg(cfg.index_cache_key())
-                        .query_async(&mut c)
-                        .await;
+                    let _: Result<(), _> = redis::cmd("DEL").arg(cfg.index_cache_key()).query_async(&mut c).await;
                 }
             });
         })
@@ -379,12 +349,7 @@ pub async fn start_web(cfg: Config) -> Web {
 
 impl Web {
     pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (status, headers, r.text().await.unwrap())
@@ -392,10 +357,7 @@ impl Web {
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (s, _, body) = self.get(path).await;
-        (
-            s,
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        )
+        (s, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
     }
 
     pub async fn upload(&self, body: Vec<u8>, content_type: &str) -> (u16, serde_json::Value) {
@@ -441,10 +403,7 @@ impl Web {
             if v["status"] != "pending" {
                 return v;
             }
-            assert!(
-                start.elapsed() < timeout,
-                "photo {id} still pending after {timeout:?}"
-            );
+            assert!(start.elapsed() < timeout, "photo {id} still pending after {timeout:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -481,16 +440,10 @@ pub fn sample_image(w: u32, h: u32, seed: u32, format: image::ImageFormat) -> Ve
             .wrapping_mul(7)
             .wrapping_add(y.wrapping_mul(13))
             .wrapping_add(seed.wrapping_mul(101));
-        image::Rgb([
-            (v % 256) as u8,
-            ((x ^ y ^ seed) % 256) as u8,
-            ((x + seed) % 256) as u8,
-        ])
+        image::Rgb([(v % 256) as u8, ((x ^ y ^ seed) % 256) as u8, ((x + seed) % 256) as u8])
     });
     let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut buf, format)
-        .unwrap();
+    image::DynamicImage::ImageRgb8(img).write_to(&mut buf, format).unwrap();
     buf.into_inner()
 }
 
@@ -548,10 +501,7 @@ impl PgBouncer {
             .find(|p| std::path::Path::new(p).exists())
             .expect("pgbouncer not installed: run the project's setup script (apt-get install pgbouncer)");
         let admin = url::Url::parse(&pg_admin_url()).unwrap();
-        let (host, pg_port) = (
-            admin.host_str().unwrap().to_string(),
-            admin.port().unwrap_or(5432),
-        );
+        let (host, pg_port) = (admin.host_str().unwrap().to_string(), admin.port().unwrap_or(5432));
         let user = if admin.username().is_empty() {
             "postgres".to_string()
         } else {
@@ -559,11 +509,7 @@ impl PgBouncer {
         };
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        std::fs::write(
-            dir.path().join("userlist.txt"),
-            format!("\"{user}\" \"\"\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("userlist.txt"), format!("\"{user}\" \"\"\n")).unwrap();
         std::fs::write(
             dir.path().join("pgbouncer.ini"),
             format!(
@@ -596,11 +542,7 @@ impl PgBouncer {
             wait_port(port, Duration::from_secs(10)),
             "pgbouncer did not start on port {port}"
         );
-        PgBouncer {
-            child,
-            port,
-            _dir: dir,
-        }
+        PgBouncer { child, port, _dir: dir }
     }
 
     pub fn url(&self, dbname: &str) -> String {
