@@ -15,6 +15,8 @@ use crate::printer::Printer;
 /// How a command ended, beyond plain success.
 pub enum Outcome {
     Ok,
+    /// `plan --detailed-exitcode` with changes present.
+    Changes,
     /// The command reported its own errors (diagnostics); exit 1 without more.
     Failed,
 }
@@ -30,6 +32,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(a) => commands::validate::run(&cli.global, a, &mut printer),
         Command::Render(a) => commands::render::run(&cli.global, a, &mut printer),
+        Command::Plan(a) => commands::env::plan(&cli.global, a, &mut printer),
+        Command::CreateEnv(a) => commands::env::create(&cli.global, a, &mut printer),
+        Command::Status(a) => commands::env::status(&cli.global, a, &mut printer),
+        Command::DestroyEnv(a) => commands::env::destroy(&cli.global, a, &mut printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Changes) => ExitCode::from(2),
         Err(e) => {
             // One line per cause, no debug dump.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();

@@ -98,9 +98,10 @@ fn every_bad_file_fails_with_exactly_the_expected_diagnostics() {
         let (stdout, stderr) = text(&out);
         let got = reported(&stderr, &rel);
         let matches = got.len() == expected.len()
-            && got.iter().zip(&expected).all(|(g, (pos, kind, frag))| {
-                &g.pos == pos && &g.kind == kind && g.message.starts_with(frag.as_str())
-            });
+            && got
+                .iter()
+                .zip(&expected)
+                .all(|(g, (pos, kind, frag))| &g.pos == pos && &g.kind == kind && g.message.starts_with(frag.as_str()));
         if out.status.code() != Some(1) || !matches {
             failures.push(format!(
                 "{rel}: exit {:?}\n  expected {expected:?}\n  got {got:?}\n{stderr}",
@@ -129,15 +130,10 @@ fn shipped_environments_and_examples_validate() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let (_, err) = text(&out);
     assert!(
-        err.contains("myproject / staging is valid")
-            && err.contains("myproject / production is valid"),
+        err.contains("myproject / staging is valid") && err.contains("myproject / production is valid"),
         "{err}"
     );
-    for ex in [
-        "examples/scoot.yaml",
-        "examples/lifesum.yaml",
-        "examples/famigo.yaml",
-    ] {
+    for ex in ["examples/scoot.yaml", "examples/lifesum.yaml", "examples/famigo.yaml"] {
         let out = fabrs(&["validate", ex], &[]);
         assert_eq!(out.status.code(), Some(0), "{ex}: {:?}", text(&out));
     }
@@ -145,22 +141,11 @@ fn shipped_environments_and_examples_validate() {
 
 #[test]
 fn validate_json_lists_diagnostics_on_stdout() {
-    let out = fabrs(
-        &[
-            "validate",
-            "--output",
-            "json",
-            "tests/bad/cidr-host-bits.yaml",
-        ],
-        &[],
-    );
+    let out = fabrs(&["validate", "--output", "json", "tests/bad/cidr-host-bits.yaml"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let d = &v["diagnostics"][0];
-    assert_eq!(
-        (d["line"].as_u64(), d["column"].as_u64()),
-        (Some(9), Some(7))
-    );
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(9), Some(7)));
     assert_eq!(d["path"], "network.admin_cidrs[0]");
     assert_eq!(d["hint"], "did you mean `203.0.113.0/24`?");
 }
@@ -193,21 +178,10 @@ fn render_lists_files_with_placeholders_and_writes_them() {
     assert!(stdout.contains("__secret_db_password__"));
 
     let dir = tempfile::tempdir().unwrap();
-    let out = fabrs(
-        &[
-            "render",
-            "production",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = fabrs(&["render", "production", "--out", dir.path().to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     for role in ["web", "worker", "cache"] {
-        assert!(
-            dir.path().join(role).join("user-data.yaml").is_file(),
-            "{role}"
-        );
+        assert!(dir.path().join(role).join("user-data.yaml").is_file(), "{role}");
     }
     let ud = std::fs::read_to_string(dir.path().join("web/user-data.yaml")).unwrap();
     assert!(ud.starts_with("#cloud-config\n"));
@@ -230,17 +204,12 @@ const SECRETS: [(&str, &str); 3] = [
 fn resolved_secrets_go_to_files_never_to_output() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().to_str().unwrap();
-    let out = fabrs(
-        &["render", "staging", "--resolve-secrets", "--out", out_dir],
-        &SECRETS,
-    );
+    let out = fabrs(&["render", "staging", "--resolve-secrets", "--out", out_dir], &SECRETS);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let (stdout, stderr) = text(&out);
     let env = std::fs::read_to_string(dir.path().join("web/app.env")).unwrap();
     assert!(
-        env.contains("db-Sekr1t-7f3a")
-            && env.contains("cache-Sekr1t-91bc")
-            && env.contains("queue-Sekr1t-44de"),
+        env.contains("db-Sekr1t-7f3a") && env.contains("cache-Sekr1t-91bc") && env.contains("queue-Sekr1t-44de"),
         "{env}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -251,10 +220,7 @@ fn resolved_secrets_go_to_files_never_to_output() {
         & 0o777;
     assert_eq!(mode, 0o600, "files holding secrets are private");
     for (_, v) in SECRETS {
-        assert!(
-            !stdout.contains(v) && !stderr.contains(v),
-            "secret in output"
-        );
+        assert!(!stdout.contains(v) && !stderr.contains(v), "secret in output");
     }
 
     // JSON output with resolved secrets carries no content.
@@ -273,10 +239,7 @@ fn resolved_secrets_go_to_files_never_to_output() {
     assert_eq!(out.status.code(), Some(0));
     let (stdout, stderr) = text(&out);
     for (_, v) in SECRETS {
-        assert!(
-            !stdout.contains(v) && !stderr.contains(v),
-            "secret in JSON output"
-        );
+        assert!(!stdout.contains(v) && !stderr.contains(v), "secret in JSON output");
     }
 
     // Printing resolved files to the terminal is refused.
@@ -304,17 +267,13 @@ fn a_missing_secret_is_named_and_the_others_are_not_shown() {
     assert_eq!(out.status.code(), Some(1));
     let (stdout, stderr) = text(&out);
     assert!(
-        stderr.contains("secret `db_password` is not set")
-            && stderr.contains("export FABRS_SECRET_DB_PASSWORD"),
+        stderr.contains("secret `db_password` is not set") && stderr.contains("export FABRS_SECRET_DB_PASSWORD"),
         "{stderr}"
     );
     for (_, v) in SECRETS {
         assert!(!stdout.contains(v) && !stderr.contains(v));
     }
-    assert!(
-        !Path::new("/nonexistent-never-written").exists(),
-        "nothing half-made"
-    );
+    assert!(!Path::new("/nonexistent-never-written").exists(), "nothing half-made");
 }
 
 #[test]

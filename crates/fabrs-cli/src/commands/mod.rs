@@ -1,3 +1,4 @@
+pub mod env;
 pub mod render;
 pub mod validate;
 
@@ -23,11 +24,8 @@ pub fn load(arg: &str, dir: &Path, printer: &mut Printer) -> Option<Environment>
 pub fn report(diags: &Diagnostics, printer: &mut Printer) {
     match printer.format {
         OutputFormat::Json => {
-            let items: Vec<serde_json::Value> =
-                diags.diagnostics.iter().map(diagnostic_json).collect();
-            printer.json(
-                &serde_json::json!({ "file": diags.file, "valid": false, "diagnostics": items }),
-            );
+            let items: Vec<serde_json::Value> = diags.diagnostics.iter().map(diagnostic_json).collect();
+            printer.json(&serde_json::json!({ "file": diags.file, "valid": false, "diagnostics": items }));
         }
         OutputFormat::Human => {
             for d in &diags.diagnostics {

@@ -10,11 +10,7 @@ use crate::Outcome;
 use crate::args::{GlobalArgs, OutputFormat, RenderArgs};
 use crate::printer::Printer;
 
-pub fn run(
-    global: &GlobalArgs,
-    args: &RenderArgs,
-    printer: &mut Printer,
-) -> anyhow::Result<Outcome> {
+pub fn run(global: &GlobalArgs, args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let Some(env) = super::load(&args.env, &global.dir, printer) else {
         return Ok(Outcome::Failed);
     };

@@ -6,11 +6,7 @@ use crate::Outcome;
 use crate::args::{GlobalArgs, OutputFormat, ValidateArgs};
 use crate::printer::Printer;
 
-pub fn run(
-    global: &GlobalArgs,
-    args: &ValidateArgs,
-    printer: &mut Printer,
-) -> anyhow::Result<Outcome> {
+pub fn run(global: &GlobalArgs, args: &ValidateArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let targets: Vec<String> = if args.envs.is_empty() {
         let all = super::all_environments(&global.dir);
         if all.is_empty() {
@@ -38,8 +34,15 @@ pub fn run(
             }
         }
         match printer.format {
-            OutputFormat::Json => results.push(serde_json::json!({ "file": env.file, "valid": true, "environment": env.name, "project": env.project })),
-            OutputFormat::Human => printer.success(&format!("{}: {} / {} is valid", env.file.display(), env.project, env.name)),
+            OutputFormat::Json => results.push(
+                serde_json::json!({ "file": env.file, "valid": true, "environment": env.name, "project": env.project }),
+            ),
+            OutputFormat::Human => printer.success(&format!(
+                "{}: {} / {} is valid",
+                env.file.display(),
+                env.project,
+                env.name
+            )),
         }
     }
     if printer.format == OutputFormat::Json && !results.is_empty() {

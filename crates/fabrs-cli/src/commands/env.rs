@@ -1,0 +1,526 @@
+//! `fabrs plan`, `create-env`, `status`, `destroy-env`: thin wrappers over
+//! `fabrs_exec::ops` with the AWS cloud, the printer and progress bars.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fabrs_aws::{AwsCloud, ConnectOptions};
+use fabrs_config::Environment;
+use fabrs_config::secrets::Secrets;
+use fabrs_exec::apply::{ApplyOptions, Event, apply};
+use fabrs_exec::ops::{self, OpError};
+use fabrs_plan::desired::sha256_hex;
+use fabrs_plan::plan::{Action, Plan, fingerprint};
+use fabrs_plan::resource::{Inventory, Kind, Spec};
+use fabrs_render::Renderer;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::Outcome;
+use crate::args::{CreateEnvArgs, DestroyEnvArgs, GlobalArgs, OutputFormat, PlanArgs, StatusArgs};
+use crate::printer::Printer;
+
+/// A plan saved by `fabrs plan --out`: no secrets, only names and fingerprints.
+#[derive(Serialize, Deserialize)]
+struct SavedPlan {
+    fabrs_saved_plan: u32,
+    revision: String,
+    environment_file_sha256: String,
+    plan: Plan,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn connect(global: &GlobalArgs, env: &Environment) -> anyhow::Result<AwsCloud> {
+    let opts = ConnectOptions {
+        region: env.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+        profile: global.profile.clone(),
+    };
+    Ok(AwsCloud::connect(opts).await?)
+}
+
+fn env_sha(env: &Environment) -> String {
+    sha256_hex(&std::fs::read(&env.file).unwrap_or_default())
+}
+
+fn resolve_secrets(env: &Environment, printer: &mut Printer) -> Option<Secrets> {
+    match fabrs_config::secrets::resolve(env, |k| std::env::var(k).ok()) {
+        Ok(s) => Some(s),
+        Err(d) => {
+            super::report(&d, printer);
+            None
+        }
+    }
+}
+
+fn op_error(e: OpError) -> anyhow::Error {
+    match e {
+        OpError::Apply(a) => {
+            let lines: Vec<String> = a.failures.iter().map(|(addr, e)| format!("{addr}: {e}")).collect();
+            anyhow::anyhow!("{}", lines.join("\n       "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let renderer = Renderer::new(&env.project_dir)?;
+    let rt = runtime()?;
+    let (plan, _inventory, _) = rt
+        .block_on(async {
+            let cloud = connect(global, &env).await?;
+            let r = ops::make_plan(&cloud, &env, &renderer, args.revision.as_deref(), None)
+                .await
+                .map_err(op_error);
+            let (ops_n, attempts) = cloud.api_calls();
+            Ok::<_, anyhow::Error>((r?, ops_n, attempts))
+        })
+        .map(|(r, ops_n, attempts)| {
+            printer.detail(&format!("api calls: {ops_n} operations, {attempts} attempts"));
+            r
+        })?;
+    if args.json || printer.format == OutputFormat::Json {
+        printer.json(&fabrs_plan::display::json(&plan));
+    } else {
+        printer.data(&fabrs_plan::display::human(&plan));
+    }
+    if let Some(out) = &args.out {
+        let revision = plan_revision(&plan).unwrap_or_else(|| args.revision.clone().unwrap_or_else(|| "none".into()));
+        let saved = SavedPlan {
+            fabrs_saved_plan: 1,
+            revision,
+            environment_file_sha256: env_sha(&env),
+            plan: plan.clone(),
+        };
+        std::fs::write(out, serde_json::to_vec_pretty(&saved)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        printer.info(&format!(
+            "Saved the plan to {}: apply it with `fabrs create-env {} --plan {}`",
+            out.display(),
+            args.env,
+            out.display()
+        ));
+    }
+    if !plan.conflicts.is_empty() {
+        return Ok(Outcome::Failed);
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        Outcome::Changes
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// The revision the plan's launch specs install.
+fn plan_revision(plan: &Plan) -> Option<String> {
+    plan.changes.iter().find_map(|c| match c.desired.as_ref()? {
+        Spec::LaunchConfiguration(lc) => Some(lc.launch.revision.clone()),
+        Spec::LaunchTemplate(lt) => Some(lt.launch.revision.clone()),
+        Spec::Instance(i) if i.role != "cache" => Some(i.launch.revision.clone()),
+        _ => None,
+    })
+}
+
+fn confirm(question: &str, yes: bool, printer: &mut Printer) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change the account without confirmation: run in a terminal, or pass --yes");
+    }
+    printer.info(&format!("{question}\n  Only 'yes' will be accepted to approve.\n"));
+    eprint!("  Enter a value: ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+/// Progress for a run of changes: a spinner while something waits (hidden
+/// when stderr is not a terminal or with -q), one line per finished change.
+struct Progress {
+    bar: ProgressBar,
+    started: Mutex<std::collections::BTreeMap<String, Instant>>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        let bar = ProgressBar::new_spinner();
+        if quiet || !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").expect("valid template"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        Progress {
+            bar,
+            started: Mutex::new(Default::default()),
+            quiet,
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    fn event(&self, e: Event) {
+        match e {
+            Event::Started { address, action } => {
+                self.started.lock().unwrap().insert(address.to_string(), Instant::now());
+                self.bar.set_message(format!("{} {address}", verb(action, false)));
+            }
+            Event::Waiting { address, status } => self.bar.set_message(format!("{address}: {status}")),
+            Event::Finished { address, action, id } => {
+                let took = self
+                    .started
+                    .lock()
+                    .unwrap()
+                    .remove(&address.to_string())
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                let id = if id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{id}]")
+                };
+                self.line(format!(
+                    "{address}: {}{id} ({:.1}s)",
+                    verb(action, true),
+                    took.as_secs_f64()
+                ));
+            }
+            Event::Deferred { address, why } => self.line(format!("{address}: next pass ({why})")),
+        }
+    }
+}
+
+fn verb(action: Action, done: bool) -> &'static str {
+    match (action, done) {
+        (Action::Create, false) => "creating",
+        (Action::Create, true) => "created",
+        (Action::Update, false) => "updating",
+        (Action::Update, true) => "updated",
+        (Action::Replace, false) => "replacing",
+        (Action::Replace, true) => "replaced",
+        (Action::Delete, false) => "destroying",
+        (Action::Delete, true) => "destroyed",
+    }
+}
+
+pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    // Every input is checked before the first API call.
+    let Some(secrets) = resolve_secrets(&env, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let saved: Option<SavedPlan> = match &args.plan {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let saved: SavedPlan = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a plan saved by `fabrs plan --out`", path.display()))?;
+            if saved.plan.project != env.project || saved.plan.environment != env.name {
+                bail!(
+                    "{} is a plan for {} / {}, not {} / {}",
+                    path.display(),
+                    saved.plan.project,
+                    saved.plan.environment,
+                    env.project,
+                    env.name
+                );
+            }
+            if saved.environment_file_sha256 != env_sha(&env) {
+                bail!(
+                    "{} changed since the plan was made: run `fabrs plan --out` again",
+                    env.file.display()
+                );
+            }
+            Some(saved)
+        }
+        None => None,
+    };
+    let renderer = Renderer::new(&env.project_dir)?;
+    let rt = runtime()?;
+    let quiet = global.quiet;
+    rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        let revision = saved.as_ref().map(|s| s.revision.clone()).or_else(|| args.revision.clone());
+        let (plan, inventory, rendered) = ops::make_plan(&cloud, &env, &renderer, revision.as_deref(), Some(&secrets)).await.map_err(op_error)?;
+        if let Some(saved) = &saved {
+            let now = fingerprint(&inventory);
+            if now != saved.plan.inventory_fingerprint {
+                bail!(
+                    "the account changed since the plan was made (inventory {} then, {} now): run `fabrs plan --out` again",
+                    &saved.plan.inventory_fingerprint[..12],
+                    &now[..12]
+                );
+            }
+        }
+        printer.data(&fabrs_plan::display::human(&plan));
+        if !plan.conflicts.is_empty() {
+            return Ok(Outcome::Failed);
+        }
+        if plan.is_empty() || args.dry_run {
+            return Ok(Outcome::Ok);
+        }
+        if !confirm("Do you want fabrs to perform these actions?", args.yes || saved.is_some(), printer)? {
+            printer.info("Apply cancelled.");
+            return Ok(Outcome::Failed);
+        }
+        let opts = ApplyOptions { concurrency: args.concurrency, instance_timeout: args.instance_timeout, database_timeout: args.database_timeout, ..Default::default() };
+        let progress = Progress::new(quiet);
+        let events = |e: Event| progress.event(e);
+        let started = Instant::now();
+        let reports = ops::converge(&cloud, &env, &renderer, revision.as_deref(), &secrets, &opts, Some((plan, inventory, rendered)), &events)
+            .await
+            .map_err(op_error);
+        progress.bar.finish_and_clear();
+        let (ops_n, attempts) = cloud.api_calls();
+        printer.detail(&format!("api calls: {ops_n} operations, {attempts} attempts"));
+        let reports = reports?;
+        let applied: usize = reports.iter().map(|r| r.applied.len()).sum();
+        printer.success(&format!(
+            "Apply complete: {applied} change(s) in {} pass(es), {:.1}s. {} / {} matches its environment file.",
+            reports.len(),
+            started.elapsed().as_secs_f64(),
+            env.project,
+            env.name
+        ));
+        Ok(Outcome::Ok)
+    })
+}
+
+pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let renderer = Renderer::new(&env.project_dir)?;
+    let rt = runtime()?;
+    let quiet = global.quiet;
+    rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        let (_, inventory, _) = ops::make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .map_err(op_error)?;
+        let plan = ops::destroy_plan(&env, &inventory);
+        printer.data(&fabrs_plan::display::human(&plan));
+        for f in &inventory.foreign {
+            printer.warn(&format!(
+                "{} `{}` ({}) is not fabrs's: it is left alone",
+                f.address.kind.as_str().replace('_', " "),
+                f.name,
+                f.id
+            ));
+        }
+        if plan.is_empty() {
+            return Ok(Outcome::Ok);
+        }
+        let question = format!(
+            "Do you really want to destroy everything fabrs owns in {} / {}? There is no undo.",
+            env.project, env.name
+        );
+        if !confirm(&question, args.yes, printer)? {
+            printer.info("Destroy cancelled.");
+            return Ok(Outcome::Failed);
+        }
+        let opts = ApplyOptions {
+            concurrency: args.concurrency,
+            ..Default::default()
+        };
+        let progress = Progress::new(quiet);
+        let events = |e: Event| progress.event(e);
+        let result = apply(&cloud, &plan, &inventory, &opts, &events)
+            .await
+            .map_err(|e| op_error(OpError::Apply(e)));
+        progress.bar.finish_and_clear();
+        let report = result?;
+        printer.success(&format!(
+            "Destroy complete: {} resource(s) destroyed.",
+            report.applied.len()
+        ));
+        Ok(Outcome::Ok)
+    })
+}
+
+pub fn status(global: &GlobalArgs, args: &StatusArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let renderer = Renderer::new(&env.project_dir)?;
+    let rt = runtime()?;
+    let (_, inventory, _) = rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        ops::make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .map_err(op_error)
+    })?;
+    let report = status_report(&env, &inventory);
+    if args.json || printer.format == OutputFormat::Json {
+        printer.json(&report);
+    } else {
+        printer.data(&status_text(&env, &report));
+    }
+    Ok(Outcome::Ok)
+}
+
+fn status_report(env: &Environment, inv: &Inventory) -> serde_json::Value {
+    let mut roles = serde_json::Map::new();
+    for role in env.roles.keys() {
+        let name = role.as_str();
+        let mut instances = Vec::new();
+        let mut launch = serde_json::Value::Null;
+        let mut revision = serde_json::Value::Null;
+        for o in inv.resources.values() {
+            match &o.spec {
+                Spec::AutoScalingGroup(a) if a.role == name => {
+                    launch = serde_json::to_value(&a.launch).unwrap_or_default();
+                    revision = a.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
+                    for m in &o.status.members {
+                        instances.push(
+                            serde_json::json!({ "id": m.id, "state": m.state, "health": m.health, "launch": m.launch }),
+                        );
+                    }
+                }
+                Spec::Instance(i) if i.role == name => {
+                    revision = i.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
+                    let health = lb_health(inv, &o.id);
+                    instances.push(serde_json::json!({ "id": o.id, "state": o.status.state, "health": health, "private_ip": o.status.private_ip }));
+                }
+                _ => {}
+            }
+        }
+        roles.insert(
+            name.into(),
+            serde_json::json!({ "instances": instances, "launch": launch, "revision": revision }),
+        );
+    }
+    let db = |a: &fabrs_plan::resource::Address| {
+        inv.resources.get(a).map(|o| serde_json::json!({ "id": o.id, "state": o.status.state, "endpoint": o.status.endpoint, "replica_of": match &o.spec { Spec::DbInstance(d) => d.replica_of.clone(), _ => None } }))
+    };
+    let replicas: Vec<serde_json::Value> = inv
+        .resources
+        .iter()
+        .filter(|(a, _)| a.kind == Kind::DbInstance && a.name != "master")
+        .filter_map(|(a, _)| db(a))
+        .collect();
+    let lb = inv
+        .resources
+        .get(&fabrs_plan::addr::load_balancer())
+        .map(|o| serde_json::json!({ "name": o.id, "dns_name": o.status.endpoint }));
+    serde_json::json!({
+        "project": env.project,
+        "environment": env.name,
+        "region": env.region,
+        "load_balancer": lb,
+        "roles": roles,
+        "database": { "master": db(&fabrs_plan::addr::db_master()), "replicas": replicas },
+        "launch_configurations": inv.launch_configurations.keys().collect::<Vec<_>>(),
+    })
+}
+
+fn lb_health(inv: &Inventory, instance: &str) -> String {
+    inv.resources
+        .get(&fabrs_plan::addr::load_balancer())
+        .and_then(|o| o.status.members.iter().find(|m| m.id == instance))
+        .map(|m| m.health.clone())
+        .unwrap_or_default()
+}
+
+fn status_text(env: &Environment, r: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = String::new();
+    let _ = writeln!(out, "{} / {} ({})", env.project, env.name, env.region);
+    match r["load_balancer"].as_object() {
+        Some(lb) => {
+            let _ = writeln!(out, "load balancer  {}  {}", s(&lb["name"]), s(&lb["dns_name"]));
+        }
+        None => {
+            let _ = writeln!(out, "load balancer  (none)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:<22} {:<12} {:<14} {}",
+        "ROLE", "INSTANCE", "STATE", "ELB HEALTH", "LAUNCH"
+    );
+    for (role, info) in r["roles"].as_object().into_iter().flatten() {
+        let launch = match &info["launch"] {
+            serde_json::Value::Object(m) if m.contains_key("configuration") => s(&m["configuration"]),
+            serde_json::Value::Object(m) if m.contains_key("template") => {
+                format!(
+                    "{} v{}",
+                    s(&m["template"]["name"]),
+                    m["template"]["version"].as_str().unwrap_or("?")
+                )
+            }
+            _ => "-".into(),
+        };
+        let instances = info["instances"].as_array().cloned().unwrap_or_default();
+        if instances.is_empty() {
+            let _ = writeln!(out, "{:<8} {:<22} {:<12} {:<14} {}", role, "(none)", "-", "-", launch);
+        }
+        for i in instances {
+            let health = i["health"].as_str().filter(|h| !h.is_empty()).unwrap_or("-");
+            let l = i["launch"]
+                .as_str()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .unwrap_or_else(|| launch.clone());
+            let _ = writeln!(
+                out,
+                "{:<8} {:<22} {:<12} {:<14} {}",
+                role,
+                s(&i["id"]),
+                s(&i["state"]),
+                health,
+                l
+            );
+        }
+        if let Some(rev) = info["revision"].as_str() {
+            let _ = writeln!(out, "{:<8} revision {rev}", "");
+        }
+    }
+    let _ = writeln!(out, "\nDATABASE");
+    if let Some(m) = r["database"]["master"].as_object() {
+        let _ = writeln!(
+            out,
+            "master   {:<32} {:<10} {}",
+            s(&m["id"]),
+            s(&m["state"]),
+            s(&m["endpoint"])
+        );
+    } else {
+        let _ = writeln!(out, "master   (none)");
+    }
+    for rep in r["database"]["replicas"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "replica  {:<32} {:<10} {}  (of {})",
+            s(&rep["id"]),
+            s(&rep["state"]),
+            s(&rep["endpoint"]),
+            s(&rep["replica_of"])
+        );
+    }
+    out
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy between fabrs and a moto server.
+
+Every request is forwarded to the upstream, except that, at random (seeded):
+  --throttle P   answer with the API's own throttling error (EC2: 503
+                 RequestLimitExceeded; query APIs: 400 Throttling)
+  --error P      answer 500 InternalError (a 5xx the client must retry)
+  --drop P       close the connection without answering
+  --latency-ms N wait N ms before forwarding every request
+  --deny-action A  answer every call of API action A the way AWS answers an
+                 account that may not make it (CreateLaunchConfiguration:
+                 400 UnsupportedOperation, as for accounts created after 2024-10-01)
+The first --grace requests pass untouched. Statistics go to --stats FILE on
+every request (JSON), so a test can assert that faults really happened.
+Only ever listens on and forwards to 127.0.0.1.
+"""
+import argparse
+import http.client
+import http.server
+import json
+import random
+import socketserver
+import threading
+import time
+import urllib.parse
+
+args = None
+rng = None
+lock = threading.Lock()
+stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0}
+
+
+def record(key):
+    with lock:
+        stats[key] += 1
+        if args.stats:
+            with open(args.stats, "w") as f:
+                json.dump(stats, f)
+
+
+def pick():
+    with lock:
+        stats["requests"] += 1
+        n = stats["requests"]
+        r = rng.random()
+    if n <= args.grace:
+        return None
+    if r < args.drop:
+        return "drop"
+    r -= args.drop
+    if r < args.throttle:
+        return "throttle"
+    r -= args.throttle
+    if r < args.error:
+        return "error"
+    return None
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        if form.get("Action", [""])[0] in (args.deny_action or []):
+            record("denied")
+            payload = ("<ErrorResponse><Error><Type>Sender</Type><Code>UnsupportedOperation</Code>"
+                       "<Message>The Launch Configuration creation operation is not available in your account. "
+                       "Use launch templates to create configuration templates for your Auto Scaling groups.</Message>"
+                       "</Error><RequestId>fault-proxy</RequestId></ErrorResponse>").encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        fault = pick()
+        if args.latency_ms:
+            time.sleep(args.latency_ms / 1000.0)
+        if fault == "drop":
+            record("dropped")
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        if fault in ("throttle", "error"):
+            ec2 = form.get("Version", [""])[0] == "2016-11-15"
+            if fault == "throttle":
+                record("throttled")
+                code, status, msg = ("RequestLimitExceeded", 503, "Request limit exceeded.") if ec2 else ("Throttling", 400, "Rate exceeded")
+            else:
+                record("errors")
+                code, status, msg = ("InternalError", 500, "An internal error has occurred")
+            if ec2:
+                payload = f"<Response><Errors><Error><Code>{code}</Code><Message>{msg}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+            else:
+                payload = f"<ErrorResponse><Error><Type>Receiver</Type><Code>{code}</Code><Message>{msg}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+            data = payload.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        up = urllib.parse.urlsplit(args.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        record("forwarded")
+        self.send_response(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                continue
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    global args, rng
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--upstream", required=True)
+    p.add_argument("--throttle", type=float, default=0.0)
+    p.add_argument("--error", type=float, default=0.0)
+    p.add_argument("--drop", type=float, default=0.0)
+    p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument("--grace", type=int, default=0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--stats")
+    p.add_argument("--deny-action", action="append")
+    args = p.parse_args()
+    host = urllib.parse.urlsplit(args.upstream).hostname
+    assert host == "127.0.0.1", "the proxy only forwards to 127.0.0.1"
+    rng = random.Random(args.seed)
+    Server(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
