@@ -352,6 +352,8 @@ pub(crate) async fn delete_sg(c: &AwsCloud, current: &Observed) -> Result<(), Cl
             })
             .collect()
     };
+    // A rule whose group is already gone is nothing to revoke.
+    let forgive = |e: CloudError| if e.kind == ErrorKind::NotFound { Ok(()) } else { Err(e) };
     let ingress = only_groups(sg.ip_permissions());
     if !ingress.is_empty() {
         c.ec2
@@ -360,7 +362,9 @@ pub(crate) async fn delete_sg(c: &AwsCloud, current: &Observed) -> Result<(), Cl
             .set_ip_permissions(Some(ingress))
             .send()
             .await
-            .map_err(|e| err::sdk("RevokeSecurityGroupIngress", &res, e))?;
+            .map(|_| ())
+            .map_err(|e| err::sdk("RevokeSecurityGroupIngress", &res, e))
+            .or_else(forgive)?;
     }
     let egress = only_groups(sg.ip_permissions_egress());
     if !egress.is_empty() {
@@ -370,7 +374,9 @@ pub(crate) async fn delete_sg(c: &AwsCloud, current: &Observed) -> Result<(), Cl
             .set_ip_permissions(Some(egress))
             .send()
             .await
-            .map_err(|e| err::sdk("RevokeSecurityGroupEgress", &res, e))?;
+            .map(|_| ())
+            .map_err(|e| err::sdk("RevokeSecurityGroupEgress", &res, e))
+            .or_else(forgive)?;
     }
     c.ec2
         .delete_security_group()
@@ -676,17 +682,18 @@ pub(crate) fn instance_to_observed(
     let role = tags.get(TAG_ROLE)?.clone();
     let index: u32 = tags.get(addr::TAG_INDEX)?.parse().ok()?;
     let id = i.instance_id()?.to_string();
-    let root = i.root_device_name();
-    let volume_gb = i
-        .block_device_mappings()
+    // The root device's volume (moto names the root one device but maps
+    // another: then the first EBS mapping).
+    let maps = i.block_device_mappings();
+    let root = maps
         .iter()
-        .filter(|b| root.is_none() || b.device_name() == root)
-        .find_map(|b| {
-            b.ebs()
-                .and_then(|e| e.volume_id())
-                .and_then(|v| x.volumes.get(v))
-                .copied()
-        })
+        .find(|b| b.device_name().is_some() && b.device_name() == i.root_device_name())
+        .or_else(|| maps.iter().find(|b| b.ebs().is_some()));
+    let volume_gb = root
+        .and_then(|b| b.ebs())
+        .and_then(|e| e.volume_id())
+        .and_then(|v| x.volumes.get(v))
+        .copied()
         .unwrap_or(0);
     let ud = x.user_data.get(&id).cloned().unwrap_or_default();
     let (_, sha, rev) = addr::parse_user_data_markers(&ud);

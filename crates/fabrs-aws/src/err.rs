@@ -2,6 +2,7 @@
 //! operation, the resource, and the service's own code and message.
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use fabrs_exec::cloud::{CloudError, ErrorKind};
 
 pub const LC_UNSUPPORTED: &str = "this account cannot create launch configurations (AWS stopped allowing them for accounts created after 2024-10-01): set `launch: template` for this role in the environment file";
@@ -51,10 +52,9 @@ fn one_line(s: &str) -> String {
 }
 
 /// Map an SDK error of any of the AWS clients.
-pub(crate) fn sdk<E, R>(operation: &str, resource: &str, e: SdkError<E, R>) -> CloudError
+pub(crate) fn sdk<E>(operation: &str, resource: &str, e: SdkError<E, HttpResponse>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     let (kind, message) = match &e {
         SdkError::ServiceError(se) => {
@@ -71,7 +71,17 @@ where
                         },
                     )
                 }
-                None => (ErrorKind::Other, one_line(&DisplayErrorContext(&e).to_string())),
+                // No AWS error in the body (an HTML error page, a proxy…): the HTTP status.
+                None => {
+                    let status = se.raw().status().as_u16();
+                    let kind = match status {
+                        500..=599 | 429 => ErrorKind::Transient,
+                        401 | 403 => ErrorKind::AccessDenied,
+                        404 => ErrorKind::NotFound,
+                        _ => ErrorKind::Other,
+                    };
+                    (kind, format!("HTTP {status} without an AWS error code in the response"))
+                }
             }
         }
         SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out (after retries)".to_string()),

@@ -123,6 +123,24 @@ impl AwsCloud {
     /// jitter: throttling, 5xx and dropped connections are retried by the
     /// SDK), connect timeout 3 s, 20 s per attempt, 120 s per operation.
     pub async fn connect(opts: ConnectOptions) -> Result<AwsCloud, CloudError> {
+        Self::connect_inner(opts, None).await
+    }
+
+    /// As `connect`, with static credentials instead of the default chain
+    /// (tests, and tools that hold keys themselves).
+    pub async fn connect_with_credentials(
+        opts: ConnectOptions,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Result<AwsCloud, CloudError> {
+        let creds = aws_sdk_ec2::config::Credentials::new(access_key_id, secret_access_key, None, None, "fabrs-static");
+        Self::connect_inner(opts, Some(creds)).await
+    }
+
+    async fn connect_inner(
+        opts: ConnectOptions,
+        creds: Option<aws_sdk_ec2::config::Credentials>,
+    ) -> Result<AwsCloud, CloudError> {
         if opts.region.trim().is_empty() {
             return Err(err::other("connect", "AWS", "no region given"));
         }
@@ -146,6 +164,9 @@ impl AwsCloud {
         }
         if let Some(e) = &opts.endpoint_url {
             loader = loader.endpoint_url(e);
+        }
+        if let Some(c) = creds {
+            loader = loader.credentials_provider(c);
         }
         let sdk = loader.load().await;
         let counter = Arc::new(CallCounter::default());
