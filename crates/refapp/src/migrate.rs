@@ -32,7 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// "refapp" in ASCII, the advisory lock key shared by all migrate runs.
-pub const LOCK_KEY: i64 = 0x0072_6566_6170_70;
+pub const LOCK_KEY: i64 = 0x7265_6661_7070;
 
 pub const TRACKING_TABLE: &str = "refapp_schema_migrations";
 

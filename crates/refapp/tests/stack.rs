@@ -493,8 +493,8 @@ async fn queries_work_through_pgbouncer_transaction_mode() {
                     width: 1,
                     height: 2,
                 };
-                assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 1);
-                assert_eq!(refapp::db::mark_rendered(&c, id, &[r.clone()]).await?, 0);
+                assert_eq!(refapp::db::mark_rendered(&c, id, std::slice::from_ref(&r)).await?, 1);
+                assert_eq!(refapp::db::mark_rendered(&c, id, std::slice::from_ref(&r)).await?, 0);
                 assert_eq!(refapp::db::get_photo(&c, id).await?.unwrap().renditions, vec![r]);
                 assert_eq!(refapp::db::mark_failed(&c, id, "no").await?, 0);
                 refapp::db::recent_photos(&c, 10).await?;
