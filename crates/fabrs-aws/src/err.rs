@@ -47,6 +47,19 @@ pub(crate) fn kind_of(code: &str, message: &str) -> ErrorKind {
     }
 }
 
+fn between(s: &str, open: &str, close: &str) -> Option<String> {
+    let start = s.find(open)? + open.len();
+    let end = start + s[start..].find(close)?;
+    let v = s[start..end].trim();
+    (!v.is_empty()).then(|| {
+        v.replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    })
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -71,16 +84,37 @@ where
                         },
                     )
                 }
-                // No AWS error in the body (an HTML error page, a proxy…): the HTTP status.
+                // No AWS error the SDK could parse: an error document of
+                // another shape (moto wraps Auto Scaling errors in EC2's
+                // `<Errors>`), else an HTML page or a proxy's: the HTTP status.
                 None => {
                     let status = se.raw().status().as_u16();
-                    let kind = match status {
-                        500..=599 | 429 => ErrorKind::Transient,
-                        401 | 403 => ErrorKind::AccessDenied,
-                        404 => ErrorKind::NotFound,
-                        _ => ErrorKind::Other,
-                    };
-                    (kind, format!("HTTP {status} without an AWS error code in the response"))
+                    let body = se.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+                    match (
+                        between(&body, "<Code>", "</Code>"),
+                        between(&body, "<Message>", "</Message>"),
+                    ) {
+                        (Some(code), msg) => {
+                            let msg = msg.unwrap_or_default();
+                            (
+                                kind_of(&code, &msg),
+                                if msg.is_empty() {
+                                    code
+                                } else {
+                                    format!("{code}: {}", one_line(&msg))
+                                },
+                            )
+                        }
+                        (None, _) => {
+                            let kind = match status {
+                                500..=599 | 429 => ErrorKind::Transient,
+                                401 | 403 => ErrorKind::AccessDenied,
+                                404 => ErrorKind::NotFound,
+                                _ => ErrorKind::Other,
+                            };
+                            (kind, format!("HTTP {status} without an AWS error code in the response"))
+                        }
+                    }
                 }
             }
         }
@@ -150,6 +184,17 @@ mod tests {
         assert_eq!(kind_of("UnauthorizedOperation", ""), ErrorKind::AccessDenied);
         assert_eq!(kind_of("ResourceInUse", ""), ErrorKind::DependencyViolation);
         assert_eq!(kind_of("DependencyViolation", ""), ErrorKind::DependencyViolation);
+    }
+
+    #[test]
+    fn error_documents_of_another_shape() {
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: u is not authorized</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(between(body, "<Code>", "</Code>").as_deref(), Some("AccessDenied"));
+        assert_eq!(
+            between(body, "<Message>", "</Message>").as_deref(),
+            Some("User: u is not authorized")
+        );
+        assert_eq!(between("<html>oops</html>", "<Code>", "</Code>"), None);
     }
 
     #[test]

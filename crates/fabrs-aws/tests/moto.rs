@@ -1008,8 +1008,9 @@ async fn launch_configurations_refused_by_the_account() {
     };
     let c = cloud_at(&m.url(), &field("AccessKeyId"), &field("SecretAccessKey")).await;
     let env = Env::new("nolc");
-    // A raw group id passes through (no security group is created: moto's
-    // signature check cannot re-encode some of the Rust SDK's query bodies).
+    // A raw group id passes through: no security group is created here
+    // (under IAM enforcement moto answered the Rust SDK's CreateSecurityGroup
+    // with AuthFailure, a signature mismatch unrelated to what is tested).
     let lc = Spec::LaunchConfiguration(LaunchConfigurationSpec {
         name: env.name("web-r1-0123abcd"),
         launch: env.launch("web", "r1", &["sg-0123456789abcdef0"]),
