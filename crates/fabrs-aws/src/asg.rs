@@ -170,10 +170,10 @@ pub(crate) async fn create_lc(
         Ok(_) => Ok(s.name.clone()),
         Err(e) => {
             let e = err::lc_refused(err::sdk("CreateLaunchConfiguration", &res, e));
-            if e.kind == ErrorKind::AlreadyExists {
-                if let Some(lc) = describe_lc(c, &s.name, &res).await? {
-                    return adopt(&lc);
-                }
+            if e.kind == ErrorKind::AlreadyExists
+                && let Some(lc) = describe_lc(c, &s.name, &res).await?
+            {
+                return adopt(&lc);
             }
             Err(e)
         }
