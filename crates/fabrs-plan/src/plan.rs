@@ -185,7 +185,13 @@ fn diff(kind: Kind, current: &Spec, desired: &Spec) -> Vec<Diff> {
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
+    // A read replica inherits these from its master; clouds report them
+    // differently (moto copies the master's, AWS gives 0 backups).
+    let replica = matches!(desired, Spec::DbInstance(db) if db.replica_of.is_some());
     for k in keys {
+        if replica && ["backup_retention_days", "storage_gb", "db_name", "username"].contains(&top(k)) {
+            continue;
+        }
         let r = rule(kind, top(k));
         if r == Rule::Ignore {
             continue;
