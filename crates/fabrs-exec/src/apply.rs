@@ -139,6 +139,8 @@ pub async fn apply<C: Cloud>(
         .collect();
     let mut report = ApplyReport::default();
     let mut deferred: BTreeSet<Address> = BTreeSet::new();
+    // What this run created, as the cloud reported it.
+    let mut made: BTreeMap<Address, Observed> = BTreeMap::new();
 
     // Creates, updates and replacements, in dependency order.
     for step in 0..STEPS {
@@ -148,6 +150,10 @@ pub async fn apply<C: Cloud>(
             .iter()
             .filter(|c| step_of(&c.address) == step && c.action != Action::Delete)
         {
+            // Group rule changes wait until every group exists (below).
+            if step == 0 && change.action == Action::Update {
+                continue;
+            }
             if let Some(why) = blocked(change, &deferred, opts) {
                 deferred.insert(change.address.clone());
                 events(Event::Deferred {
@@ -175,6 +181,7 @@ pub async fn apply<C: Cloud>(
             match r {
                 Ok(o) => {
                     ids.insert(address.clone(), o.id.clone());
+                    made.insert(address.clone(), o.clone());
                     events(Event::Finished {
                         address: address.clone(),
                         action,
@@ -194,29 +201,40 @@ pub async fn apply<C: Cloud>(
                 .filter(|c| c.address.kind == Kind::SecurityGroup && c.action != Action::Delete)
                 .collect();
             let ids_now = ids.clone();
+            let made_now = made.clone();
             let rule_results: Vec<(Address, Result<Observed, CloudError>)> = futures::stream::iter(touched)
                 .map(|change| {
                     let ctx = ApplyCtx {
                         ids: ids_now.clone(),
                         ..Default::default()
                     };
+                    // The group as it is now: just created, or as discovered.
+                    let current = made_now.get(&change.address).cloned().or_else(|| change.current.clone());
                     async move {
                         let desired = change.desired.as_ref().expect("non-delete changes carry a spec");
-                        let current = Observed {
-                            address: change.address.clone(),
-                            id: ctx.ids.get(&change.address).cloned().unwrap_or_default(),
-                            spec: desired.clone(),
-                            status: Default::default(),
+                        let Some(current) = current else {
+                            let e = CloudError::new(ErrorKind::NotFound, "update", change.address.to_string(), "the group was neither found nor created");
+                            return (change.address.clone(), Err(e));
                         };
-                        (change.address.clone(), cloud.update(&current, desired, &ctx).await)
+                        let r = cloud.update(&current, desired, &ctx).await;
+                        if let Ok(o) = &r {
+                            events(Event::Finished { address: change.address.clone(), action: Action::Update, id: o.id.clone() });
+                        }
+                        (change.address.clone(), r)
                     }
                 })
                 .buffer_unordered(opts.concurrency.max(1))
                 .collect()
                 .await;
             for (address, r) in rule_results {
-                if let Err(e) = r {
-                    failures.push((address, e));
+                match r {
+                    Err(e) => failures.push((address, e)),
+                    Ok(_) => {
+                        let was_update = plan.changes.iter().any(|c| c.address == address && c.action == Action::Update);
+                        if was_update {
+                            report.applied.push((address, Action::Update));
+                        }
+                    }
                 }
             }
         }

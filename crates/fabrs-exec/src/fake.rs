@@ -38,6 +38,10 @@ impl FakeCloud {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Remove a resource behind fabrs's back (or as if it was never made).
+    pub fn remove(&self, address: &Address) {
+        self.state.lock().unwrap().resources.remove(address);
+    }
     /// Change a resource behind fabrs's back (drift).
     pub fn tamper(&self, address: &Address, f: impl FnOnce(&mut Spec)) {
         let mut s = self.state.lock().unwrap();
@@ -179,7 +183,17 @@ impl Cloud for FakeCloud {
         })
     }
 
-    async fn update(&self, current: &Observed, desired: &Spec, _ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+    async fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        // As AWS: a rule can only name a group that exists.
+        if let Spec::SecurityGroup(sg) = desired {
+            for r in &sg.ingress {
+                if let RuleSource::Group(g) = &r.source {
+                    if !ctx.ids.contains_key(&addr::security_group(g)) {
+                        return Err(err(ErrorKind::NotFound, "AuthorizeSecurityGroupIngress", &current.address, &format!("security group {g} does not exist yet")));
+                    }
+                }
+            }
+        }
         let mut s = self.state.lock().unwrap();
         let key = match desired {
             Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),

@@ -220,3 +220,29 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
     assert!(pos("db_instance.replica") < pos("db_instance.master"));
     assert!(pos("autoscaling_group.web") < pos("security_group.web"));
 }
+
+#[tokio::test]
+async fn a_run_killed_among_the_groups_converges_on_rerun() {
+    // The shape a SIGKILL leaves: some groups made without their rules,
+    // others not made at all, nothing else.
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    converge(&cloud, &env, &renderer, Some("3f9c2e1"), &secrets(), &ApplyOptions::default(), None, &|_| {}).await.unwrap();
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    for (a, _) in inv.resources.iter().filter(|(a, _)| a.kind != fabrs_plan::resource::Kind::SecurityGroup) {
+        cloud.remove(a);
+    }
+    for lc in inv.launch_configurations.keys() {
+        cloud.remove(&fabrs_plan::resource::Address::new(fabrs_plan::resource::Kind::LaunchConfiguration, lc.clone()));
+    }
+    cloud.remove(&addr::security_group("worker"));
+    cloud.remove(&addr::security_group("web"));
+    cloud.tamper(&addr::security_group("cache"), |s| {
+        if let Spec::SecurityGroup(sg) = s {
+            sg.ingress.clear();
+        }
+    });
+    converge(&cloud, &env, &renderer, Some("3f9c2e1"), &secrets(), &ApplyOptions::default(), None, &|_| {}).await.unwrap();
+    assert!(make_plan(&cloud, &env, &renderer, None, None).await.unwrap().0.is_empty());
+}
