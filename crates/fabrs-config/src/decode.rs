@@ -67,11 +67,7 @@ impl<'n> Obj<'n> {
                 known: Vec::new(),
             }),
             _ => {
-                sink.error(
-                    node.loc,
-                    path,
-                    format!("expected a mapping, found {}", node.kind()),
-                );
+                sink.error(node.loc, path, format!("expected a mapping, found {}", node.kind()));
                 None
             }
         }
@@ -102,10 +98,7 @@ impl<'n> Obj<'n> {
     }
 
     fn key_loc(&self, key: &str) -> Option<Loc> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(k, _)| k.loc)
+        self.entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.loc)
     }
 
     /// Entries whose keys are data (role names, secret names…), not schema.
@@ -138,11 +131,7 @@ pub(crate) fn string(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Stri
         }
         Value::Str(s) => Some(At::new(s.clone(), node.loc)),
         _ => {
-            sink.error(
-                node.loc,
-                path,
-                format!("expected a string, found {}", node.kind()),
-            );
+            sink.error(node.loc, path, format!("expected a string, found {}", node.kind()));
             None
         }
     }
@@ -151,23 +140,13 @@ pub(crate) fn string(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Stri
 pub(crate) fn boolean(sink: &mut Sink, node: &Node, path: &str) -> Option<At<bool>> {
     match &node.value {
         Value::Bool(b) => Some(At::new(*b, node.loc)),
-        Value::Str(s)
-            if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
-        {
-            let d = sink.error(
-                node.loc,
-                path,
-                format!("expected true or false, found `{s}`"),
-            );
+        Value::Str(s) if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) => {
+            let d = sink.error(node.loc, path, format!("expected true or false, found `{s}`"));
             d.hint = Some("YAML 1.1 spellings are not booleans here; write true or false".into());
             None
         }
         _ => {
-            sink.error(
-                node.loc,
-                path,
-                format!("expected true or false, found {}", node.kind()),
-            );
+            sink.error(node.loc, path, format!("expected true or false, found {}", node.kind()));
             None
         }
     }
@@ -178,39 +157,22 @@ pub(crate) fn int(sink: &mut Sink, node: &Node, path: &str, min: i64, max: i64) 
     match &node.value {
         Value::Int(i) if (min..=max).contains(i) => Some(At::new(*i as u32, node.loc)),
         Value::Int(i) => {
-            sink.error(
-                node.loc,
-                path,
-                format!("{i} is out of range ({min}..={max})"),
-            );
+            sink.error(node.loc, path, format!("{i} is out of range ({min}..={max})"));
             None
         }
         Value::Str(s) if s.parse::<i64>().is_ok() => {
-            let d = sink.error(
-                node.loc,
-                path,
-                format!("expected an integer, found the string \"{s}\""),
-            );
+            let d = sink.error(node.loc, path, format!("expected an integer, found the string \"{s}\""));
             d.hint = Some("remove the quotes".into());
             None
         }
         _ => {
-            sink.error(
-                node.loc,
-                path,
-                format!("expected an integer, found {}", node.kind()),
-            );
+            sink.error(node.loc, path, format!("expected an integer, found {}", node.kind()));
             None
         }
     }
 }
 
-pub(crate) fn one_of<'a>(
-    sink: &mut Sink,
-    node: &Node,
-    path: &str,
-    choices: &[&'a str],
-) -> Option<At<&'a str>> {
+pub(crate) fn one_of<'a>(sink: &mut Sink, node: &Node, path: &str, choices: &[&'a str]) -> Option<At<&'a str>> {
     let s = string(sink, node, path)?;
     match choices.iter().find(|c| **c == s.value) {
         Some(c) => Some(At::new(*c, s.loc)),
@@ -238,11 +200,7 @@ pub(crate) fn cidr(sink: &mut Sink, node: &Node, path: &str) -> Option<At<IpNet>
         }
         Ok(net) => Some(At::new(net, s.loc)),
         Err(_) => {
-            let d = sink.error(
-                s.loc,
-                path,
-                format!("`{}` is not a valid CIDR block", s.value),
-            );
+            let d = sink.error(s.loc, path, format!("`{}` is not a valid CIDR block", s.value));
             d.hint = Some(if s.value.parse::<std::net::IpAddr>().is_ok() {
                 format!("a single address is written `{}/32`", s.value)
             } else {
@@ -266,10 +224,7 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Du
             sink.error(
                 node.loc,
                 path,
-                format!(
-                    "expected a duration such as `30s` or `10m`, found {}",
-                    node.kind()
-                ),
+                format!("expected a duration such as `30s` or `10m`, found {}", node.kind()),
             );
             return None;
         }
@@ -278,8 +233,7 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Du
         Some(d) if !d.is_zero() => Some(At::new(d, node.loc)),
         _ => {
             let d = sink.error(node.loc, path, format!("`{text}` is not a duration"));
-            d.hint =
-                Some("use a number with a unit: s, m or h (e.g. `90s`, `10m`, `1h30m`)".into());
+            d.hint = Some("use a number with a unit: s, m or h (e.g. `90s`, `10m`, `1h30m`)".into());
             None
         }
     }
@@ -333,11 +287,7 @@ pub(crate) fn list<T>(
             ok.then_some(out)
         }
         _ => {
-            sink.error(
-                node.loc,
-                path,
-                format!("expected a list, found {}", node.kind()),
-            );
+            sink.error(node.loc, path, format!("expected a list, found {}", node.kind()));
             None
         }
     }

@@ -28,12 +28,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// `file:line:col: error[rule]: path: message (hint)`, on one line.
     pub fn short(&self) -> String {
-        let mut s = format!(
-            "{}:{}:{}: error",
-            self.file.display(),
-            self.loc.line,
-            self.loc.col
-        );
+        let mut s = format!("{}:{}:{}: error", self.file.display(), self.loc.line, self.loc.col);
         if let Some(rule) = self.rule {
             s.push_str(&format!("[{rule}]"));
         }
@@ -135,10 +130,7 @@ impl Sink {
 }
 
 /// The closest candidate to `given`, when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(given, c), c))

@@ -19,14 +19,7 @@ pub const RULES: [&str; 5] = [
     "db-not-public",
 ];
 
-fn refuse(
-    sink: &mut Sink,
-    loc: crate::diag::Loc,
-    path: &str,
-    rule: &'static str,
-    message: String,
-    hint: &str,
-) {
+fn refuse(sink: &mut Sink, loc: crate::diag::Loc, path: &str, rule: &'static str, message: String, hint: &str) {
     let d = sink.error(loc, path, message);
     d.rule = Some(rule);
     d.hint = Some(hint.to_string());
@@ -72,9 +65,7 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
                         loc,
                         path,
                         "internet-only-to-lb",
-                        format!(
-                            "`{net}` (the internet) may reach only the load balancer, not group `{to}`"
-                        ),
+                        format!("`{net}` (the internet) may reach only the load balancer, not group `{to}`"),
                         "route public traffic through the load balancer",
                     );
                     continue;
@@ -94,16 +85,9 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
                     continue;
                 }
             }
-            if rule.protocol == IpProtocol::Tcp
-                && rule.from_port <= SSH_PORT
-                && SSH_PORT <= rule.to_port
-            {
+            if rule.protocol == IpProtocol::Tcp && rule.from_port <= SSH_PORT && SSH_PORT <= rule.to_port {
                 let from_admin = match &rule.source {
-                    Source::Cidr(net) => env
-                        .network
-                        .admin_cidrs
-                        .iter()
-                        .any(|a| a.value.contains(net)),
+                    Source::Cidr(net) => env.network.admin_cidrs.iter().any(|a| a.value.contains(net)),
                     Source::Group(_) => false,
                 };
                 if !from_admin {
@@ -156,9 +140,5 @@ fn covers_only(rule: &Ingress, ports: &[u16]) -> bool {
 }
 
 fn join_ports(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
 }

@@ -66,11 +66,7 @@ pub fn role_groups(env: &Environment, role: RoleKind) -> Vec<Group> {
         RoleKind::Worker => &[Group::Base, Group::Worker],
         RoleKind::Cache => &[Group::Base, Group::Cache, Group::Queue],
     };
-    wanted
-        .iter()
-        .copied()
-        .filter(|g| present.contains(g))
-        .collect()
+    wanted.iter().copied().filter(|g| present.contains(g)).collect()
 }
 
 /// Every security group of the environment, in a fixed order, rules sorted.
@@ -78,13 +74,7 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     let app_sources: Vec<Source> = [RoleKind::Web, RoleKind::Worker]
         .into_iter()
         .filter(|r| env.roles.contains_key(r))
-        .map(|r| {
-            Source::Group(if r == RoleKind::Web {
-                Group::Web
-            } else {
-                Group::Worker
-            })
-        })
+        .map(|r| Source::Group(if r == RoleKind::Web { Group::Web } else { Group::Worker }))
         .collect();
     let cache_role = env.role(RoleKind::Cache);
     let mut groups = Vec::new();
@@ -99,10 +89,7 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
 
     add(
         Group::Base,
-        format!(
-            "{} {}: every server; SSH from admin CIDRs",
-            env.project, env.name
-        ),
+        format!("{} {}: every server; SSH from admin CIDRs", env.project, env.name),
         env.network
             .admin_cidrs
             .iter()
@@ -113,25 +100,12 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     let mut lb = Vec::new();
     for l in &env.load_balancer.listeners {
         for c in &env.load_balancer.ingress_cidrs {
-            lb.push(tcp(
-                l.port,
-                Source::Cidr(c.value),
-                "clients to load balancer",
-            ));
+            lb.push(tcp(l.port, Source::Cidr(c.value), "clients to load balancer"));
         }
     }
-    add(
-        Group::Lb,
-        format!("{} {}: load balancer", env.project, env.name),
-        lb,
-    );
+    add(Group::Lb, format!("{} {}: load balancer", env.project, env.name), lb);
 
-    let mut web_ports: Vec<u16> = env
-        .load_balancer
-        .listeners
-        .iter()
-        .map(|l| l.instance_port)
-        .collect();
+    let mut web_ports: Vec<u16> = env.load_balancer.listeners.iter().map(|l| l.instance_port).collect();
     web_ports.push(env.load_balancer.health_check.port);
     web_ports.sort();
     web_ports.dedup();
@@ -145,11 +119,7 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     );
 
     if env.roles.contains_key(&RoleKind::Worker) {
-        add(
-            Group::Worker,
-            format!("{} {}: workers", env.project, env.name),
-            vec![],
-        );
+        add(Group::Worker, format!("{} {}: workers", env.project, env.name), vec![]);
     }
     if let Some(port) = cache_role.and_then(|r| cache_port(r.cache)) {
         add(
@@ -199,10 +169,7 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     for g in &mut groups {
         g.ingress.sort();
         g.ingress.dedup_by(|a, b| {
-            a.protocol == b.protocol
-                && a.from_port == b.from_port
-                && a.to_port == b.to_port
-                && a.source == b.source
+            a.protocol == b.protocol && a.from_port == b.from_port && a.to_port == b.to_port && a.source == b.source
         });
     }
     groups

@@ -196,14 +196,10 @@ mod tests {
     #[test]
     fn keeps_locations_and_merges() {
         let n = parse("a: &x\n  k: 1\nb:\n  <<: *x\n  j: on\n").unwrap();
-        let Value::Map(entries) = &n.value else {
-            panic!()
-        };
+        let Value::Map(entries) = &n.value else { panic!() };
         assert_eq!(entries[1].0.name, "b");
         assert_eq!(entries[1].0.loc.line, 3);
-        let Value::Map(b) = &entries[1].1.value else {
-            panic!()
-        };
+        let Value::Map(b) = &entries[1].1.value else { panic!() };
         let names: Vec<_> = b.iter().map(|(k, _)| k.name.as_str()).collect();
         assert!(names.contains(&"k") && names.contains(&"j"), "{names:?}");
         let j = b.iter().find(|(k, _)| k.name == "j").unwrap();

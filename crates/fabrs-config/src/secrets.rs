@@ -58,10 +58,7 @@ impl Secrets {
 }
 
 /// Resolve every declared secret; each missing one is a diagnostic at its declaration.
-pub fn resolve(
-    env: &Environment,
-    getenv: impl Fn(&str) -> Option<String>,
-) -> Result<Secrets, Diagnostics> {
+pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Result<Secrets, Diagnostics> {
     let mut sink = Sink::new(&env.file);
     let mut values = BTreeMap::new();
     for decl in env.secrets.values() {
@@ -70,11 +67,7 @@ pub fn resolve(
             SecretSource::Env(var) => match getenv(var) {
                 Some(v) if !v.is_empty() => Some(v),
                 _ => {
-                    let d = sink.error(
-                        decl.loc,
-                        &path,
-                        format!("secret `{}` is not set", decl.name),
-                    );
+                    let d = sink.error(decl.loc, &path, format!("secret `{}` is not set", decl.name));
                     d.hint = Some(format!("export {var}"));
                     None
                 }
@@ -100,11 +93,7 @@ pub fn resolve(
                     sink.error(
                         decl.loc,
                         &path,
-                        format!(
-                            "secret `{}`: cannot read {}: {why}",
-                            decl.name,
-                            file.display()
-                        ),
+                        format!("secret `{}`: cannot read {}: {why}", decl.name, file.display()),
                     );
                     None
                 }

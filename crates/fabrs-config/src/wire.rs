@@ -33,16 +33,10 @@ fn port(sink: &mut Sink, node: &Node, path: &str) -> Option<u16> {
 }
 
 fn protocol(sink: &mut Sink, node: &Node, path: &str) -> Option<Protocol> {
-    one_of(sink, node, path, &["HTTP", "HTTPS", "TCP", "SSL"])
-        .and_then(|p| Protocol::parse(p.value))
+    one_of(sink, node, path, &["HTTP", "HTTPS", "TCP", "SSL"]).and_then(|p| Protocol::parse(p.value))
 }
 
-pub(crate) fn decode(
-    sink: &mut Sink,
-    root: &Node,
-    file: &Path,
-    project_dir: &Path,
-) -> Option<Environment> {
+pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Path) -> Option<Environment> {
     let mut top = Obj::new(sink, root, "")?;
 
     // The version comes first: a file from a newer fabrs gets one clear error.
@@ -51,33 +45,21 @@ pub(crate) fn decode(
         .and_then(|n| int(sink, n, "version", 0, i64::MAX));
     if let Some(v) = &version {
         if v.value != FORMAT_VERSION {
-            let d = sink.error(
-                v.loc,
-                "version",
-                format!("unsupported format version {}", v.value),
-            );
+            let d = sink.error(v.loc, "version", format!("unsupported format version {}", v.value));
             d.hint = Some(format!("this fabrs reads version {FORMAT_VERSION}"));
             return None;
         }
     }
 
-    let project = top
-        .req(sink, "project")
-        .and_then(|n| name(sink, n, "project", 32));
+    let project = top.req(sink, "project").and_then(|n| name(sink, n, "project", 32));
     let env_name = top
         .req(sink, "environment")
         .and_then(|n| name(sink, n, "environment", 24));
-    let region = top
-        .req(sink, "region")
-        .and_then(|n| string(sink, n, "region"));
+    let region = top.req(sink, "region").and_then(|n| string(sink, n, "region"));
     if let Some(r) = &region {
         let parts: Vec<_> = r.split('-').collect();
         if parts.len() < 3 || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
-            let d = sink.error(
-                r.loc,
-                "region",
-                format!("`{}` is not an AWS region", r.value),
-            );
+            let d = sink.error(r.loc, "region", format!("`{}` is not an AWS region", r.value));
             d.hint = Some("e.g. us-east-1, eu-west-1".into());
         }
     }
@@ -87,9 +69,7 @@ pub(crate) fn decode(
         .req(sink, "network")
         .and_then(|n| network(sink, n, project.as_ref(), env_name.as_ref()));
     let ssh = top.req(sink, "ssh").and_then(|n| ssh(sink, n));
-    let load_balancer = top
-        .req(sink, "load_balancer")
-        .and_then(|n| load_balancer(sink, n));
+    let load_balancer = top.req(sink, "load_balancer").and_then(|n| load_balancer(sink, n));
     let secrets_node = top.opt("secrets");
     let secrets = match secrets_node {
         Some(n) => secrets(sink, n, project_dir),
@@ -104,9 +84,7 @@ pub(crate) fn decode(
     let roles = top
         .req(sink, "roles")
         .and_then(|n| roles(sink, n, ami.as_ref(), &secret_names));
-    let database = top
-        .req(sink, "database")
-        .and_then(|n| database(sink, n, &secret_names));
+    let database = top.req(sink, "database").and_then(|n| database(sink, n, &secret_names));
     let app = match top.opt("app") {
         Some(n) => app(sink, n),
         None => Some(App {
@@ -130,9 +108,7 @@ pub(crate) fn decode(
         ),
     };
     let firewall = match top.opt("firewall") {
-        Some(n) => list(sink, n, "firewall", |s, n, p| {
-            firewall_rule(s, n, p, roles.as_ref())
-        }),
+        Some(n) => list(sink, n, "firewall", |s, n, p| firewall_rule(s, n, p, roles.as_ref())),
         None => Some(vec![]),
     };
     let tags = match top.opt("tags") {
@@ -208,10 +184,7 @@ fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
     let mut ok = true;
     if let Value::Map(entries) = &n.value {
         for (k, _) in entries {
-            if k.name.starts_with("fabrs:")
-                || k.name == TAG_MANAGED_BY
-                || k.name.starts_with("aws:")
-            {
+            if k.name.starts_with("fabrs:") || k.name == TAG_MANAGED_BY || k.name.starts_with("aws:") {
                 let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", k.name));
                 d.hint = Some("fabrs sets its ownership tags itself".into());
                 ok = false;
@@ -221,12 +194,7 @@ fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
     ok.then_some(map)
 }
 
-fn network(
-    sink: &mut Sink,
-    n: &Node,
-    project: Option<&At<String>>,
-    env: Option<&At<String>>,
-) -> Option<Network> {
+fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<&At<String>>) -> Option<Network> {
     let mut o = Obj::new(sink, n, "network")?;
     let vpc = match o.opt("vpc") {
         None => Some(Vpc::Default),
@@ -236,11 +204,7 @@ fn network(
             } else if s.starts_with("vpc-") {
                 Some(Vpc::Id(s.value))
             } else {
-                let d = sink.error(
-                    s.loc,
-                    "network.vpc",
-                    format!("`{}` is not a VPC id", s.value),
-                );
+                let d = sink.error(s.loc, "network.vpc", format!("`{}` is not a VPC id", s.value));
                 d.hint = Some("write `default` or a vpc-… id".into());
                 None
             }
@@ -308,8 +272,7 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
             ];
             if !known.contains(&ty) || k.split_whitespace().count() < 2 {
                 let d = s.error(k.loc, p, "not an OpenSSH public key");
-                d.hint =
-                    Some("paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".into());
+                d.hint = Some("paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".into());
                 return None;
             }
             Some(k.value)
@@ -351,9 +314,7 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
             }
         }
     }
-    let health_check = o
-        .req(sink, "health_check")
-        .and_then(|v| health_check(sink, v));
+    let health_check = o.req(sink, "health_check").and_then(|v| health_check(sink, v));
     let ingress = match o.opt("ingress_cidrs") {
         Some(v) => list(sink, v, "load_balancer.ingress_cidrs", cidr),
         None => Some(vec![
@@ -381,9 +342,7 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
 
 fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
     let mut o = Obj::new(sink, n, path)?;
-    let port_v = o
-        .req(sink, "port")
-        .and_then(|v| port(sink, v, &join(path, "port")));
+    let port_v = o.req(sink, "port").and_then(|v| port(sink, v, &join(path, "port")));
     let proto = o
         .req(sink, "protocol")
         .and_then(|v| protocol(sink, v, &join(path, "protocol")));
@@ -479,11 +438,7 @@ fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
             );
         }
         if t.value >= i.value {
-            let d = sink.error(
-                t.loc,
-                &join(path, "timeout"),
-                "must be shorter than the interval",
-            );
+            let d = sink.error(t.loc, &join(path, "timeout"), "must be shorter than the interval");
             d.hint = Some(format!("the interval is {}s", i.value.as_secs()));
         }
     }
@@ -519,30 +474,23 @@ fn secret_ref(sink: &mut Sink, n: &Node, path: &str, declared: &[String]) -> Opt
     let s = string(sink, n, path)?;
     if !declared.contains(&s.value) {
         let d = sink.error(s.loc, path, format!("unknown secret `{}`", s.value));
-        d.hint = Some(
-            match did_you_mean(&s.value, declared.iter().map(String::as_str)) {
-                Some(m) => format!("did you mean `{m}`?"),
-                None => format!(
-                    "declare it under `secrets:` (declared: {})",
-                    if declared.is_empty() {
-                        "none".to_string()
-                    } else {
-                        declared.join(", ")
-                    }
-                ),
-            },
-        );
+        d.hint = Some(match did_you_mean(&s.value, declared.iter().map(String::as_str)) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None => format!(
+                "declare it under `secrets:` (declared: {})",
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ),
+        });
         return None;
     }
     Some(s.value)
 }
 
-fn roles(
-    sink: &mut Sink,
-    n: &Node,
-    ami: Option<&At<String>>,
-    secrets: &[String],
-) -> Option<BTreeMap<RoleKind, Role>> {
+fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<String>>, secrets: &[String]) -> Option<BTreeMap<RoleKind, Role>> {
     let mut o = Obj::new(sink, n, "roles")?;
     let mut out = BTreeMap::new();
     let mut ok = true;
@@ -618,11 +566,7 @@ fn role(
         }
         (Some(c), None) => {
             if let Some(l) = launch {
-                sink.error(
-                    l.loc,
-                    &p("launch"),
-                    "`launch` applies only to autoscaled roles",
-                );
+                sink.error(l.loc, &p("launch"), "`launch` applies only to autoscaled roles");
             }
             int(sink, c, &p("count"), 1, 100).map(|c| Scaling::Fixed { count: c.value })
         }
@@ -638,9 +582,7 @@ fn role(
         (None, Some(a)) => autoscaling(sink, a, &p("autoscaling"), launch, &p("launch")),
     };
     let concurrency = match o.opt("concurrency") {
-        Some(v) if kind == RoleKind::Worker => {
-            int(sink, v, &p("concurrency"), 1, 256).map(|v| v.value)
-        }
+        Some(v) if kind == RoleKind::Worker => int(sink, v, &p("concurrency"), 1, 256).map(|v| v.value),
         Some(v) => {
             sink.error(
                 v.loc,
@@ -692,11 +634,7 @@ fn role(
         if let Some(Scaling::Fixed { count }) = scaling {
             if count > 1 {
                 if let Some(c) = count_loc(n) {
-                    let d = sink.error(
-                        c,
-                        &p("count"),
-                        "fabrs runs one cache/queue server per environment",
-                    );
+                    let d = sink.error(c, &p("count"), "fabrs runs one cache/queue server per environment");
                     d.hint = Some("use `count: 1`".into());
                 }
             }
@@ -719,21 +657,12 @@ fn role(
 
 fn count_loc(n: &Node) -> Option<crate::diag::Loc> {
     match &n.value {
-        Value::Map(e) => e
-            .iter()
-            .find(|(k, _)| k.name == "count")
-            .map(|(_, v)| v.loc),
+        Value::Map(e) => e.iter().find(|(k, _)| k.name == "count").map(|(_, v)| v.loc),
         _ => None,
     }
 }
 
-fn autoscaling(
-    sink: &mut Sink,
-    n: &Node,
-    path: &str,
-    launch: Option<&Node>,
-    launch_path: &str,
-) -> Option<Scaling> {
+fn autoscaling(sink: &mut Sink, n: &Node, path: &str, launch: Option<&Node>, launch_path: &str) -> Option<Scaling> {
     let mut o = Obj::new(sink, n, path)?;
     let min = o
         .req(sink, "min")
@@ -747,19 +676,19 @@ fn autoscaling(
     };
     o.finish(sink);
     let launch = match launch {
-        Some(l) => {
-            one_of(sink, l, launch_path, &["configuration", "template"]).map(|l| match l.value {
-                "configuration" => Launch::Configuration,
-                _ => Launch::Template,
-            })
-        }
+        Some(l) => one_of(sink, l, launch_path, &["configuration", "template"]).map(|l| match l.value {
+            "configuration" => Launch::Configuration,
+            _ => Launch::Template,
+        }),
         None => {
             let d = sink.error(
                 n.loc,
                 launch_path,
                 "missing `launch: configuration` or `launch: template`",
             );
-            d.hint = Some("accounts created after 2024-10-01 cannot create launch configurations: use `template` there".into());
+            d.hint = Some(
+                "accounts created after 2024-10-01 cannot create launch configurations: use `template` there".into(),
+            );
             None
         }
     };
@@ -800,11 +729,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
     let engine = o.req(sink, "engine").and_then(|v| {
         let e = string(sink, v, &p("engine"))?;
         if e.value != "postgres" {
-            let d = sink.error(
-                e.loc,
-                &p("engine"),
-                format!("engine `{}` is not supported", e.value),
-            );
+            let d = sink.error(e.loc, &p("engine"), format!("engine `{}` is not supported", e.value));
             d.hint = Some("fabrs's stack (pgbouncer, the reference app) runs on `postgres`".into());
             return None;
         }
@@ -818,9 +743,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
                 &p("engine_version"),
                 format!("expected a string, found the number {f}"),
             );
-            d.hint = Some(format!(
-                "quote it: \"{f}\" (as a number, 16.10 would read as 16.1)"
-            ));
+            d.hint = Some(format!("quote it: \"{f}\" (as a number, 16.10 would read as 16.1)"));
             None
         }
         Value::Int(i) => Some(i.to_string()),
@@ -844,12 +767,8 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         .req(sink, "storage_gb")
         .and_then(|v| int(sink, v, &p("storage_gb"), 20, 65536))
         .map(|v| v.value);
-    let dbname = o
-        .req(sink, "name")
-        .and_then(|v| string(sink, v, &p("name")));
-    let username = o
-        .req(sink, "username")
-        .and_then(|v| string(sink, v, &p("username")));
+    let dbname = o.req(sink, "name").and_then(|v| string(sink, v, &p("name")));
+    let username = o.req(sink, "username").and_then(|v| string(sink, v, &p("username")));
     for s in [&dbname, &username].into_iter().flatten() {
         let ok = s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -917,11 +836,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
 fn db_class(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let c = string(sink, v, path)?;
     if !c.starts_with("db.") {
-        let d = sink.error(
-            c.loc,
-            path,
-            format!("`{}` is not an RDS instance class", c.value),
-        );
+        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", c.value));
         d.hint = Some(format!("did you mean `db.{}`?", c.value));
         return None;
     }
@@ -950,10 +865,7 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
                     sink.error(
                         p.loc,
                         "app.port",
-                        format!(
-                            "port {} is taken by a service fabrs runs on the same server",
-                            p.value
-                        ),
+                        format!("port {} is taken by a service fabrs runs on the same server", p.value),
                     );
                 }
             }
@@ -991,13 +903,9 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
 
 fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
     let mut o = Obj::new(sink, n, "artifacts")?;
-    let bucket = o
-        .req(sink, "bucket")
-        .and_then(|v| bucket(sink, v, "artifacts.bucket"));
+    let bucket = o.req(sink, "bucket").and_then(|v| bucket(sink, v, "artifacts.bucket"));
     let prefix = match o.opt("prefix") {
-        Some(v) => {
-            string(sink, v, "artifacts.prefix").map(|s| s.value.trim_matches('/').to_string())
-        }
+        Some(v) => string(sink, v, "artifacts.prefix").map(|s| s.value.trim_matches('/').to_string()),
         None => Some("releases".into()),
     };
     o.finish(sink);
@@ -1015,11 +923,7 @@ fn bucket(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
         && b.starts_with(|c: char| c.is_ascii_alphanumeric())
         && b.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        let d = sink.error(
-            b.loc,
-            path,
-            format!("`{}` is not a valid S3 bucket name", b.value),
-        );
+        let d = sink.error(b.loc, path, format!("`{}` is not a valid S3 bucket name", b.value));
         d.hint = Some("3-63 lowercase letters, digits, '-' or '.'".into());
         return None;
     }
@@ -1069,15 +973,9 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
                 let d = sink.error(
                     f.loc,
                     &p("healthy_floor"),
-                    format!(
-                        "healthy_floor ({}) is above the web role's capacity ({cap})",
-                        f.value
-                    ),
+                    format!("healthy_floor ({}) is above the web role's capacity ({cap})", f.value),
                 );
-                d.hint = Some(
-                    "the floor is the number of InService web instances a roll never goes below"
-                        .into(),
-                );
+                d.hint = Some("the floor is the number of InService web instances a roll never goes below".into());
             }
         }
     }
@@ -1092,12 +990,7 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
     })
 }
 
-fn role_ref(
-    sink: &mut Sink,
-    n: &Node,
-    path: &str,
-    roles: Option<&BTreeMap<RoleKind, Role>>,
-) -> Option<RoleKind> {
+fn role_ref(sink: &mut Sink, n: &Node, path: &str, roles: Option<&BTreeMap<RoleKind, Role>>) -> Option<RoleKind> {
     let s = string(sink, n, path)?;
     let names: Vec<&str> = RoleKind::ALL.iter().map(|r| r.as_str()).collect();
     let Some(kind) = RoleKind::parse(&s.value) else {
@@ -1110,23 +1003,14 @@ fn role_ref(
     };
     if let Some(roles) = roles {
         if !roles.contains_key(&kind) {
-            sink.error(
-                s.loc,
-                path,
-                format!("role `{kind}` is not defined under `roles:`"),
-            );
+            sink.error(s.loc, path, format!("role `{kind}` is not defined under `roles:`"));
             return None;
         }
     }
     Some(kind)
 }
 
-fn group_ref(
-    sink: &mut Sink,
-    s: &At<String>,
-    path: &str,
-    roles: Option<&BTreeMap<RoleKind, Role>>,
-) -> Option<Group> {
+fn group_ref(sink: &mut Sink, s: &At<String>, path: &str, roles: Option<&BTreeMap<RoleKind, Role>>) -> Option<Group> {
     let names: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
     let Some(g) = Group::parse(&s.value) else {
         let d = sink.error(s.loc, path, format!("unknown group `{}`", s.value));
@@ -1147,9 +1031,7 @@ fn group_ref(
             sink.error(
                 s.loc,
                 path,
-                format!(
-                    "group `{g}` belongs to role `{kind}`, which is not defined under `roles:`"
-                ),
+                format!("group `{g}` belongs to role `{kind}`, which is not defined under `roles:`"),
             );
             return None;
         }
@@ -1173,8 +1055,7 @@ fn firewall_rule(
         if s.contains('/') || s.parse::<std::net::IpAddr>().is_ok() {
             cidr(sink, v, &join(path, "from")).map(|c| At::new(Source::Cidr(c.value), c.loc))
         } else {
-            group_ref(sink, &s, &join(path, "from"), roles)
-                .map(|g| At::new(Source::Group(g), s.loc))
+            group_ref(sink, &s, &join(path, "from"), roles).map(|g| At::new(Source::Group(g), s.loc))
         }
     });
     let protocol = match o.opt("protocol") {
@@ -1190,9 +1071,9 @@ fn firewall_rule(
     let ports = o.req(sink, "port").and_then(|v| match &v.value {
         Value::Int(_) => port(sink, v, &join(path, "port")).map(|p| At::new((p, p), v.loc)),
         Value::Str(s) => {
-            let parsed = s.split_once('-').and_then(|(a, b)| {
-                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
-            });
+            let parsed = s
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
             match parsed {
                 Some((a, b)) if a >= 1 && a <= b => Some(At::new((a, b), v.loc)),
                 _ => {
@@ -1244,11 +1125,7 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
-            let d = sink.error(
-                k.loc,
-                "secrets",
-                format!("`{}` is not a valid secret name", k.name),
-            );
+            let d = sink.error(k.loc, "secrets", format!("`{}` is not a valid secret name", k.name));
             d.hint = Some("lowercase letters, digits and '_'".into());
             ok = false;
             continue;
@@ -1259,32 +1136,20 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
             Value::Map(_) => {
                 let mut so = Obj::new(sink, v, &path)?;
                 let env = so.opt("env").map(|e| string(sink, e, &join(&path, "env")));
-                let file = so
-                    .opt("file")
-                    .map(|f| string(sink, f, &join(&path, "file")));
+                let file = so.opt("file").map(|f| string(sink, f, &join(&path, "file")));
                 so.finish(sink);
                 match (env, file) {
                     (Some(_), Some(_)) => {
-                        sink.error(
-                            v.loc,
-                            &path,
-                            "a secret comes from `env` or `file`, not both",
-                        );
+                        sink.error(v.loc, &path, "a secret comes from `env` or `file`, not both");
                         None
                     }
                     (Some(e), None) => e.map(|e| SecretSource::Env(e.value)),
-                    (None, Some(f)) => {
-                        f.and_then(|f| secret_file(sink, &f, &join(&path, "file"), project_dir))
-                    }
+                    (None, Some(f)) => f.and_then(|f| secret_file(sink, &f, &join(&path, "file"), project_dir)),
                     (None, None) => Some(SecretSource::Env(default_env)),
                 }
             }
             Value::Str(s) if s.len() >= 8 => {
-                let d = sink.error(
-                    v.loc,
-                    &path,
-                    "secret values do not belong in the environment file",
-                );
+                let d = sink.error(v.loc, &path, "secret values do not belong in the environment file");
                 d.hint = Some(format!(
                     "remove the value and export {default_env}, or use `file:` outside the repository"
                 ));
@@ -1318,12 +1183,7 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
     ok.then_some(out)
 }
 
-fn secret_file(
-    sink: &mut Sink,
-    f: &At<String>,
-    path: &str,
-    project_dir: &Path,
-) -> Option<SecretSource> {
+fn secret_file(sink: &mut Sink, f: &At<String>, path: &str, project_dir: &Path) -> Option<SecretSource> {
     let expanded = match f.value.strip_prefix("~/") {
         Some(rest) => match std::env::var_os("HOME") {
             Some(home) => Path::new(&home).join(rest),
@@ -1332,11 +1192,7 @@ fn secret_file(
         None => Path::new(&f.value).to_path_buf(),
     };
     if !expanded.is_absolute() {
-        let d = sink.error(
-            f.loc,
-            path,
-            "a secret file path must be absolute (or start with ~/)",
-        );
+        let d = sink.error(f.loc, path, "a secret file path must be absolute (or start with ~/)");
         d.hint = Some("secret files live outside the repository".into());
         return None;
     }
@@ -1349,11 +1205,7 @@ fn secret_file(
         parent.starts_with(&dir)
     };
     if inside(project_dir) {
-        let d = sink.error(
-            f.loc,
-            path,
-            "secret files must live outside the project directory",
-        );
+        let d = sink.error(f.loc, path, "secret files must live outside the project directory");
         d.hint = Some("a secret committed with the environment file is no longer a secret".into());
         return None;
     }

@@ -209,16 +209,28 @@ pub async fn apply<C: Cloud>(
                         ..Default::default()
                     };
                     // The group as it is now: just created, or as discovered.
-                    let current = made_now.get(&change.address).cloned().or_else(|| change.current.clone());
+                    let current = made_now
+                        .get(&change.address)
+                        .cloned()
+                        .or_else(|| change.current.clone());
                     async move {
                         let desired = change.desired.as_ref().expect("non-delete changes carry a spec");
                         let Some(current) = current else {
-                            let e = CloudError::new(ErrorKind::NotFound, "update", change.address.to_string(), "the group was neither found nor created");
+                            let e = CloudError::new(
+                                ErrorKind::NotFound,
+                                "update",
+                                change.address.to_string(),
+                                "the group was neither found nor created",
+                            );
                             return (change.address.clone(), Err(e));
                         };
                         let r = cloud.update(&current, desired, &ctx).await;
                         if let Ok(o) = &r {
-                            events(Event::Finished { address: change.address.clone(), action: Action::Update, id: o.id.clone() });
+                            events(Event::Finished {
+                                address: change.address.clone(),
+                                action: Action::Update,
+                                id: o.id.clone(),
+                            });
                         }
                         (change.address.clone(), r)
                     }
@@ -230,7 +242,10 @@ pub async fn apply<C: Cloud>(
                 match r {
                     Err(e) => failures.push((address, e)),
                     Ok(_) => {
-                        let was_update = plan.changes.iter().any(|c| c.address == address && c.action == Action::Update);
+                        let was_update = plan
+                            .changes
+                            .iter()
+                            .any(|c| c.address == address && c.action == Action::Update);
                         if was_update {
                             report.applied.push((address, Action::Update));
                         }

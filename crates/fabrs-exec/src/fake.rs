@@ -189,7 +189,12 @@ impl Cloud for FakeCloud {
             for r in &sg.ingress {
                 if let RuleSource::Group(g) = &r.source {
                     if !ctx.ids.contains_key(&addr::security_group(g)) {
-                        return Err(err(ErrorKind::NotFound, "AuthorizeSecurityGroupIngress", &current.address, &format!("security group {g} does not exist yet")));
+                        return Err(err(
+                            ErrorKind::NotFound,
+                            "AuthorizeSecurityGroupIngress",
+                            &current.address,
+                            &format!("security group {g} does not exist yet"),
+                        ));
                     }
                 }
             }

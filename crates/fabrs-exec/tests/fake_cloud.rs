@@ -228,13 +228,31 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
     let env = env("staging");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
-    converge(&cloud, &env, &renderer, Some("3f9c2e1"), &secrets(), &ApplyOptions::default(), None, &|_| {}).await.unwrap();
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("3f9c2e1"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
-    for (a, _) in inv.resources.iter().filter(|(a, _)| a.kind != fabrs_plan::resource::Kind::SecurityGroup) {
+    for (a, _) in inv
+        .resources
+        .iter()
+        .filter(|(a, _)| a.kind != fabrs_plan::resource::Kind::SecurityGroup)
+    {
         cloud.remove(a);
     }
     for lc in inv.launch_configurations.keys() {
-        cloud.remove(&fabrs_plan::resource::Address::new(fabrs_plan::resource::Kind::LaunchConfiguration, lc.clone()));
+        cloud.remove(&fabrs_plan::resource::Address::new(
+            fabrs_plan::resource::Kind::LaunchConfiguration,
+            lc.clone(),
+        ));
     }
     cloud.remove(&addr::security_group("worker"));
     cloud.remove(&addr::security_group("web"));
@@ -243,6 +261,23 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
             sg.ingress.clear();
         }
     });
-    converge(&cloud, &env, &renderer, Some("3f9c2e1"), &secrets(), &ApplyOptions::default(), None, &|_| {}).await.unwrap();
-    assert!(make_plan(&cloud, &env, &renderer, None, None).await.unwrap().0.is_empty());
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some("3f9c2e1"),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }

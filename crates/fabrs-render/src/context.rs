@@ -83,15 +83,11 @@ impl Layout {
     }
 
     pub fn srv(&self, env: &Environment) -> String {
-        self.srv
-            .clone()
-            .unwrap_or_else(|| format!("/srv/{}", env.project))
+        self.srv.clone().unwrap_or_else(|| format!("/srv/{}", env.project))
     }
 
     pub fn etc(&self, env: &Environment) -> String {
-        self.etc
-            .clone()
-            .unwrap_or_else(|| format!("/etc/{}", env.project))
+        self.etc.clone().unwrap_or_else(|| format!("/etc/{}", env.project))
     }
 
     pub fn env_file(&self, env: &Environment) -> String {
@@ -112,11 +108,7 @@ pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<St
     }
 }
 
-pub(crate) fn build(
-    env: &Environment,
-    role: RoleKind,
-    opts: &Options<'_>,
-) -> Result<tera::Context, RenderError> {
+pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Result<tera::Context, RenderError> {
     let l = &opts.layout;
     let srv = l.srv(env);
     let current = format!("{srv}/current");
@@ -138,10 +130,7 @@ pub(crate) fn build(
     } else {
         queue_pw
     };
-    let concurrency = env
-        .role(RoleKind::Worker)
-        .map(|w| w.concurrency)
-        .unwrap_or(1);
+    let concurrency = env.role(RoleKind::Worker).map(|w| w.concurrency).unwrap_or(1);
     let app_env: Vec<(&String, &String)> = env.app.env.iter().collect();
     let value = json!({
         "project": env.project,

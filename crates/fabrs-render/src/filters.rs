@@ -6,9 +6,7 @@ use tera::{Kwargs, State, Tera};
 pub(crate) fn register(tera: &mut Tera) {
     tera.register_filter("urlencode", |s: &str, _: Kwargs, _: &State| urlencode(s));
     tera.register_filter("yaml", |s: &str, _: Kwargs, _: &State| yaml(s));
-    tera.register_filter("userlist_quote", |s: &str, _: Kwargs, _: &State| {
-        s.replace('"', "\"\"")
-    });
+    tera.register_filter("userlist_quote", |s: &str, _: Kwargs, _: &State| s.replace('"', "\"\""));
     tera.register_filter("redis_quote", |s: &str, _: Kwargs, _: &State| {
         s.replace('\\', "\\\\").replace('"', "\\\"")
     });
@@ -39,10 +37,7 @@ mod tests {
     #[test]
     fn urlencode_keeps_only_unreserved() {
         assert_eq!(urlencode("a b:@/%~"), "a%20b%3A%40%2F%25~");
-        assert_eq!(
-            urlencode("__secret_db_password__"),
-            "__secret_db_password__"
-        );
+        assert_eq!(urlencode("__secret_db_password__"), "__secret_db_password__");
     }
 
     #[test]

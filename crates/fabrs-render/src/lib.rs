@@ -186,33 +186,19 @@ impl Renderer {
     }
 
     fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
-        self.tera
-            .render(name, ctx)
-            .map_err(|e| RenderError::Template {
-                name: name.to_string(),
-                origin: self.origins.get(name).cloned().unwrap_or_default(),
-                message: error_chain(&e),
-            })
+        self.tera.render(name, ctx).map_err(|e| RenderError::Template {
+            name: name.to_string(),
+            origin: self.origins.get(name).cloned().unwrap_or_default(),
+            message: error_chain(&e),
+        })
     }
 
     /// Render every role of the environment.
-    pub fn render_all(
-        &self,
-        env: &Environment,
-        opts: &Options<'_>,
-    ) -> Result<Vec<RoleFiles>, RenderError> {
-        env.roles
-            .keys()
-            .map(|r| self.render_role(env, *r, opts))
-            .collect()
+    pub fn render_all(&self, env: &Environment, opts: &Options<'_>) -> Result<Vec<RoleFiles>, RenderError> {
+        env.roles.keys().map(|r| self.render_role(env, *r, opts)).collect()
     }
 
-    pub fn render_role(
-        &self,
-        env: &Environment,
-        role: RoleKind,
-        opts: &Options<'_>,
-    ) -> Result<RoleFiles, RenderError> {
+    pub fn render_role(&self, env: &Environment, role: RoleKind, opts: &Options<'_>) -> Result<RoleFiles, RenderError> {
         let base = context::build(env, role, opts)?;
         let mut files = BTreeMap::new();
         let layout = &opts.layout;
@@ -281,11 +267,7 @@ impl Renderer {
                     true,
                     true,
                 );
-                let process = if role == RoleKind::Web {
-                    "web"
-                } else {
-                    "worker"
-                };
+                let process = if role == RoleKind::Web { "web" } else { "worker" };
                 let mut ctx = base.clone();
                 ctx.insert("process", process);
                 svc(
@@ -310,9 +292,7 @@ impl Renderer {
                 );
             }
             RoleKind::Cache => {
-                let r = env
-                    .role(RoleKind::Cache)
-                    .expect("rendering a role the environment has");
+                let r = env.role(RoleKind::Cache).expect("rendering a role the environment has");
                 use fabrs_config::{CacheEngine, QueueEngine};
                 if r.cache == CacheEngine::Redis || r.queue == QueueEngine::Redis {
                     svc(
@@ -349,8 +329,7 @@ impl Renderer {
                         false,
                         true,
                     );
-                    let pw =
-                        context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
+                    let pw = context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
                     svc(
                         &mut files,
                         "queue-password",
@@ -381,11 +360,7 @@ impl Renderer {
         let mut ctx = base;
         ctx.insert("files", &embedded);
         let user_data = self.render(&format!("{}.yaml.tera", role.as_str()), &ctx)?;
-        Ok(RoleFiles {
-            role,
-            files,
-            user_data,
-        })
+        Ok(RoleFiles { role, files, user_data })
     }
 }
 

@@ -31,10 +31,7 @@ fn shipped() -> Vec<Environment> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 5,
-        "staging, production and three examples: {files:?}"
-    );
+    assert!(files.len() >= 5, "staging, production and three examples: {files:?}");
     files
         .iter()
         .map(|f| fabrs_config::load_file(f).unwrap_or_else(|d| panic!("{}", d.render())))
@@ -59,11 +56,7 @@ fn is_root() -> bool {
 fn tempdir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     // Readable by the unprivileged user pgbouncer runs as.
-    std::fs::set_permissions(
-        d.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     d
 }
 
@@ -74,10 +67,7 @@ fn every_user_data_passes_cloud_init_schema() {
     let mut checked = 0;
     for env in shipped() {
         let renderer = Renderer::new(&env.project_dir).unwrap();
-        for role in renderer
-            .render_all(&env, &Options::review(&env, "3f9c2e1"))
-            .unwrap()
-        {
+        for role in renderer.render_all(&env, &Options::review(&env, "3f9c2e1")).unwrap() {
             let path = dir
                 .path()
                 .join(format!("{}-{}-{}.yaml", env.project, env.name, role.role));
@@ -112,9 +102,7 @@ fn cloud_init_schema_check_catches_a_broken_user_data() {
         .unwrap()
         .render_role(&env, RoleKind::Web, &Options::review(&env, "x"))
         .unwrap();
-    let broken = role
-        .user_data
-        .replace("package_upgrade: true", "package_upgrade: [1]");
+    let broken = role.user_data.replace("package_upgrade: true", "package_upgrade: [1]");
     let dir = tempdir();
     let path = dir.path().join("broken.yaml");
     std::fs::write(&path, broken).unwrap();
@@ -123,10 +111,7 @@ fn cloud_init_schema_check_catches_a_broken_user_data() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        !out.status.success(),
-        "a broken user-data must fail the schema check"
-    );
+    assert!(!out.status.success(), "a broken user-data must fail the schema check");
 }
 
 #[test]
@@ -134,25 +119,13 @@ fn every_embedded_file_round_trips_through_the_user_data_yaml() {
     // What cloud-init writes to disk is byte for byte the rendered file.
     for env in shipped() {
         let renderer = Renderer::new(&env.project_dir).unwrap();
-        for role in renderer
-            .render_all(&env, &Options::review(&env, "3f9c2e1"))
-            .unwrap()
-        {
+        for role in renderer.render_all(&env, &Options::review(&env, "3f9c2e1")).unwrap() {
             let doc: serde_json::Value = yaml_to_json(&role.user_data);
             let written = doc["write_files"].as_array().unwrap();
             assert_eq!(written.len(), role.files.len());
             for f in role.files.values() {
-                let w = written
-                    .iter()
-                    .find(|w| w["path"] == f.target.as_str())
-                    .unwrap();
-                assert_eq!(
-                    w["content"].as_str().unwrap(),
-                    f.content,
-                    "{} {}",
-                    env.name,
-                    f.target
-                );
+                let w = written.iter().find(|w| w["path"] == f.target.as_str()).unwrap();
+                assert_eq!(w["content"].as_str().unwrap(), f.content, "{} {}", env.name, f.target);
                 assert_eq!(w["permissions"].as_str().unwrap(), f.mode);
             }
         }
@@ -171,12 +144,7 @@ fn yaml_to_json(yaml: &str) -> serde_json::Value {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "PyYAML could not parse the user-data");
     serde_json::from_slice(&out.stdout).unwrap()
@@ -199,9 +167,7 @@ fn every_nginx_conf_passes_nginx_t() {
             opts.layout = unprivileged_nginx_layout(dir.path());
         }
         let role = renderer.render_role(&env, RoleKind::Web, &opts).unwrap();
-        let conf = dir
-            .path()
-            .join(format!("{}-{}-nginx.conf", env.project, env.name));
+        let conf = dir.path().join(format!("{}-{}-nginx.conf", env.project, env.name));
         std::fs::write(&conf, &role.files["nginx.conf"].content).unwrap();
         let mut cmd = if root_run {
             // `nginx -t` binds the listen ports: do it in a private network namespace.
@@ -211,11 +177,7 @@ fn every_nginx_conf_passes_nginx_t() {
         } else {
             Command::new(&nginx)
         };
-        let out = cmd
-            .args(["-t", "-e", "stderr", "-c"])
-            .arg(&conf)
-            .output()
-            .unwrap();
+        let out = cmd.args(["-t", "-e", "stderr", "-c"]).arg(&conf).output().unwrap();
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && text.contains("test is successful"),
@@ -240,11 +202,7 @@ fn unprivileged_nginx_layout(dir: &Path) -> Layout {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn psql(args: &[&str], password: Option<&str>) -> std::process::Output {
@@ -278,15 +236,7 @@ fn pgbouncer_runs_the_rendered_config_and_proxies_queries() {
     env.database.name = format!("fabrs_pgb_{tag}");
     env.database.username = format!("fabrs_pgb_{tag}");
     let password = "pgb 'test' pa:ss\"word";
-    let admin = [
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-Atc",
-    ];
+    let admin = ["-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc"];
     let sql_pw = password.replace('\'', "''");
     let setup = format!(
         "CREATE ROLE {u} LOGIN PASSWORD '{sql_pw}'; CREATE DATABASE {d} OWNER {u};",
@@ -295,30 +245,19 @@ fn pgbouncer_runs_the_rendered_config_and_proxies_queries() {
     );
     for stmt in setup.split_inclusive(';') {
         let out = psql(&[&admin[..], &[stmt]].concat(), None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let cleanup = || {
         let _ = psql(
             &[
                 &admin[..],
-                &[&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    env.database.name
-                )],
+                &[&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", env.database.name)],
             ]
             .concat(),
             None,
         );
         let _ = psql(
-            &[
-                &admin[..],
-                &[&format!("DROP ROLE IF EXISTS {}", env.database.username)],
-            ]
-            .concat(),
+            &[&admin[..], &[&format!("DROP ROLE IF EXISTS {}", env.database.username)]].concat(),
             None,
         );
     };
@@ -378,10 +317,7 @@ fn pgbouncer_runs_the_rendered_config_and_proxies_queries() {
         // pgbouncer refuses to run as root: run it (itself, so the guard kills it) as postgres.
         use std::os::unix::process::CommandExt;
         let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .args([flag, "postgres"])
-                .output()
-                .unwrap();
+            let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
         };
         cmd.gid(id("-g")).uid(id("-u"));
@@ -434,11 +370,7 @@ fn pgbouncer_runs_the_rendered_config_and_proxies_queries() {
     let wrong = through(&env.database.name, "not-the-password", "SELECT 1");
     cleanup();
 
-    assert_eq!(
-        result.0, "42",
-        "query through pgbouncer failed: {}",
-        result.1
-    );
+    assert_eq!(result.0, "42", "query through pgbouncer failed: {}", result.1);
     assert_eq!(
         String::from_utf8_lossy(&replica.stdout).trim(),
         env.database.name,

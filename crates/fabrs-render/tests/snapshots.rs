@@ -19,11 +19,7 @@ fn snapshot_env(name: &str) {
     let renderer = Renderer::new(&root).unwrap();
     let opts = Options::review(&env, "3f9c2e1");
     let roles = renderer.render_all(&env, &opts).unwrap();
-    assert_eq!(
-        roles.len(),
-        3,
-        "staging and production have web, worker and cache"
-    );
+    assert_eq!(roles.len(), 3, "staging and production have web, worker and cache");
     for role in roles {
         for (file, f) in &role.files {
             insta::assert_snapshot!(format!("{name}__{}__{file}", role.role), f.content);

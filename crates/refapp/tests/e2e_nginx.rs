@@ -20,15 +20,28 @@ use fabrs_render::{Facts, Layout, Options, Renderer, SecretMode};
 const HOST: &str = "staging.myproject.example";
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn uid_gid(user: &str) -> (u32, u32) {
-    let id = |f: &str| String::from_utf8(Command::new("id").args([f, user]).output().unwrap().stdout).unwrap().trim().parse().unwrap();
+    let id = |f: &str| {
+        String::from_utf8(Command::new("id").args([f, user]).output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
     (id("-u"), id("-g"))
 }
 
@@ -121,14 +134,25 @@ impl Stack {
         layout.db_tls_ca_file = "/etc/ssl/certs/ca-certificates.crt".into();
         layout.srv = Some(srv.display().to_string());
         layout.etc = Some(d.display().to_string());
-        let secrets = Secrets::from_pairs([("db_password", password.as_str()), ("cache_password", "unused"), ("queue_password", "unused")]);
+        let secrets = Secrets::from_pairs([
+            ("db_password", password.as_str()),
+            ("cache_password", "unused"),
+            ("queue_password", "unused"),
+        ]);
         let opts = Options {
             revision: "rev1".into(),
             secrets: SecretMode::Values(&secrets),
-            facts: Facts { db_master_host: "127.0.0.1".into(), db_replica_host: Some("127.0.0.1".into()), cache_host: "127.0.0.1".into() },
+            facts: Facts {
+                db_master_host: "127.0.0.1".into(),
+                db_replica_host: Some("127.0.0.1".into()),
+                cache_host: "127.0.0.1".into(),
+            },
             layout,
         };
-        let web = Renderer::new(&root()).unwrap().render_role(&fenv, RoleKind::Web, &opts).unwrap();
+        let web = Renderer::new(&root())
+            .unwrap()
+            .render_role(&fenv, RoleKind::Web, &opts)
+            .unwrap();
         let nginx_conf = d.join("nginx.conf");
         std::fs::write(&nginx_conf, &web.files["nginx.conf"].content).unwrap();
         for key in ["pgbouncer.ini", "pgbouncer-userlist.txt", "app.env"] {
@@ -142,26 +166,45 @@ impl Stack {
 
         // pgbouncer, as postgres (it refuses root).
         let mut cmd = Command::new("/usr/sbin/pgbouncer");
-        cmd.arg(&web.files["pgbouncer.ini"].target).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg(&web.files["pgbouncer.ini"].target)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if is_root() {
             use std::os::unix::process::CommandExt;
             let (uid, gid) = uid_gid("postgres");
             cmd.uid(uid).gid(gid);
         }
         let pgbouncer = Killed(cmd.spawn().unwrap());
-        assert!(wait_port(opts.layout.pgbouncer_port, Duration::from_secs(10)), "pgbouncer did not start");
+        assert!(
+            wait_port(opts.layout.pgbouncer_port, Duration::from_secs(10)),
+            "pgbouncer did not start"
+        );
 
         // The app, configured by the rendered app.env; only what differs on
         // this machine is overridden (real variables win over the file):
         // local Redis/RabbitMQ credentials, moto S3, per-test names.
         let app_env = &web.files["app.env"].target;
-        let overrides: Vec<(&str, String)> = ["REDIS_URL", "AMQP_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "RENDITION_BASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REFAPP_CACHE_PREFIX", "REFAPP_QUEUE_PREFIX"]
-            .into_iter()
-            .map(|k| (k, env.vars[k].clone()))
-            .collect();
+        let overrides: Vec<(&str, String)> = [
+            "REDIS_URL",
+            "AMQP_URL",
+            "S3_BUCKET",
+            "S3_ENDPOINT_URL",
+            "RENDITION_BASE_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "REFAPP_CACHE_PREFIX",
+            "REFAPP_QUEUE_PREFIX",
+        ]
+        .into_iter()
+        .map(|k| (k, env.vars[k].clone()))
+        .collect();
         let app = |sub: &str| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_refapp"));
-            c.args(["--env-file", app_env, sub]).env_clear().env("PATH", std::env::var("PATH").unwrap()).stdout(Stdio::null()).stderr(Stdio::inherit());
+            c.args(["--env-file", app_env, sub])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
             for (k, v) in &overrides {
                 c.env(k, v);
             }
@@ -170,7 +213,10 @@ impl Stack {
         assert!(app("migrate").status().unwrap().success(), "migrate through pgbouncer");
         let web_proc = Killed(app("web").spawn().unwrap());
         let worker = Killed(app("worker").spawn().unwrap());
-        assert!(wait_port(fenv.app.port, Duration::from_secs(15)), "refapp web did not listen");
+        assert!(
+            wait_port(fenv.app.port, Duration::from_secs(15)),
+            "refapp web did not listen"
+        );
 
         let nginx = Nginx(
             Command::new("/usr/sbin/nginx")
@@ -185,7 +231,18 @@ impl Stack {
                 .unwrap(),
         );
         assert!(wait_port(http, Duration::from_secs(10)), "nginx did not start");
-        Stack { env, dir, http, https, srv, pgbouncer: Some(pgbouncer), _nginx: nginx, _web: web_proc, _worker: worker, client: reqwest::Client::new() }
+        Stack {
+            env,
+            dir,
+            http,
+            https,
+            srv,
+            pgbouncer: Some(pgbouncer),
+            _nginx: nginx,
+            _web: web_proc,
+            _worker: worker,
+            client: reqwest::Client::new(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -193,7 +250,13 @@ impl Stack {
     }
 
     async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
-        let r = self.client.get(self.url(path)).header("Host", HOST).send().await.unwrap();
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("Host", HOST)
+            .send()
+            .await
+            .unwrap();
         let (s, h) = (r.status().as_u16(), r.headers().clone());
         (s, h, r.text().await.unwrap())
     }
@@ -209,19 +272,50 @@ async fn photo_upload_through_rendered_nginx_and_pgbouncer() {
     let (s, _, body) = stack.get("/healthcheck.html").await;
     assert_eq!(s, 200, "{body}");
     // Unknown hosts are dropped (444: the connection closes without an answer).
-    assert!(stack.client.get(stack.url("/")).header("Host", "evil.example").send().await.is_err());
+    assert!(
+        stack
+            .client
+            .get(stack.url("/"))
+            .header("Host", "evil.example")
+            .send()
+            .await
+            .is_err()
+    );
     // HTTPS with the instance's self-signed certificate, as the ELB talks to it.
-    let out = Command::new("curl").args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Host: {HOST}")]).arg(format!("https://127.0.0.1:{}/healthcheck.html", stack.https)).output().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {HOST}"),
+        ])
+        .arg(format!("https://127.0.0.1:{}/healthcheck.html", stack.https))
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
 
     // Static files come from disk, served by nginx (no app header).
     let (s, h, css) = stack.get("/static/style.css").await;
     assert_eq!(s, 200);
-    assert!(!css.is_empty() && h.get("x-refapp-revision").is_none(), "nginx, not the app, serves /static/");
+    assert!(
+        !css.is_empty() && h.get("x-refapp-revision").is_none(),
+        "nginx, not the app, serves /static/"
+    );
 
     // Upload through nginx → rendered thumbnails in S3 → listed, through the cache.
     let jpeg = sample_image(1200, 900, 7, image::ImageFormat::Jpeg);
-    let r = stack.client.post(stack.url("/photos")).header("Host", HOST).header("content-type", "image/jpeg").body(jpeg).send().await.unwrap();
+    let r = stack
+        .client
+        .post(stack.url("/photos"))
+        .header("Host", HOST)
+        .header("content-type", "image/jpeg")
+        .body(jpeg)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     let id = v["id"].as_str().unwrap().to_string();
@@ -236,19 +330,27 @@ async fn photo_upload_through_rendered_nginx_and_pgbouncer() {
     }
     assert_eq!(status["status"], "rendered", "{status}");
     let keys = stack.env.s3_keys().await;
-    assert_eq!(keys.iter().filter(|k| k.contains(&id)).count(), 7, "original + 6 thumbnails: {keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.contains(&id)).count(),
+        7,
+        "original + 6 thumbnails: {keys:?}"
+    );
     let (s, h1, page) = stack.get("/").await;
     assert_eq!(s, 200);
     assert!(page.contains(&id), "the page lists the photo");
     let (_, h2, _) = stack.get("/").await;
-    assert_eq!((h1["x-cache"].to_str().unwrap(), h2["x-cache"].to_str().unwrap()), ("MISS", "HIT"));
+    assert_eq!(
+        (h1["x-cache"].to_str().unwrap(), h2["x-cache"].to_str().unwrap()),
+        ("MISS", "HIT")
+    );
 
     // Maintenance (FabulAWS's trick): users get 503 and the maintenance page,
     // the health check keeps getting 200.
     let flag = stack.srv.join("maintenance.on");
     std::fs::write(&flag, "").unwrap();
     let (s, _, body) = stack.get("/").await;
-    let maintenance = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/maintenance.html")).unwrap();
+    let maintenance =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("static/maintenance.html")).unwrap();
     assert_eq!((s, body.as_str()), (503, maintenance.as_str()));
     assert_eq!(stack.get("/healthcheck.html").await.0, 200);
     std::fs::remove_file(&flag).unwrap();
