@@ -6,3 +6,4 @@ pub mod desired;
 pub mod display;
 pub mod plan;
 pub mod resource;
+pub mod rollout;
