@@ -364,3 +364,69 @@ async fn photo_upload_through_rendered_nginx_and_pgbouncer() {
     assert!(body.contains("database"), "{body}");
     drop(stack.dir);
 }
+
+/// `wrk` against nginx for 10 s: (requests/s, p99 latency as wrk prints it).
+fn wrk(url: &str, host: &str) -> (f64, String) {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", "-d10s", "--latency", "-H", &format!("Host: {host}"), url])
+        .output()
+        .expect("wrk is installed by scripts/setup");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0);
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    let non2xx = text.lines().find(|l| l.contains("Non-2xx")).map(String::from);
+    assert!(non2xx.is_none(), "every answer must be a 200: {non2xx:?}\n{text}");
+    (rps, p99)
+}
+
+/// Benchmark, not a test (run by benches/stack.sh, never in CI): the cached
+/// `GET /` through nginx vs nginx serving a static file of the same size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with benches/stack.sh"]
+async fn bench_cached_index_vs_static_file() {
+    let stack = Stack::start().await;
+    for seed in 0..6 {
+        let jpeg = sample_image(800, 600, seed, image::ImageFormat::Jpeg);
+        let r = stack
+            .client
+            .post(stack.url("/photos"))
+            .header("Host", HOST)
+            .header("content-type", "image/jpeg")
+            .body(jpeg)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, _, page) = stack.get("/").await;
+    let (_, h, _) = stack.get("/").await;
+    assert_eq!(h["x-cache"].to_str().unwrap(), "HIT");
+    // The same bytes, as a static file nginx serves from disk.
+    let file = stack.srv.join("current/static/bench-index.html");
+    std::fs::write(&file, &page).unwrap();
+    let (app_rps, app_p99) = wrk(&stack.url("/"), HOST);
+    let (static_rps, static_p99) = wrk(&stack.url("/static/bench-index.html"), HOST);
+    println!(
+        "\nbody: {} bytes; wrk -t2 -c32 -d10s, same machine (2 cores), one run",
+        page.len()
+    );
+    println!("{:<34} {:>12} {:>10}", "", "requests/s", "p99");
+    println!(
+        "{:<34} {:>12.0} {:>10}",
+        "GET / (refapp, Redis cache hit)", app_rps, app_p99
+    );
+    println!(
+        "{:<34} {:>12.0} {:>10}",
+        "static file of the same size", static_rps, static_p99
+    );
+    println!("ratio app/static: {:.2}", app_rps / static_rps);
+}
