@@ -143,11 +143,37 @@ fn shipped_environments_and_examples_validate() {
 fn validate_json_lists_diagnostics_on_stdout() {
     let out = fabrs(&["validate", "--output", "json", "tests/bad/cidr-host-bits.yaml"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &all[0];
     let d = &v["diagnostics"][0];
     assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(9), Some(7)));
     assert_eq!(d["path"], "network.admin_cidrs[0]");
     assert_eq!(d["hint"], "did you mean `203.0.113.0/24`?");
+}
+
+#[test]
+fn validate_json_is_one_document_for_many_files() {
+    let out = fabrs(
+        &[
+            "validate",
+            "--output",
+            "json",
+            "staging",
+            "tests/bad/cidr-host-bits.yaml",
+            "tests/bad/lint-db-public.yaml",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let valid: Vec<bool> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["valid"].as_bool().unwrap())
+        .collect();
+    assert_eq!(valid, vec![true, false, false]);
+    assert_eq!(all[2]["diagnostics"][0]["rule"], "db-not-public");
 }
 
 #[test]

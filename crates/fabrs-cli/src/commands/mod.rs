@@ -21,12 +21,15 @@ pub fn load(arg: &str, dir: &Path, printer: &mut Printer) -> Option<Environment>
     }
 }
 
+/// A file's diagnostics as JSON (one entry of `validate --output json`).
+pub fn diagnostics_json(diags: &Diagnostics) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = diags.diagnostics.iter().map(diagnostic_json).collect();
+    serde_json::json!({ "file": diags.file, "valid": false, "diagnostics": items })
+}
+
 pub fn report(diags: &Diagnostics, printer: &mut Printer) {
     match printer.format {
-        OutputFormat::Json => {
-            let items: Vec<serde_json::Value> = diags.diagnostics.iter().map(diagnostic_json).collect();
-            printer.json(&serde_json::json!({ "file": diags.file, "valid": false, "diagnostics": items }));
-        }
+        OutputFormat::Json => printer.json(&diagnostics_json(diags)),
         OutputFormat::Human => {
             for d in &diags.diagnostics {
                 printer.diagnostic(&d.render(&diags.text));

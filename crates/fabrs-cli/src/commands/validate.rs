@@ -21,18 +21,28 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs, printer: &mut Printer) -> a
     };
     let mut failed = false;
     let mut results = Vec::new();
+    let json = printer.format == OutputFormat::Json;
     for target in &targets {
-        let Some(env) = super::load(target, &global.dir, printer) else {
-            failed = true;
-            continue;
-        };
-        if args.secrets {
-            if let Err(diags) = fabrs_config::secrets::resolve(&env, |k| std::env::var(k).ok()) {
-                super::report(&diags, printer);
+        let file = fabrs_config::locate(target, &global.dir);
+        let loaded = fabrs_config::load_file(&file).and_then(|env| {
+            if args.secrets {
+                fabrs_config::secrets::resolve(&env, |k| std::env::var(k).ok())?;
+            }
+            Ok(env)
+        });
+        let env = match loaded {
+            Ok(env) => env,
+            Err(diags) => {
                 failed = true;
+                // JSON: one document for all files, printed at the end.
+                if json {
+                    results.push(super::diagnostics_json(&diags));
+                } else {
+                    super::report(&diags, printer);
+                }
                 continue;
             }
-        }
+        };
         match printer.format {
             OutputFormat::Json => results.push(
                 serde_json::json!({ "file": env.file, "valid": true, "environment": env.name, "project": env.project }),
@@ -45,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs, printer: &mut Printer) -> a
             )),
         }
     }
-    if printer.format == OutputFormat::Json && !results.is_empty() {
+    if json {
         printer.json(&serde_json::Value::Array(results));
     }
     Ok(if failed { Outcome::Failed } else { Outcome::Ok })
