@@ -496,7 +496,8 @@ fn status_text(env: &Environment, r: &serde_json::Value) -> String {
                 l
             );
         }
-        if let Some(rev) = info["revision"].as_str() {
+        // The cache server runs no release.
+        if let Some(rev) = info["revision"].as_str().filter(|_| role != "cache") {
             let _ = writeln!(out, "{:<8} revision {rev}", "");
         }
     }
