@@ -165,11 +165,33 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_body", format!("reading body: {e}")))?;
         if buf.len() + chunk.len() > limit {
+            drain(stream, DRAIN_CAP).await;
             return Err(too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
+}
+
+/// How much of a rejected body is read and discarded before answering.
+const DRAIN_CAP: usize = 32 << 20;
+
+/// Read and discard up to `cap` bytes of a rejected body, so a client still
+/// sending it can finish and read the 413 (answering at once and closing
+/// makes its write fail with a broken pipe). Beyond `cap`, the connection is
+/// closed anyway. Behind nginx this never matters: nginx buffers bodies.
+async fn drain<S, E>(mut stream: S, cap: usize)
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+{
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen < cap {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len(),
+            _ => break,
+        }
+    }
 }
 
 fn too_large(limit: usize) -> Response {
@@ -193,6 +215,7 @@ async fn upload_bytes(st: &AppState, req: Request) -> Result<Vec<u8>, Response> 
     if let Some(len) = content_length(req.headers())
         && len > limit as u64
     {
+        drain(req.into_body().into_data_stream(), DRAIN_CAP).await;
         return Err(too_large(max));
     }
     let (parts, body) = req.into_parts();
