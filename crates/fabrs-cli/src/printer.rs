@@ -6,10 +6,17 @@ use std::io::Write;
 use anstream::{AutoStream, ColorChoice as StreamChoice};
 use anstyle::{AnsiColor, Style};
 
+use std::io::{BufRead, IsTerminal};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use fabrs_exec::apply::Event;
+use fabrs_plan::plan::Action;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use crate::args::{ColorChoice, OutputFormat};
 
-// `info`, `detail` and `warn` serve the long-running commands (plan, create-env, deploy).
-#[allow(dead_code)]
 pub struct Printer {
     pub format: OutputFormat,
     quiet: bool,
@@ -20,11 +27,9 @@ pub struct Printer {
 
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default();
-#[allow(dead_code)]
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const BOLD: Style = Style::new().bold();
 
-#[allow(dead_code)]
 impl Printer {
     pub fn new(format: OutputFormat, quiet: bool, verbose: bool, color: ColorChoice) -> Self {
         let choice = match color {
@@ -92,5 +97,98 @@ impl Printer {
         for l in lines {
             let _ = writeln!(self.err, "{l}");
         }
+    }
+}
+
+pub fn confirm(question: &str, yes: bool, printer: &mut Printer) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change the account without confirmation: run in a terminal, or pass --yes");
+    }
+    printer.info(&format!("{question}\n  Only 'yes' will be accepted to approve.\n"));
+    eprint!("  Enter a value: ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+/// Progress for a run of changes: a spinner while something waits (hidden
+/// when stderr is not a terminal or with -q), one line per finished change.
+pub struct Progress {
+    pub bar: ProgressBar,
+    started: Mutex<std::collections::BTreeMap<String, Instant>>,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        let bar = ProgressBar::new_spinner();
+        if quiet || !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").expect("valid template"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        Progress {
+            bar,
+            started: Mutex::new(Default::default()),
+            quiet,
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    pub fn event(&self, e: Event) {
+        match e {
+            Event::Started { address, action } => {
+                self.started.lock().unwrap().insert(address.to_string(), Instant::now());
+                self.bar.set_message(format!("{} {address}", verb(action, false)));
+            }
+            Event::Waiting { address, status } => self.bar.set_message(format!("{address}: {status}")),
+            Event::Finished { address, action, id } => {
+                let took = self
+                    .started
+                    .lock()
+                    .unwrap()
+                    .remove(&address.to_string())
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                let id = if id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{id}]")
+                };
+                self.line(format!(
+                    "{address}: {}{id} ({:.1}s)",
+                    verb(action, true),
+                    took.as_secs_f64()
+                ));
+            }
+            Event::Deferred { address, why } => self.line(format!("{address}: next pass ({why})")),
+        }
+    }
+}
+
+fn verb(action: Action, done: bool) -> &'static str {
+    match (action, done) {
+        (Action::Create, false) => "creating",
+        (Action::Create, true) => "created",
+        (Action::Update, false) => "updating",
+        (Action::Update, true) => "updated",
+        (Action::Replace, false) => "replacing",
+        (Action::Replace, true) => "replaced",
+        (Action::Delete, false) => "destroying",
+        (Action::Delete, true) => "destroyed",
     }
 }

@@ -1,9 +1,7 @@
 //! `fabrs plan`, `create-env`, `status`, `destroy-env`: thin wrappers over
 //! `fabrs_exec::ops` with the AWS cloud, the printer and progress bars.
 
-use std::io::{BufRead, IsTerminal};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, ConnectOptions};
@@ -12,15 +10,14 @@ use fabrs_config::secrets::Secrets;
 use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::ops::{self, OpError};
 use fabrs_plan::desired::sha256_hex;
-use fabrs_plan::plan::{Action, Plan, fingerprint};
+use fabrs_plan::plan::{Plan, fingerprint};
 use fabrs_plan::resource::{Inventory, Kind, Spec};
 use fabrs_render::Renderer;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
 use crate::args::{CreateEnvArgs, DestroyEnvArgs, GlobalArgs, OutputFormat, PlanArgs, StatusArgs};
-use crate::printer::Printer;
+use crate::printer::{Printer, Progress, confirm};
 
 /// A plan saved by `fabrs plan --out`: no secrets, only names and fingerprints.
 #[derive(Serialize, Deserialize)]
@@ -130,99 +127,6 @@ fn plan_revision(plan: &Plan) -> Option<String> {
         Spec::Instance(i) if i.role != "cache" => Some(i.launch.revision.clone()),
         _ => None,
     })
-}
-
-fn confirm(question: &str, yes: bool, printer: &mut Printer) -> anyhow::Result<bool> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to change the account without confirmation: run in a terminal, or pass --yes");
-    }
-    printer.info(&format!("{question}\n  Only 'yes' will be accepted to approve.\n"));
-    eprint!("  Enter a value: ");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim() == "yes")
-}
-
-/// Progress for a run of changes: a spinner while something waits (hidden
-/// when stderr is not a terminal or with -q), one line per finished change.
-struct Progress {
-    bar: ProgressBar,
-    started: Mutex<std::collections::BTreeMap<String, Instant>>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Progress {
-        let bar = ProgressBar::new_spinner();
-        if quiet || !std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::hidden());
-        } else {
-            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}").expect("valid template"));
-            bar.enable_steady_tick(Duration::from_millis(120));
-        }
-        Progress {
-            bar,
-            started: Mutex::new(Default::default()),
-            quiet,
-        }
-    }
-
-    fn line(&self, text: String) {
-        if self.quiet {
-            return;
-        }
-        if self.bar.is_hidden() {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
-        }
-    }
-
-    fn event(&self, e: Event) {
-        match e {
-            Event::Started { address, action } => {
-                self.started.lock().unwrap().insert(address.to_string(), Instant::now());
-                self.bar.set_message(format!("{} {address}", verb(action, false)));
-            }
-            Event::Waiting { address, status } => self.bar.set_message(format!("{address}: {status}")),
-            Event::Finished { address, action, id } => {
-                let took = self
-                    .started
-                    .lock()
-                    .unwrap()
-                    .remove(&address.to_string())
-                    .map(|t| t.elapsed())
-                    .unwrap_or_default();
-                let id = if id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{id}]")
-                };
-                self.line(format!(
-                    "{address}: {}{id} ({:.1}s)",
-                    verb(action, true),
-                    took.as_secs_f64()
-                ));
-            }
-            Event::Deferred { address, why } => self.line(format!("{address}: next pass ({why})")),
-        }
-    }
-}
-
-fn verb(action: Action, done: bool) -> &'static str {
-    match (action, done) {
-        (Action::Create, false) => "creating",
-        (Action::Create, true) => "created",
-        (Action::Update, false) => "updating",
-        (Action::Update, true) => "updated",
-        (Action::Replace, false) => "replacing",
-        (Action::Replace, true) => "replaced",
-        (Action::Delete, false) => "destroying",
-        (Action::Delete, true) => "destroyed",
-    }
 }
 
 pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
