@@ -292,7 +292,14 @@ pub struct Deploy {
     pub lock_wait: Duration,
     pub keep_launch_configurations: u32,
     pub migrate_on: RoleKind,
+    /// Run over SSH on one server of `migrate_on` before a new revision is
+    /// rolled out; `{revision}` is replaced by the revision.
+    pub migrate_command: String,
 }
+
+/// The installer cloud-init puts on every app server can fetch a release
+/// and run its migrations without switching to it.
+pub const DEFAULT_MIGRATE_COMMAND: &str = "sudo -n /usr/local/sbin/fabrs-install-release --migrate {revision}";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretDecl {

@@ -962,6 +962,19 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
             }
         }),
     };
+    let migrate_command = match o.opt("migrate_command") {
+        Some(v) => {
+            let s = string(sink, v, &p("migrate_command"))?;
+            if s.value.trim().is_empty() || !s.value.contains("{revision}") {
+                let d = sink.error(s.loc, &p("migrate_command"), "the migration command must name `{revision}`");
+                d.hint = Some("e.g. `sudo -n /usr/local/sbin/fabrs-install-release --migrate {revision}`".into());
+                None
+            } else {
+                Some(s.value)
+            }
+        }
+        None => Some(DEFAULT_MIGRATE_COMMAND.to_string()),
+    };
     if let (Some(f), Some(roles)) = (&floor, roles) {
         // The floor must be reachable, or no deploy could ever keep it.
         if let Some(web) = roles.get(&RoleKind::Web) {
@@ -987,6 +1000,7 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
         lock_wait: lock_wait?,
         keep_launch_configurations: keep?,
         migrate_on: migrate_on?,
+        migrate_command: migrate_command?,
     })
 }
 

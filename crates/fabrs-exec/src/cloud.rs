@@ -129,3 +129,60 @@ pub trait Cloud: Send + Sync {
         progress: Progress<'_>,
     ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 }
+
+/// An autoscaling group as a roll sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupNow {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    /// The group's launch configuration, or template at an explicit version
+    /// (`None`: `$Latest` / `$Default`).
+    pub launch: fabrs_plan::resource::LaunchRef,
+    pub load_balancers: Vec<String>,
+    /// Instances: id, lifecycle state (`Pending`, `InService`,
+    /// `Terminating`…), ELB health (`InService`, `OutOfService`, empty when
+    /// the group has no load balancer), launch (as the cloud reports it: not
+    /// trustworthy right after a switch, see test-peers.md).
+    pub members: Vec<fabrs_plan::resource::Member>,
+    /// The `fabrs:revision` tag.
+    pub revision: Option<String>,
+}
+
+/// The operations a rolling replacement needs beyond create/update/delete.
+pub trait Fleet: Send + Sync {
+    /// The group now (one Describe call, plus the load balancer's instance
+    /// health when it has one). `NotFound` when there is no such group.
+    fn group(&self, name: &str) -> impl Future<Output = Result<GroupNow, CloudError>> + Send;
+
+    /// Set desired capacity (and max, which must allow it); min is unchanged.
+    fn set_capacity(&self, name: &str, desired: u32, max: u32)
+    -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Point the group at a launch configuration / template version and tag
+    /// it with the revision that launch installs. Capacity is unchanged.
+    fn switch_launch(
+        &self,
+        name: &str,
+        launch: &fabrs_plan::resource::LaunchRef,
+        revision: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Take instances out of a classic load balancer.
+    fn deregister(&self, load_balancer: &str, ids: &[String]) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Terminate an instance of a group, decrementing its desired capacity.
+    /// An instance already gone is success.
+    fn terminate(&self, id: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Private addresses of instances (for SSH), by id; unknown ids are left out.
+    fn addresses(&self, ids: &[String]) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+
+    /// Launch configuration name → creation time (RFC 3339) of the given
+    /// configurations, for pruning the oldest.
+    fn launch_configuration_times(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+}

@@ -3,6 +3,9 @@
 pub mod apply;
 pub mod cloud;
 pub mod fake;
+pub mod deploy;
 pub mod ops;
+pub mod remote;
+pub mod store;
 
 pub use cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
