@@ -26,7 +26,12 @@ pub(crate) fn kind_of(code: &str, message: &str) -> ErrorKind {
         | "ServiceUnavailable"
         | "ServiceUnavailableException"
         | "Unavailable"
-        | "InternalServerError" => ErrorKind::Transient,
+        | "InternalServerError"
+        // S3: a concurrent conditional write of the same key (409), a
+        // conflicting operation on the bucket, an upload read too slowly.
+        | "ConditionalRequestConflict"
+        | "OperationAborted"
+        | "RequestTimeout" => ErrorKind::Transient,
         "AccessDenied"
         | "AccessDeniedException"
         | "UnauthorizedOperation"
@@ -35,11 +40,16 @@ pub(crate) fn kind_of(code: &str, message: &str) -> ErrorKind {
         | "SignatureDoesNotMatch"
         | "UnrecognizedClientException"
         | "MissingAuthenticationToken"
-        | "OptInRequired" => ErrorKind::AccessDenied,
+        | "OptInRequired"
+        | "InvalidAccessKeyId"
+        | "ExpiredToken"
+        | "AllAccessDisabled" => ErrorKind::AccessDenied,
         "DependencyViolation" | "ResourceInUse" | "ResourceInUseFault" => ErrorKind::DependencyViolation,
         "AlreadyExists" | "AlreadyExistsFault" => ErrorKind::AlreadyExists,
         c if c.contains("AlreadyExists") || c.contains("Duplicate") => ErrorKind::AlreadyExists,
         c if c.contains("NotFound") => ErrorKind::NotFound,
+        // S3: NoSuchKey, NoSuchBucket, NoSuchUpload…
+        c if c.starts_with("NoSuch") => ErrorKind::NotFound,
         c if c.contains("InUse") => ErrorKind::DependencyViolation,
         // Auto Scaling says "not found" with a generic ValidationError.
         "ValidationError" if msg.contains("not found") => ErrorKind::NotFound,
@@ -184,6 +194,11 @@ mod tests {
         assert_eq!(kind_of("UnauthorizedOperation", ""), ErrorKind::AccessDenied);
         assert_eq!(kind_of("ResourceInUse", ""), ErrorKind::DependencyViolation);
         assert_eq!(kind_of("DependencyViolation", ""), ErrorKind::DependencyViolation);
+        assert_eq!(kind_of("NoSuchBucket", ""), ErrorKind::NotFound);
+        assert_eq!(kind_of("NoSuchKey", ""), ErrorKind::NotFound);
+        assert_eq!(kind_of("ConditionalRequestConflict", ""), ErrorKind::Transient);
+        assert_eq!(kind_of("SlowDown", ""), ErrorKind::Transient);
+        assert_eq!(kind_of("InvalidAccessKeyId", ""), ErrorKind::AccessDenied);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! fabrs's `Cloud` on the AWS SDK for Rust: EC2 (security groups, instances,
 //! launch templates), classic ELB, Auto Scaling (groups, launch
 //! configurations) and RDS (PostgreSQL master, read replicas, subnet and
-//! parameter groups).
+//! parameter groups); `Store` on S3 (`AwsCloud::store`).
 //!
 //! Ownership is proven by tags (`fabrs:project`, `fabrs:environment`,
 //! `managed-by: fabrs`), or for launch configurations, which cannot carry
@@ -13,6 +13,7 @@ mod ec2;
 mod elb;
 mod err;
 mod rds;
+mod s3;
 mod util;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use fabrs_exec::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope}
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 
 pub use err::LC_UNSUPPORTED;
+pub use s3::S3Store;
 
 /// How to reach AWS.
 #[derive(Clone, Debug, Default)]
@@ -112,6 +114,7 @@ pub struct AwsCloud {
     pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
     pub(crate) asg: aws_sdk_autoscaling::Client,
     pub(crate) rds: aws_sdk_rds::Client,
+    s3: aws_sdk_s3::Client,
     counter: Arc<CallCounter>,
     vpc: tokio::sync::OnceCell<VpcInfo>,
     root_devices: std::sync::Mutex<BTreeMap<String, String>>,
@@ -187,11 +190,29 @@ impl AwsCloud {
                     .interceptor(icpt.clone())
                     .build(),
             ),
-            rds: aws_sdk_rds::Client::from_conf(aws_sdk_rds::config::Builder::from(&sdk).interceptor(icpt).build()),
+            rds: aws_sdk_rds::Client::from_conf(
+                aws_sdk_rds::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            // Path-style addressing (`endpoint/bucket/key`): what moto and
+            // other local endpoints need; AWS accepts it for these names.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .interceptor(icpt)
+                    .force_path_style(true)
+                    .build(),
+            ),
             counter,
             vpc: tokio::sync::OnceCell::new(),
             root_devices: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The object store on one bucket (the client is shared, its calls are
+    /// counted by `api_calls`).
+    pub fn store(&self, bucket: &str) -> S3Store {
+        S3Store::new(self.s3.clone(), bucket)
     }
 
     /// (API operations, attempts) made since connect or the last reset.
