@@ -10,6 +10,12 @@ Every request is forwarded to the upstream, except that, at random (seeded):
   --deny-action A  answer every call of API action A the way AWS answers an
                  account that may not make it (CreateLaunchConfiguration:
                  400 UnsupportedOperation, as for accounts created after 2024-10-01)
+  --sicken-revision R  make a revision's new instances never healthy: after a
+                 SetDesiredCapacity / UpdateAutoScalingGroup(DesiredCapacity)
+                 that launches instances while the group's launch
+                 configuration name carries "-R-", stop those instances in
+                 moto (moto's ELB then reports them OutOfService), before
+                 answering: deterministic, no race with the caller's polling
 The first --grace requests pass untouched. Statistics go to --stats FILE on
 every request (JSON), so a test can assert that faults really happened.
 Only ever listens on and forwards to 127.0.0.1.
@@ -27,7 +33,7 @@ import urllib.parse
 args = None
 rng = None
 lock = threading.Lock()
-stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0}
+stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0}
 
 
 def record(key):
@@ -108,24 +114,88 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
-        up = urllib.parse.urlsplit(args.upstream)
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
+        action = form.get("Action", [""])[0]
+        sicken = args.sicken_revision and (
+            action == "SetDesiredCapacity" or (action == "UpdateAutoScalingGroup" and "DesiredCapacity" in form))
+        if sicken:
+            group = form.get("AutoScalingGroupName", [""])[0]
+            before, _ = describe_group(headers, group)
+        status, reason, resp_headers, data = forward(self.command, self.path, body, headers)
+        if sicken and status == 200:
+            after, lc = describe_group(headers, group)
+            new = sorted(set(after) - set(before))
+            if new and f"-{args.sicken_revision}-" in (lc or ""):
+                stop_instances(headers, new)
+                record("sickened")
         record("forwarded")
-        self.send_response(resp.status, resp.reason)
-        for k, v in resp.getheaders():
+        self.send_response(status, reason)
+        for k, v in resp_headers:
             if k.lower() in ("transfer-encoding", "connection", "content-length", "server", "date"):
                 continue
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        conn.close()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+def forward(method, path, body, headers):
+    up = urllib.parse.urlsplit(args.upstream)
+    conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    out = (resp.status, resp.reason, resp.getheaders(), data)
+    conn.close()
+    return out
+
+
+def query(headers, service, params):
+    """An unsigned-again query call to moto (it checks no signatures outside
+    IAM mode), routed to `service` by the credential scope."""
+    h = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-content-sha256")}
+    auth = h.get("Authorization") or h.get("authorization") or ""
+    for svc in ("autoscaling", "ec2", "elasticloadbalancing"):
+        auth = auth.replace(f"/{svc}/aws4_request", f"/{service}/aws4_request")
+    h = {k: v for k, v in h.items() if k.lower() != "authorization"}
+    h["Authorization"] = auth
+    h["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+    body = urllib.parse.urlencode(params).encode()
+    status, _, _, data = forward("POST", "/", body, h)
+    return status, data
+
+
+def strip_ns(root):
+    for el in root.iter():
+        if "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def describe_group(headers, group):
+    import xml.etree.ElementTree as ET
+    status, data = query(headers, "autoscaling", {
+        "Action": "DescribeAutoScalingGroups", "Version": "2011-01-01",
+        "AutoScalingGroupNames.member.1": group})
+    if status != 200:
+        return [], None
+    root = strip_ns(ET.fromstring(data))
+    g = root.find(".//AutoScalingGroups/member")
+    if g is None:
+        return [], None
+    ids = [e.text for e in g.findall("./Instances/member/InstanceId")]
+    lc = g.findtext("./LaunchConfigurationName")
+    return ids, lc
+
+
+def stop_instances(headers, ids):
+    params = {"Action": "StopInstances", "Version": "2016-11-15"}
+    for i, iid in enumerate(ids, 1):
+        params[f"InstanceId.{i}"] = iid
+    status, data = query(headers, "ec2", params)
+    assert status == 200, data
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -146,6 +216,7 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stats")
     p.add_argument("--deny-action", action="append")
+    p.add_argument("--sicken-revision")
     args = p.parse_args()
     host = urllib.parse.urlsplit(args.upstream).hostname
     assert host == "127.0.0.1", "the proxy only forwards to 127.0.0.1"

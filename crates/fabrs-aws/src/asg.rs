@@ -297,7 +297,7 @@ pub(crate) fn asg_to_observed(
     })
 }
 
-async fn describe_asg(c: &AwsCloud, name: &str) -> Result<Option<AutoScalingGroup>, CloudError> {
+pub(crate) async fn describe_asg(c: &AwsCloud, name: &str) -> Result<Option<AutoScalingGroup>, CloudError> {
     let o = c
         .asg
         .describe_auto_scaling_groups()
@@ -309,7 +309,7 @@ async fn describe_asg(c: &AwsCloud, name: &str) -> Result<Option<AutoScalingGrou
 }
 
 /// ELB health of the instances of the load balancers a group is attached to.
-async fn lb_health(c: &AwsCloud, g: &AutoScalingGroup) -> Result<BTreeMap<String, String>, CloudError> {
+pub(crate) async fn lb_health(c: &AwsCloud, g: &AutoScalingGroup) -> Result<BTreeMap<String, String>, CloudError> {
     let mut out = BTreeMap::new();
     for lb in g.load_balancer_names() {
         out.extend(crate::elb::health_of(c, lb).await?);

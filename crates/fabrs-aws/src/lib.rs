@@ -13,6 +13,7 @@ mod ec2;
 mod elb;
 mod err;
 mod rds;
+mod roll;
 mod s3;
 mod util;
 

@@ -65,6 +65,21 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete everything fabrs owns in the environment
     DestroyEnv(DestroyEnvArgs),
+    /// Upload release artifacts to the environment's artifact bucket
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Roll a revision out: migrations, new launch configurations, health-gated replacement, rollback on failure
+    Deploy(DeployArgs),
+    /// New launch configurations from the current file (AMI, instance type), same revision, same roll
+    Rotate(RotateArgs),
+    /// Back to the previous revision (or --to REV), through the same roll
+    Rollback(RollbackArgs),
+    /// The deploys of an environment, newest last (from the audit trail)
+    History(HistoryArgs),
+    /// Run a command on every server of a role at once, output prefixed per host
+    Ssh(SshCmdArgs),
+    /// Turn the maintenance page on or off on every web server (the ELB health check keeps passing)
+    Maintenance(MaintenanceArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -169,4 +184,148 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     fabrs_config::parse_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("`{s}` is not a duration (e.g. 90s, 10m, 1h)"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCommand {
+    /// Upload a release artifact for a revision (refuses to overwrite a different one)
+    Push(ReleasePushArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReleasePushArgs {
+    /// Environment name or path
+    pub env: String,
+    /// The revision the artifact is the release of
+    #[arg(long)]
+    pub revision: String,
+    /// The artifact (`<app>-<revision>.tar.gz`, as `crates/refapp/scripts/build-artifact` makes)
+    pub path: PathBuf,
+}
+
+/// How a roll runs; defaults come from the file's `deploy:` section.
+#[derive(Args, Debug, Clone)]
+pub struct RollArgs {
+    /// Print the steps and the instances that would be replaced; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// New instances launched per batch
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+    /// Healthy instances a role never drops below during the roll
+    #[arg(long)]
+    pub healthy_floor: Option<u32>,
+    /// Per batch: how long new instances have to become healthy before the roll goes back
+    #[arg(long, value_parser = parse_duration)]
+    pub health_timeout: Option<std::time::Duration>,
+    /// How long to wait for another deploy's lock
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub lock_wait: Option<std::time::Duration>,
+    /// Delete a lock left by a deploy that died, then take it
+    #[arg(long)]
+    pub break_lock: bool,
+    /// How often the roll looks at the groups
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub poll_interval: std::time::Duration,
+}
+
+/// How to reach the servers over SSH (the system ssh client and its config).
+#[derive(Args, Debug, Clone)]
+pub struct SshArgs {
+    /// Map instance ids to host:port (one `i-… host:port` per line): bastions, tests
+    #[arg(long, env = "FABRS_SSH_ENDPOINTS", value_name = "FILE")]
+    pub ssh_endpoints: Option<PathBuf>,
+    /// An ssh_config file (ssh -F)
+    #[arg(long, env = "FABRS_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// A private key (ssh -i)
+    #[arg(long, env = "FABRS_SSH_IDENTITY", value_name = "FILE")]
+    pub ssh_identity: Option<PathBuf>,
+    /// Per host: longest a command may run
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub ssh_timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Environment name or path
+    pub env: String,
+    /// The revision to roll out (its artifact must be in the artifact bucket)
+    #[arg(long)]
+    pub revision: String,
+    #[command(flatten)]
+    pub roll: RollArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// Environment name or path
+    pub env: String,
+    /// Only these roles (web, worker); default: every autoscaled role
+    #[arg(long)]
+    pub role: Vec<String>,
+    #[command(flatten)]
+    pub roll: RollArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Environment name or path
+    pub env: String,
+    /// The revision to go back to (default: the one before the current, from the audit trail)
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub roll: RollArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Environment name or path
+    pub env: String,
+    /// Print JSON on stdout (same as --output json)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SshCmdArgs {
+    /// Environment name or path
+    pub env: String,
+    /// Role whose servers run the command (web, worker, cache)
+    pub role: String,
+    /// The command line, after `--`
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Args, Debug)]
+pub struct MaintenanceArgs {
+    /// Environment name or path
+    pub env: String,
+    #[arg(value_enum)]
+    pub state: OnOff,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(s)
 }

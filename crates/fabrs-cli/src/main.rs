@@ -36,6 +36,13 @@ fn main() -> ExitCode {
         Command::CreateEnv(a) => commands::env::create(&cli.global, a, &mut printer),
         Command::Status(a) => commands::env::status(&cli.global, a, &mut printer),
         Command::DestroyEnv(a) => commands::env::destroy(&cli.global, a, &mut printer),
+        Command::Release(args::ReleaseCommand::Push(a)) => commands::deploy::release_push(&cli.global, a, &mut printer),
+        Command::Deploy(a) => commands::deploy::deploy(&cli.global, a, &mut printer),
+        Command::Rotate(a) => commands::deploy::rotate(&cli.global, a, &mut printer),
+        Command::Rollback(a) => commands::deploy::rollback(&cli.global, a, &mut printer),
+        Command::History(a) => commands::deploy::history(&cli.global, a, &mut printer),
+        Command::Ssh(a) => commands::deploy::ssh(&cli.global, a, &mut printer),
+        Command::Maintenance(a) => commands::deploy::maintenance(&cli.global, a, &mut printer),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -46,6 +46,10 @@ impl Printer {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Requested data (plans, JSON, file lists): always printed, to stdout.
     pub fn data(&mut self, text: &str) {
         // A closed pipe (`fabrs … | head`) is not an error worth a panic.
@@ -146,6 +150,20 @@ impl Progress {
             eprintln!("{text}");
         } else {
             self.bar.println(text);
+        }
+    }
+
+    /// A deploy's progress: steps as lines, waits on the spinner, remote
+    /// output prefixed by host.
+    pub fn note(&self, n: fabrs_exec::deploy::Note) {
+        use fabrs_exec::deploy::Note;
+        match n {
+            Note::Step(s) => self.line(format!("==> {s}")),
+            Note::Info(s) => {
+                self.bar.set_message(s.clone());
+                self.line(format!("    {s}"));
+            }
+            Note::Remote { host, line } => self.line(format!("    {host} | {line}")),
         }
     }
 

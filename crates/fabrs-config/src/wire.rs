@@ -966,7 +966,11 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
         Some(v) => {
             let s = string(sink, v, &p("migrate_command"))?;
             if s.value.trim().is_empty() || !s.value.contains("{revision}") {
-                let d = sink.error(s.loc, &p("migrate_command"), "the migration command must name `{revision}`");
+                let d = sink.error(
+                    s.loc,
+                    &p("migrate_command"),
+                    "the migration command must name `{revision}`",
+                );
                 d.hint = Some("e.g. `sudo -n /usr/local/sbin/fabrs-install-release --migrate {revision}`".into());
                 None
             } else {

@@ -157,8 +157,7 @@ pub trait Fleet: Send + Sync {
     fn group(&self, name: &str) -> impl Future<Output = Result<GroupNow, CloudError>> + Send;
 
     /// Set desired capacity (and max, which must allow it); min is unchanged.
-    fn set_capacity(&self, name: &str, desired: u32, max: u32)
-    -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn set_capacity(&self, name: &str, desired: u32, max: u32) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Point the group at a launch configuration / template version and tag
     /// it with the revision that launch installs. Capacity is unchanged.
@@ -179,8 +178,8 @@ pub trait Fleet: Send + Sync {
     /// Private addresses of instances (for SSH), by id; unknown ids are left out.
     fn addresses(&self, ids: &[String]) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
 
-    /// Launch configuration name → creation time (RFC 3339) of the given
-    /// configurations, for pruning the oldest.
+    /// Launch configuration name → creation time of the given configurations
+    /// (any format that sorts by time), for pruning the oldest.
     fn launch_configuration_times(
         &self,
         names: &[String],

@@ -57,11 +57,17 @@ pub enum DeployError {
 /// What to put on the servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
-    Deploy { revision: String },
+    Deploy {
+        revision: String,
+    },
     /// The same revision, launch settings from the current file.
-    Rotate { roles: Vec<RoleKind> },
+    Rotate {
+        roles: Vec<RoleKind>,
+    },
     /// Back to the revision before the current one, or the one named.
-    Rollback { to: Option<String> },
+    Rollback {
+        to: Option<String>,
+    },
 }
 
 impl Operation {
@@ -190,7 +196,10 @@ impl Prepared {
             human_duration(settings.lock_wait)
         ));
         if let Some(m) = &self.migrate {
-            out.push(format!("run migrations on {} ({}): {}", m.instance, m.address, m.command));
+            out.push(format!(
+                "run migrations on {} ({}): {}",
+                m.instance, m.address, m.command
+            ));
         }
         for r in &self.roles {
             out.push(format!("{}: {}", r.role, r.summary));
@@ -328,8 +337,7 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
                 launch_changes.insert(role, c.clone());
             }
             (Kind::AutoScalingGroup, PlanAction::Update)
-                if c
-                    .diffs
+                if c.diffs
                     .iter()
                     .all(|d| d.attribute == "launch" || d.attribute == format!("tags.{}", addr::TAG_REVISION)) => {}
             (Kind::Instance, _) if !c.address.name.starts_with("cache[") => {
@@ -488,7 +496,11 @@ async fn migrate_target<C: Cloud + Fleet>(
 }
 
 /// The revision the current one replaced, from the audit trail.
-async fn previous_revision<S: Store>(store: &S, env: &Environment, current: Option<&str>) -> Result<String, DeployError> {
+async fn previous_revision<S: Store>(
+    store: &S,
+    env: &Environment,
+    current: Option<&str>,
+) -> Result<String, DeployError> {
     let records = history(store, env).await?;
     let current = current.ok_or_else(|| DeployError::Refused("nothing is deployed: nothing to roll back".into()))?;
     records
@@ -555,7 +567,10 @@ pub async fn acquire<S: Store>(
     let mut told = false;
     if settings.break_lock {
         if let Some(old) = read_holder(store, &key).await? {
-            notes(Note::Info(format!("breaking the deploy lock held by {}", old.describe(epoch()))));
+            notes(Note::Info(format!(
+                "breaking the deploy lock held by {}",
+                old.describe(epoch())
+            )));
         }
         store.delete(&key).await?;
     }
@@ -623,7 +638,12 @@ pub struct Record {
 
 /// Records are separate objects (no read-modify-write, so no lost update),
 /// named so that they sort by time.
-pub async fn append_record<S: Store>(store: &S, env: &Environment, r: &Record, started_epoch: u64) -> Result<(), CloudError> {
+pub async fn append_record<S: Store>(
+    store: &S,
+    env: &Environment,
+    r: &Record,
+    started_epoch: u64,
+) -> Result<(), CloudError> {
     let key = format!(
         "{}{}-{}-{}.json",
         history_prefix(env),
@@ -660,6 +680,9 @@ pub async fn history<S: Store>(store: &S, env: &Environment) -> Result<Vec<Recor
 #[derive(Clone, Debug)]
 pub struct Report {
     pub record: Record,
+    /// False when, under the lock, there was nothing left to do (another
+    /// deploy of the same revision got there first).
+    pub changed: bool,
 }
 
 /// Take the lock, re-prepare under it, migrate, roll every role, prune,
@@ -715,7 +738,18 @@ where
         message: String::new(),
         launches: BTreeMap::new(),
     };
-    let work = locked(cloud, store, remote, env, renderer, secrets, operation, settings, notes, &mut record);
+    let work = locked(
+        cloud,
+        store,
+        remote,
+        env,
+        renderer,
+        secrets,
+        operation,
+        settings,
+        notes,
+        &mut record,
+    );
     let outcome = tokio::select! {
         r = work => r,
         _ = cancel => Err(DeployError::Interrupted(String::new())),
@@ -742,7 +776,10 @@ where
         Ok(_) => {
             recorded?;
             released?;
-            Ok(Report { record })
+            Ok(Report {
+                record,
+                changed: !nothing,
+            })
         }
         Err(DeployError::Interrupted(_)) => Err(DeployError::Interrupted(match released {
             Ok(()) => String::new(),
@@ -784,7 +821,10 @@ where
     }
 
     if let Some(m) = &p.migrate {
-        notes(Note::Step(format!("running migrations on {} ({})", m.instance, m.address)));
+        notes(Note::Step(format!(
+            "running migrations on {} ({})",
+            m.instance, m.address
+        )));
         let out = remote.run(&m.instance, &m.address, &m.command).await;
         for line in out.stdout.lines().chain(out.stderr.lines()) {
             notes(Note::Remote {
@@ -828,7 +868,10 @@ where
                     .ok_or_else(|| DeployError::Refused(format!("launch template {} is missing", lt.name)))?;
                 let o = cloud.update(current, desired, &ctx).await?;
                 let v = template_version(&o).ok_or_else(|| {
-                    DeployError::Refused(format!("launch template {}: the new version's number is unknown", lt.name))
+                    DeployError::Refused(format!(
+                        "launch template {}: the new version's number is unknown",
+                        lt.name
+                    ))
                 })?;
                 LaunchRef::Template {
                     name: lt.name.clone(),
@@ -904,7 +947,10 @@ fn launch_label(l: &LaunchRef) -> String {
     match l {
         LaunchRef::Configuration(n) => format!("launch configuration {n}"),
         LaunchRef::Template { name, version } => {
-            format!("launch template {name} version {}", version.as_deref().unwrap_or("$Latest"))
+            format!(
+                "launch template {name} version {}",
+                version.as_deref().unwrap_or("$Latest")
+            )
         }
     }
 }
@@ -920,15 +966,20 @@ async fn roll_role<C: Cloud + Fleet>(
 ) -> Result<Outcome, DeployError> {
     let before = cloud.group(&r.group).await?;
     cloud.switch_launch(&r.group, launch, revision).await?;
-    notes(Note::Info(format!("{}: group {} now uses {}", r.role, r.group, launch_label(launch))));
+    notes(Note::Info(format!(
+        "{}: group {} now uses {}",
+        r.role,
+        r.group,
+        launch_label(launch)
+    )));
     let cfg = RolloutConfig {
         batch_size: settings.batch_size.max(1),
         healthy_floor: floor_for(settings, r.desired),
         health_timeout_secs: settings.health_timeout.as_secs().max(1),
         desired: r.desired,
     };
-    let mut machine = Rollout::new(cfg.clone(), r.old.clone(), 0)
-        .map_err(|e| DeployError::Refused(format!("{}: {e}", r.role)))?;
+    let mut machine =
+        Rollout::new(cfg.clone(), r.old.clone(), 0).map_err(|e| DeployError::Refused(format!("{}: {e}", r.role)))?;
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs();
     let max0 = before.max;
@@ -1063,7 +1114,9 @@ async fn prune<C: Cloud + Fleet>(
     let names: Vec<String> = p.inventory.launch_configurations.keys().cloned().collect();
     let times = cloud.launch_configuration_times(&names).await?;
     for (r, new) in done {
-        let LaunchRef::Configuration(in_use) = new else { continue };
+        let LaunchRef::Configuration(in_use) = new else {
+            continue;
+        };
         let mut protected: BTreeSet<String> = BTreeSet::from([in_use.clone()]);
         if let LaunchRef::Configuration(prev) = &r.from_launch {
             protected.insert(prev.clone());
@@ -1098,7 +1151,10 @@ async fn prune<C: Cloud + Fleet>(
 // ------------------------------------------------------------------ time
 
 pub fn epoch() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.

@@ -277,3 +277,79 @@ impl Cloud for FakeCloud {
         }
     }
 }
+
+/// An in-memory object store with S3's `If-None-Match: *` semantics.
+#[derive(Default)]
+pub struct MemStore {
+    bucket: String,
+    objects: Mutex<BTreeMap<String, (Vec<u8>, BTreeMap<String, String>)>>,
+}
+
+impl MemStore {
+    pub fn new(bucket: &str) -> Self {
+        MemStore {
+            bucket: bucket.into(),
+            objects: Mutex::default(),
+        }
+    }
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+impl crate::store::Store for MemStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+    async fn head(&self, key: &str) -> Result<Option<crate::store::ObjectMeta>, CloudError> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(b, m)| crate::store::ObjectMeta {
+                size: b.len() as u64,
+                metadata: m.clone(),
+            }))
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        Ok(self.objects.lock().unwrap().get(key).map(|(b, _)| b.clone()))
+    }
+    async fn put_new(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<crate::store::PutOutcome, CloudError> {
+        let mut o = self.objects.lock().unwrap();
+        if o.contains_key(key) {
+            return Ok(crate::store::PutOutcome::AlreadyExists);
+        }
+        o.insert(key.into(), (body, metadata));
+        Ok(crate::store::PutOutcome::Created)
+    }
+    async fn put_file_new(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<crate::store::PutOutcome, CloudError> {
+        let body = std::fs::read(path)
+            .map_err(|e| CloudError::new(ErrorKind::Other, "PutObject", path.display().to_string(), e.to_string()))?;
+        self.put_new(key, body, metadata).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), CloudError> {
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}

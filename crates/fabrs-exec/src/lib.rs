@@ -2,8 +2,8 @@
 
 pub mod apply;
 pub mod cloud;
-pub mod fake;
 pub mod deploy;
+pub mod fake;
 pub mod ops;
 pub mod remote;
 pub mod store;

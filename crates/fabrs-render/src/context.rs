@@ -93,6 +93,12 @@ impl Layout {
     pub fn env_file(&self, env: &Environment) -> String {
         format!("{}/app.env", self.etc(env))
     }
+
+    /// While this file exists nginx serves the maintenance page (and still
+    /// answers the load balancer's health check).
+    pub fn maintenance_flag(&self, env: &Environment) -> String {
+        format!("{}/maintenance.on", self.srv(env))
+    }
 }
 
 pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<String, RenderError> {
@@ -175,7 +181,7 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
             "releases": format!("{srv}/releases"),
             "current": current,
             "static_dir": format!("{current}/static"),
-            "maintenance_flag": format!("{srv}/maintenance.on"),
+            "maintenance_flag": l.maintenance_flag(env),
             "etc": l.etc(env),
             "env_file": l.env_file(env),
         },

@@ -28,14 +28,14 @@ struct SavedPlan {
     plan: Plan,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn connect(global: &GlobalArgs, env: &Environment) -> anyhow::Result<AwsCloud> {
+pub(crate) async fn connect(global: &GlobalArgs, env: &Environment) -> anyhow::Result<AwsCloud> {
     let opts = ConnectOptions {
         region: env.region.clone(),
         endpoint_url: global.endpoint_url.clone(),
@@ -48,7 +48,7 @@ fn env_sha(env: &Environment) -> String {
     sha256_hex(&std::fs::read(&env.file).unwrap_or_default())
 }
 
-fn resolve_secrets(env: &Environment, printer: &mut Printer) -> Option<Secrets> {
+pub(crate) fn resolve_secrets(env: &Environment, printer: &mut Printer) -> Option<Secrets> {
     match fabrs_config::secrets::resolve(env, |k| std::env::var(k).ok()) {
         Ok(s) => Some(s),
         Err(d) => {

@@ -1,3 +1,4 @@
+pub mod deploy;
 pub mod env;
 pub mod render;
 pub mod validate;

@@ -1,0 +1,501 @@
+//! `fabrs release push`, `deploy`, `rotate`, `rollback`, `history`, `ssh`,
+//! `maintenance`: thin wrappers over `fabrs_exec::deploy` with AWS, S3 and
+//! the system ssh client.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use fabrs_aws::{AwsCloud, S3Store};
+use fabrs_config::{Environment, RoleKind};
+use fabrs_exec::cloud::{Cloud, Fleet};
+use fabrs_exec::deploy::{self, Actor, DeployError, Operation, Settings};
+use fabrs_exec::remote::{Remote, RemoteOutput};
+use fabrs_exec::store::{PutOutcome, Store};
+use fabrs_plan::addr;
+use fabrs_plan::desired::sha256_hex;
+use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
+use fabrs_render::{Layout, Renderer};
+
+use super::env::{connect, resolve_secrets, runtime};
+use crate::Outcome;
+use crate::args::{
+    DeployArgs, GlobalArgs, HistoryArgs, MaintenanceArgs, OnOff, OutputFormat, ReleasePushArgs, RollArgs, RollbackArgs,
+    RotateArgs, SshArgs, SshCmdArgs,
+};
+use crate::printer::{Printer, Progress};
+
+// ------------------------------------------------------------------ release
+
+pub fn release_push(global: &GlobalArgs, args: &ReleasePushArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    deploy::check_revision(&args.revision)?;
+    let bytes = std::fs::read(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let sha = sha256_hex(&bytes);
+    let key = env.artifact_key(&args.revision);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        let store = cloud.store(&env.artifacts.bucket);
+        let meta = BTreeMap::from([
+            ("sha256".to_string(), sha.clone()),
+            ("revision".to_string(), args.revision.clone()),
+        ]);
+        let url = format!("s3://{}/{key}", env.artifacts.bucket);
+        match store.put_file_new(&key, &args.path, meta).await? {
+            PutOutcome::Created => {
+                printer.success(&format!(
+                    "Pushed {} ({} bytes, sha256 {}) to {url}",
+                    args.path.display(),
+                    bytes.len(),
+                    &sha[..12]
+                ));
+                Ok(Outcome::Ok)
+            }
+            PutOutcome::AlreadyExists => {
+                let there = store.head(&key).await?.and_then(|m| m.metadata.get("sha256").cloned());
+                if there.as_deref() == Some(sha.as_str()) {
+                    printer.info(&format!(
+                        "{url} already holds this artifact (sha256 {}): nothing to do",
+                        &sha[..12]
+                    ));
+                    Ok(Outcome::Ok)
+                } else {
+                    bail!(
+                        "{url} already holds a different artifact for revision {} (sha256 {}, this one {}): \
+                         a revision's release never changes; build a new revision",
+                        args.revision,
+                        there.as_deref().map(|s| &s[..12.min(s.len())]).unwrap_or("unknown"),
+                        &sha[..12]
+                    )
+                }
+            }
+        }
+    })
+}
+
+// ------------------------------------------------------------------ ssh
+
+/// Instance id → where to SSH, and how.
+pub struct Ssh {
+    endpoints: Option<BTreeMap<String, (String, u16)>>,
+    endpoints_file: Option<PathBuf>,
+    opts: SshOptions,
+    user: String,
+}
+
+impl Ssh {
+    pub fn new(args: &SshArgs, env: &Environment) -> anyhow::Result<Ssh> {
+        let endpoints = match &args.ssh_endpoints {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                Some(fabrs_remote::parse_endpoints(p, &text).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            None => None,
+        };
+        Ok(Ssh {
+            endpoints,
+            endpoints_file: args.ssh_endpoints.clone(),
+            opts: SshOptions {
+                config_file: args.ssh_config.clone(),
+                identity: args.ssh_identity.clone(),
+                command_timeout: args.ssh_timeout,
+                ..SshOptions::default()
+            },
+            user: env.ssh.user.clone(),
+        })
+    }
+
+    /// With an endpoint map, every instance must be in it (never guess an address).
+    pub fn target(&self, id: &str, address: Option<&str>) -> Result<Target, String> {
+        let (host, port) = match (&self.endpoints, address) {
+            (Some(map), _) => map.get(id).cloned().ok_or_else(|| {
+                format!(
+                    "instance {id} is not in the endpoint map {}",
+                    self.endpoints_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            })?,
+            (None, Some(a)) => (a.to_string(), 22),
+            (None, None) => return Err(format!("instance {id} has no private address")),
+        };
+        Ok(Target {
+            label: id.to_string(),
+            host,
+            port,
+            user: self.user.clone(),
+        })
+    }
+
+    fn sudo(&self) -> bool {
+        self.user != "root"
+    }
+}
+
+impl Remote for Ssh {
+    async fn run(&self, instance_id: &str, address: &str, command: &str) -> RemoteOutput {
+        let target = match self.target(instance_id, Some(address)) {
+            Ok(t) => t,
+            Err(e) => {
+                return RemoteOutput {
+                    ok: false,
+                    status: e,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                };
+            }
+        };
+        let r = fabrs_remote::run_all(&[target], command, &self.opts)
+            .await
+            .pop()
+            .expect("one result per target");
+        RemoteOutput {
+            ok: r.success(),
+            status: match &r.outcome {
+                SshOutcome::Exited(n) => format!("exit {n}"),
+                SshOutcome::Failed(e) => e.clone(),
+            },
+            stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+        }
+    }
+}
+
+/// The running instances of a role: (id, private address).
+async fn role_instances(
+    cloud: &AwsCloud,
+    env: &Environment,
+    role: &str,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
+    let inv = cloud.discover(&fabrs_exec::ops::scope(env, &names_only)).await?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(g) = inv.resources.get(&addr::autoscaling_group(role)) {
+        let now = cloud.group(&g.id).await?;
+        ids.extend(
+            now.members
+                .iter()
+                .filter(|m| m.state == "InService")
+                .map(|m| m.id.clone()),
+        );
+    }
+    for (a, o) in &inv.resources {
+        if a.kind == fabrs_plan::resource::Kind::Instance && a.name.starts_with(&format!("{role}[")) {
+            ids.push(o.id.clone());
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    let addrs = cloud.addresses(&ids).await?;
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let a = addrs.get(&id).cloned();
+            (id, a)
+        })
+        .collect())
+}
+
+/// Run on every server of a role; print per-host output; Ok(all succeeded).
+async fn run_on_role(
+    cloud: &AwsCloud,
+    env: &Environment,
+    role: &str,
+    ssh: &Ssh,
+    command: &str,
+    printer: &mut Printer,
+) -> anyhow::Result<bool> {
+    let instances = role_instances(cloud, env, role).await?;
+    if instances.is_empty() {
+        bail!("{} / {} has no running {role} server", env.project, env.name);
+    }
+    let mut targets = Vec::new();
+    for (id, a) in &instances {
+        targets.push(ssh.target(id, a.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let results = fabrs_remote::run_all(&targets, command, &ssh.opts).await;
+    for line in fabrs_remote::prefixed_lines(&results) {
+        printer.data(&line);
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.success())
+        .map(|r| r.target.label.as_str())
+        .collect();
+    if !failed.is_empty() {
+        printer.error(&format!(
+            "{} of {} {role} server(s) failed: {}",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        ));
+    }
+    Ok(failed.is_empty())
+}
+
+pub fn ssh(global: &GlobalArgs, args: &SshCmdArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let role = RoleKind::parse(&args.role)
+        .filter(|r| env.roles.contains_key(r))
+        .ok_or_else(|| anyhow::anyhow!("{} has no role `{}`", env.file.display(), args.role))?;
+    let ssh = Ssh::new(&args.ssh, &env)?;
+    let command = args.command.join(" ");
+    let rt = runtime()?;
+    let ok = rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        run_on_role(&cloud, &env, role.as_str(), &ssh, &command, printer).await
+    })?;
+    Ok(if ok { Outcome::Ok } else { Outcome::Failed })
+}
+
+pub fn maintenance(global: &GlobalArgs, args: &MaintenanceArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let ssh = Ssh::new(&args.ssh, &env)?;
+    let on = args.state == OnOff::On;
+    let flag = Layout::production().maintenance_flag(&env);
+    let command = fabrs_remote::maintenance_command(&flag, on, ssh.sudo());
+    let rt = runtime()?;
+    let ok = rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        run_on_role(&cloud, &env, "web", &ssh, &command, printer).await
+    })?;
+    if ok {
+        printer.success(&format!(
+            "Maintenance {} on every web server of {} / {}{}",
+            if on { "on" } else { "off" },
+            env.project,
+            env.name,
+            if on {
+                " (pages answer 503; the load balancer's health check still passes)"
+            } else {
+                ""
+            }
+        ));
+        Ok(Outcome::Ok)
+    } else {
+        Ok(Outcome::Failed)
+    }
+}
+
+// ------------------------------------------------------------------ deploy
+
+fn settings(env: &Environment, roll: &RollArgs) -> Settings {
+    let mut s = Settings::from_env(env);
+    if let Some(b) = roll.batch_size {
+        s.batch_size = b;
+    }
+    if let Some(f) = roll.healthy_floor {
+        s.healthy_floor = f;
+    }
+    if let Some(t) = roll.health_timeout {
+        s.health_timeout = t;
+    }
+    if let Some(w) = roll.lock_wait {
+        s.lock_wait = w;
+    }
+    s.break_lock = roll.break_lock;
+    s.poll = roll.poll_interval;
+    s
+}
+
+fn actor() -> Actor {
+    let who = std::env::var("FABRS_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    Actor { who, host }
+}
+
+pub fn deploy(global: &GlobalArgs, args: &DeployArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    roll(
+        global,
+        &args.env,
+        Operation::Deploy {
+            revision: args.revision.clone(),
+        },
+        &args.roll,
+        &args.ssh,
+        printer,
+    )
+}
+
+pub fn rotate(global: &GlobalArgs, args: &RotateArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let mut roles = Vec::new();
+    for r in &args.role {
+        match RoleKind::parse(r) {
+            Some(k @ (RoleKind::Web | RoleKind::Worker)) => roles.push(k),
+            _ => bail!("--role {r}: only the autoscaled roles web and worker are rotated"),
+        }
+    }
+    roll(
+        global,
+        &args.env,
+        Operation::Rotate { roles },
+        &args.roll,
+        &args.ssh,
+        printer,
+    )
+}
+
+pub fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    roll(
+        global,
+        &args.env,
+        Operation::Rollback { to: args.to.clone() },
+        &args.roll,
+        &args.ssh,
+        printer,
+    )
+}
+
+fn roll(
+    global: &GlobalArgs,
+    env_arg: &str,
+    operation: Operation,
+    roll: &RollArgs,
+    ssh_args: &SshArgs,
+    printer: &mut Printer,
+) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(env_arg, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    if let Operation::Deploy { revision } = &operation {
+        deploy::check_revision(revision)?;
+    }
+    let Some(secrets) = resolve_secrets(&env, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let ssh = Ssh::new(ssh_args, &env)?;
+    let settings = settings(&env, roll);
+    let renderer = Renderer::new(&env.project_dir)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        let store: S3Store = cloud.store(&env.artifacts.bucket);
+        // Preflight without the lock: fail fast, or show the steps.
+        let prepared = deploy::prepare(&cloud, &store, &env, &renderer, &secrets, &operation)
+            .await
+            .map_err(deploy_error)?;
+        if roll.dry_run {
+            for s in prepared.steps(&env, &settings) {
+                printer.data(&s);
+            }
+            printer.info("Dry run: nothing was changed.");
+            return Ok(Outcome::Ok);
+        }
+        if prepared.is_empty() {
+            printer.info(&format!(
+                "No changes: {} / {} already runs revision {} with these launch settings.",
+                env.project, env.name, prepared.revision
+            ));
+            return Ok(Outcome::Ok);
+        }
+        let progress = Progress::new(printer_quiet(printer));
+        let notes = |n| progress.note(n);
+        let cancel = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let r = deploy::run(
+            &cloud,
+            &store,
+            &ssh,
+            &env,
+            &renderer,
+            &secrets,
+            &operation,
+            &settings,
+            &actor(),
+            &notes,
+            cancel,
+        )
+        .await;
+        progress.bar.finish_and_clear();
+        match r {
+            Ok(report) if !report.changed => {
+                printer.info(&format!(
+                    "No changes: {} / {} already runs revision {} (another deploy got there first).",
+                    env.project, env.name, report.record.revision
+                ));
+                Ok(Outcome::Ok)
+            }
+            Ok(report) => {
+                let rec = &report.record;
+                printer.success(&format!(
+                    "{} {} / {}: revision {} -> {} in {}s",
+                    operation.verb(),
+                    env.project,
+                    env.name,
+                    rec.from_revision.as_deref().unwrap_or("none"),
+                    rec.revision,
+                    rec.duration_secs
+                ));
+                Ok(Outcome::Ok)
+            }
+            Err(e) => Err(deploy_error(e)),
+        }
+    })
+}
+
+fn printer_quiet(printer: &Printer) -> bool {
+    printer.is_quiet()
+}
+
+fn deploy_error(e: DeployError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+pub fn history(global: &GlobalArgs, args: &HistoryArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
+    let Some(env) = super::load(&args.env, &global.dir, printer) else {
+        return Ok(Outcome::Failed);
+    };
+    let rt = runtime()?;
+    let records = rt.block_on(async {
+        let cloud = connect(global, &env).await?;
+        let store = cloud.store(&env.artifacts.bucket);
+        deploy::history(&store, &env).await.map_err(deploy_error)
+    })?;
+    if args.json || printer.format == OutputFormat::Json {
+        printer.json(&serde_json::to_value(&records)?);
+        return Ok(Outcome::Ok);
+    }
+    if records.is_empty() {
+        printer.info(&format!("No deploys recorded for {} / {}.", env.project, env.name));
+        return Ok(Outcome::Ok);
+    }
+    let mut lines = vec![format!(
+        "{:<20}  {:<8}  {:<12}  {:<12}  {:<11}  {:>6}  WHO",
+        "STARTED", "OP", "FROM", "REVISION", "RESULT", "TOOK"
+    )];
+    for r in &records {
+        lines.push(format!(
+            "{:<20}  {:<8}  {:<12}  {:<12}  {:<11}  {:>5}s  {}@{}",
+            r.started,
+            r.operation,
+            r.from_revision.as_deref().unwrap_or("none"),
+            r.revision,
+            r.result,
+            r.duration_secs,
+            r.who,
+            r.host
+        ));
+        if !r.message.is_empty() && r.result != "succeeded" {
+            lines.push(format!("    {}", r.message));
+        }
+    }
+    printer.data(&lines.join("\n"));
+    Ok(Outcome::Ok)
+}
