@@ -598,6 +598,36 @@ fn a_missing_artifact_or_a_failing_migration_stops_the_deploy_before_any_rotatio
     let history = ok(&s.fabrs(&["history", "staging"]));
     assert!(history.contains("badmig1") && history.contains("failed"), "{history}");
 
+    // Ctrl-C during the deploy: the lock is released, the record says so.
+    s.push("slow9");
+    let mut full = vec!["-C", s.p.path().to_str().unwrap()];
+    full.extend_from_slice(&["deploy", "staging", "--revision", "slow9", "--poll-interval", "1s"]);
+    let child = fabrs_cmd(&s.moto.url(), &full)
+        .env("FABRS_SSH_CONFIG", s.sshd.dir.path().join("ssh_config"))
+        .env("FABRS_SSH_IDENTITY", s.sshd.dir.path().join("client_key"))
+        .env("FABRS_SSH_ENDPOINTS", &s.endpoints)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The migration takes 5 s: interrupt while it runs.
+    let start = std::time::Instant::now();
+    while !s.p.migrations().iter().any(|m| m.starts_with("slow9")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the migration never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = failed(&out);
+    assert!(text.contains("interrupted; the lock was released"), "{text}");
+    assert!(!s.lock_exists());
+    assert_eq!(s.instances("web"), web0);
+    let json: Value = serde_json::from_slice(&s.fabrs(&["history", "staging", "--json"]).stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().last().unwrap()["result"], "interrupted", "{json}");
+
     // A bad revision name never reaches the cloud.
     let text = failed(&s.deploy("../x", &[]));
     assert!(text.contains("not a usable revision"), "{text}");
@@ -652,4 +682,40 @@ fn maintenance_over_ssh_with_real_nginx_serves_503_while_the_health_check_passes
     ok(&s.fabrs(&["maintenance", "staging", "off"]));
     assert!(!Path::new(&stack.flag).exists());
     assert_eq!(get("/"), (200, "page".into()));
+}
+
+#[test]
+fn rotate_makes_new_launch_configurations_from_the_file_with_the_same_revision() {
+    let s = Stage::new("staging", "myproject", &[], &["127.0.0.2"]);
+    s.push("r1");
+    ok(&s.deploy("r1", &[]));
+    let worker_lc = lc_of(&s.group("worker"));
+    let web_before = s.instances("web");
+    let migrations = s.p.migrations().len();
+
+    // Nothing changed in the file: nothing to rotate.
+    let none = ok(&s.fabrs(&["rotate", "staging", "--poll-interval", "1s"]));
+    assert!(none.contains("No changes"), "{none}");
+
+    // A new instance type for the web role (the first `instance_type` is web's).
+    let file = s.p.path().join("environments/staging.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("instance_type: t3.small", "instance_type: t3.medium", 1)).unwrap();
+    let dry = ok(&s.fabrs(&["rotate", "staging", "--role", "web", "--dry-run"]));
+    assert!(dry.contains("web: + launch configuration myproject-staging-web-r1-"), "{dry}");
+    assert!(!dry.contains("worker:"), "{dry}");
+    let out = ok(&s.fabrs(&["rotate", "staging", "--role", "web", "--poll-interval", "1s"]));
+    assert!(out.contains("revision r1 -> r1"), "{out}");
+    let web_lc = lc_of(&s.group("web"));
+    assert!(web_lc.starts_with("myproject-staging-web-r1-"), "{web_lc}");
+    let lc = aws(
+        &s.moto,
+        &["autoscaling", "describe-launch-configurations", "--launch-configuration-names", &web_lc],
+    );
+    assert_eq!(lc["LaunchConfigurations"][0]["InstanceType"], "t3.medium");
+    assert_eq!(lc_of(&s.group("worker")), worker_lc, "--role web leaves the worker alone");
+    assert!(s.instances("web").is_disjoint(&web_before));
+    assert_eq!(s.p.migrations().len(), migrations, "the same revision: no migrations");
+    let json: Value = serde_json::from_slice(&s.fabrs(&["history", "staging", "--json"]).stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().last().unwrap()["operation"], "rotate");
 }
