@@ -626,7 +626,11 @@ fn a_missing_artifact_or_a_failing_migration_stops_the_deploy_before_any_rotatio
     assert!(!s.lock_exists());
     assert_eq!(s.instances("web"), web0);
     let json: Value = serde_json::from_slice(&s.fabrs(&["history", "staging", "--json"]).stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().last().unwrap()["result"], "interrupted", "{json}");
+    assert_eq!(
+        json.as_array().unwrap().last().unwrap()["result"],
+        "interrupted",
+        "{json}"
+    );
 
     // A bad revision name never reaches the cloud.
     let text = failed(&s.deploy("../x", &[]));
@@ -700,9 +704,16 @@ fn rotate_makes_new_launch_configurations_from_the_file_with_the_same_revision()
     // A new instance type for the web role (the first `instance_type` is web's).
     let file = s.p.path().join("environments/staging.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replacen("instance_type: t3.small", "instance_type: t3.medium", 1)).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("instance_type: t3.small", "instance_type: t3.medium", 1),
+    )
+    .unwrap();
     let dry = ok(&s.fabrs(&["rotate", "staging", "--role", "web", "--dry-run"]));
-    assert!(dry.contains("web: + launch configuration myproject-staging-web-r1-"), "{dry}");
+    assert!(
+        dry.contains("web: + launch configuration myproject-staging-web-r1-"),
+        "{dry}"
+    );
     assert!(!dry.contains("worker:"), "{dry}");
     let out = ok(&s.fabrs(&["rotate", "staging", "--role", "web", "--poll-interval", "1s"]));
     assert!(out.contains("revision r1 -> r1"), "{out}");
@@ -710,10 +721,19 @@ fn rotate_makes_new_launch_configurations_from_the_file_with_the_same_revision()
     assert!(web_lc.starts_with("myproject-staging-web-r1-"), "{web_lc}");
     let lc = aws(
         &s.moto,
-        &["autoscaling", "describe-launch-configurations", "--launch-configuration-names", &web_lc],
+        &[
+            "autoscaling",
+            "describe-launch-configurations",
+            "--launch-configuration-names",
+            &web_lc,
+        ],
     );
     assert_eq!(lc["LaunchConfigurations"][0]["InstanceType"], "t3.medium");
-    assert_eq!(lc_of(&s.group("worker")), worker_lc, "--role web leaves the worker alone");
+    assert_eq!(
+        lc_of(&s.group("worker")),
+        worker_lc,
+        "--role web leaves the worker alone"
+    );
     assert!(s.instances("web").is_disjoint(&web_before));
     assert_eq!(s.p.migrations().len(), migrations, "the same revision: no migrations");
     let json: Value = serde_json::from_slice(&s.fabrs(&["history", "staging", "--json"]).stdout).unwrap();
