@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::diag::{Loc, Sink, did_you_mean};
+use crate::diag::{Loc, Sink, did_you_mean, shorten};
 use crate::node::{Key, Node, Value};
 
 /// A decoded value with the place it came from, so later checks (references,
@@ -91,8 +91,16 @@ impl<'n> Obj<'n> {
             .iter()
             .any(|(k, _)| k.name != key && did_you_mean(&k.name, [key]).is_some());
         if v.is_none() && !misspelt {
-            let loc = self.key_loc(key).unwrap_or(self.loc);
-            sink.error(loc, &self.path, format!("missing required key `{key}`"));
+            match self.key_loc(key) {
+                // `database:` with nothing under it: there, but empty.
+                Some(loc) => {
+                    let d = sink.error(loc, &join(&self.path, key), format!("`{key}` is empty"));
+                    d.hint = Some(format!("give `{key}` a value (or the keys of its section)"));
+                }
+                None => {
+                    sink.error(self.loc, &self.path, format!("missing required key `{key}`"));
+                }
+            }
         }
         v
     }
@@ -113,7 +121,7 @@ impl<'n> Obj<'n> {
         }
         for (k, _) in self.entries {
             if !self.known.contains(&k.name.as_str()) {
-                let d = sink.error(k.loc, &self.path, format!("unknown key `{}`", k.name));
+                let d = sink.error(k.loc, &self.path, format!("unknown key `{}`", shorten(&k.name)));
                 d.hint = Some(match did_you_mean(&k.name, self.known.iter().copied()) {
                     Some(m) => format!("did you mean `{m}`?"),
                     None => format!("expected one of: {}", self.known.join(", ")),
@@ -160,8 +168,22 @@ pub(crate) fn int(sink: &mut Sink, node: &Node, path: &str, min: i64, max: i64) 
             sink.error(node.loc, path, format!("{i} is out of range ({min}..={max})"));
             None
         }
-        Value::Str(s) if s.parse::<i64>().is_ok() => {
-            let d = sink.error(node.loc, path, format!("expected an integer, found the string \"{s}\""));
+        Value::BigInt(text) => {
+            let d = sink.error(node.loc, path, format!("{} is too large", shorten(text)));
+            d.hint = Some(format!("a whole number from {min} to {max}"));
+            None
+        }
+        Value::Float(f) => {
+            let d = sink.error(node.loc, path, format!("expected an integer, found the number {f}"));
+            d.hint = Some(format!("a whole number from {min} to {max}"));
+            None
+        }
+        Value::Str(s) if s.trim().parse::<i128>().is_ok() => {
+            let d = sink.error(
+                node.loc,
+                path,
+                format!("expected an integer, found the string \"{}\"", shorten(s)),
+            );
             d.hint = Some("remove the quotes".into());
             None
         }
@@ -180,7 +202,7 @@ pub(crate) fn one_of<'a>(sink: &mut Sink, node: &Node, path: &str, choices: &[&'
             let d = sink.error(
                 s.loc,
                 path,
-                format!("`{}` is not one of: {}", s.value, choices.join(", ")),
+                format!("`{}` is not one of: {}", shorten(&s.value), choices.join(", ")),
             );
             if let Some(m) = did_you_mean(&s.value, choices.iter().copied()) {
                 d.hint = Some(format!("did you mean `{m}`?"));
@@ -194,15 +216,19 @@ pub(crate) fn cidr(sink: &mut Sink, node: &Node, path: &str) -> Option<At<IpNet>
     let s = string(sink, node, path)?;
     match s.value.parse::<IpNet>() {
         Ok(net) if net.trunc() != net => {
-            let d = sink.error(s.loc, path, format!("`{}` has host bits set", s.value));
+            let d = sink.error(s.loc, path, format!("`{}` has host bits set", shorten(&s.value)));
             d.hint = Some(format!("did you mean `{}`?", net.trunc()));
             None
         }
         Ok(net) => Some(At::new(net, s.loc)),
         Err(_) => {
-            let d = sink.error(s.loc, path, format!("`{}` is not a valid CIDR block", s.value));
-            d.hint = Some(if s.value.parse::<std::net::IpAddr>().is_ok() {
-                format!("a single address is written `{}/32`", s.value)
+            let d = sink.error(
+                s.loc,
+                path,
+                format!("`{}` is not a valid CIDR block", shorten(&s.value)),
+            );
+            d.hint = Some(if let Ok(ip) = s.value.parse::<std::net::IpAddr>() {
+                format!("a single address is written `{ip}/{}`", if ip.is_ipv4() { 32 } else { 128 })
             } else {
                 "write an address and a prefix length, e.g. 203.0.113.0/24".into()
             });
@@ -211,14 +237,27 @@ pub(crate) fn cidr(sink: &mut Sink, node: &Node, path: &str) -> Option<At<IpNet>
     }
 }
 
-/// `30s`, `5m`, `1h`, `1h30m`, or a bare number of seconds.
-pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Duration>> {
-    if let Value::Int(i) = node.value {
-        if i > 0 {
-            return Some(At::new(Duration::from_secs(i as u64), node.loc));
-        }
-    }
+/// `30s`, `5m`, `1h`, `1h30m`, or a bare number of seconds; more than zero
+/// and at most `max`.
+pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str, max: Duration) -> Option<At<Duration>> {
+    let too_long = |sink: &mut Sink, text: &str| {
+        let d = sink.error(node.loc, path, format!("`{}` is too long", shorten(text)));
+        d.hint = Some(format!("at most {}", show_duration(max)));
+    };
     let text = match &node.value {
+        Value::Int(i) if *i > 0 => {
+            let d = Duration::from_secs(*i as u64);
+            if d > max {
+                too_long(sink, &i.to_string());
+                return None;
+            }
+            return Some(At::new(d, node.loc));
+        }
+        Value::Int(i) => i.to_string(),
+        Value::BigInt(t) => {
+            too_long(sink, t);
+            return None;
+        }
         Value::Str(s) => s.clone(),
         _ => {
             sink.error(
@@ -229,42 +268,95 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Du
             return None;
         }
     };
-    match parse_duration(&text) {
-        Some(d) if !d.is_zero() => Some(At::new(d, node.loc)),
-        _ => {
-            let d = sink.error(node.loc, path, format!("`{text}` is not a duration"));
+    match parse_duration_checked(&text) {
+        Ok(d) if d.is_zero() => {
+            let d = sink.error(node.loc, path, format!("`{}` is zero; a duration here must be more than that", shorten(&text)));
+            d.hint = Some("e.g. `30s`".into());
+            None
+        }
+        Ok(d) if d > max => {
+            too_long(sink, &text);
+            None
+        }
+        Ok(d) => Some(At::new(d, node.loc)),
+        Err(DurationError::TooLong) => {
+            too_long(sink, &text);
+            None
+        }
+        Err(DurationError::Invalid) => {
+            let d = sink.error(node.loc, path, format!("`{}` is not a duration", shorten(&text)));
             d.hint = Some("use a number with a unit: s, m or h (e.g. `90s`, `10m`, `1h30m`)".into());
             None
         }
     }
 }
 
+/// `1h30m`, `90s`: the shortest spelling of a whole number of seconds.
+pub(crate) fn show_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DurationError {
+    Invalid,
+    TooLong,
+}
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_duration_checked(text).ok()
+}
+
+/// Checked arithmetic throughout: `99999999999h` is too long, never a wrap.
+pub(crate) fn parse_duration_checked(text: &str) -> Result<Duration, DurationError> {
     let mut total = 0u64;
     let mut num = String::new();
     let mut saw_unit = false;
+    let number = |num: &str| -> Result<u64, DurationError> {
+        if num.is_empty() {
+            return Err(DurationError::Invalid);
+        }
+        num.parse::<u64>().map_err(|_| DurationError::TooLong)
+    };
     for c in text.trim().chars() {
         if c.is_ascii_digit() {
             num.push(c);
             continue;
         }
-        let n: u64 = num.parse().ok()?;
+        let n = number(&num)?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
-            _ => return None,
+            _ => return Err(DurationError::Invalid),
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or(DurationError::TooLong)?;
         saw_unit = true;
     }
     if !num.is_empty() {
         if saw_unit {
-            return None;
+            return Err(DurationError::Invalid);
         }
-        total += num.parse::<u64>().ok()?;
+        total = total.checked_add(number(&num)?).ok_or(DurationError::TooLong)?;
+    } else if !saw_unit {
+        return Err(DurationError::Invalid);
     }
-    Some(Duration::from_secs(total))
+    Ok(Duration::from_secs(total))
 }
 
 /// A list; `each` decodes every element (with its index path).
@@ -304,5 +396,16 @@ mod tests {
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("1m5"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(
+            parse_duration_checked("99999999999999999999h"),
+            Err(DurationError::TooLong)
+        );
+        assert_eq!(
+            parse_duration_checked("5124095576030432h"),
+            Err(DurationError::TooLong)
+        );
+        assert_eq!(show_duration(Duration::from_secs(5400)), "1h30m");
     }
 }

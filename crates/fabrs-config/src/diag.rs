@@ -50,13 +50,25 @@ impl Diagnostic {
         let mut out = self.short_without_hint();
         out.push('\n');
         let gutter = self.loc.line.to_string().len();
-        if let Some(text) = source.lines().nth(self.loc.line.saturating_sub(1) as usize) {
-            let pad: String = text
+        if let Some(line) = source.lines().nth(self.loc.line.saturating_sub(1) as usize) {
+            // A long line (a 5 MB value) is shown as a window around the column.
+            let col = self.loc.col.saturating_sub(1) as usize;
+            let skip = col.saturating_sub(SNIPPET_BEFORE);
+            let mut text: String = line.chars().skip(skip).take(SNIPPET_WIDTH).collect();
+            let cut_end = line.chars().count() > skip + SNIPPET_WIDTH;
+            let mut pad: String = text
                 .chars()
-                .take(self.loc.col.saturating_sub(1) as usize)
+                .take(col - skip)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            let width = self.loc.len.max(1) as usize;
+            if skip > 0 {
+                text.insert(0, '…');
+                pad.insert(0, ' ');
+            }
+            if cut_end {
+                text.push('…');
+            }
+            let width = (self.loc.len.max(1) as usize).min(SNIPPET_WIDTH);
             out.push_str(&format!("{:gutter$} |\n", ""));
             out.push_str(&format!("{} | {}\n", self.loc.line, text));
             out.push_str(&format!("{:gutter$} | {}{}\n", "", pad, "^".repeat(width)));
@@ -73,6 +85,34 @@ impl Diagnostic {
             ..self.clone()
         }
         .short()
+    }
+}
+
+const SNIPPET_BEFORE: usize = 40;
+const SNIPPET_WIDTH: usize = 120;
+
+/// A value from the file, quoted for a message: long ones are cut, control
+/// characters escaped, so a 5 MB value never becomes 5 MB of output.
+pub fn shorten(value: &str) -> String {
+    const MAX: usize = 60;
+    let count = value.chars().count();
+    let visible = |s: &str| {
+        s.chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\t' => "\\t".to_string(),
+                c if c.is_control() => format!("\\u{{{:04x}}}", c as u32),
+                c => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    if count <= MAX {
+        visible(value)
+    } else {
+        let head: String = value.chars().take(40).collect();
+        let tail: String = value.chars().skip(count - 12).collect();
+        format!("{}…{} ({count} characters)", visible(&head), visible(&tail))
     }
 }
 
@@ -171,5 +211,31 @@ mod tests {
         assert!(r.contains("= help: try c"), "{r}");
         assert!(r.contains("2 |   bbbb: 1\n  |   ^^^^\n"), "{r}");
         assert_eq!(d.short(), "e.yaml:2:3: error: a.b: bad (try c)");
+    }
+
+    #[test]
+    fn long_values_and_lines_are_cut() {
+        let big = "x".repeat(5_000_000);
+        let s = shorten(&big);
+        assert!(s.len() < 100 && s.contains("(5000000 characters)"), "{s}");
+        assert_eq!(shorten("a\nb"), "a\\nb");
+        let d = Diagnostic {
+            file: "e.yaml".into(),
+            loc: Loc {
+                line: 1,
+                col: 999_999,
+                len: 3,
+            },
+            path: "k".into(),
+            message: "bad".into(),
+            hint: None,
+            rule: None,
+        };
+        let line = format!("k: {}BAD{}\n", "y".repeat(999_995), "z".repeat(4_000_000));
+        let r = d.render(&line);
+        assert!(r.len() < 600, "{} bytes", r.len());
+        let lines: Vec<&str> = r.lines().collect();
+        let caret = lines[3].find('^').unwrap();
+        assert_eq!(lines[2].chars().nth(lines[3][..caret].chars().count()), Some('B'), "{r}");
     }
 }

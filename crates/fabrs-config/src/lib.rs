@@ -11,7 +11,9 @@ mod lint;
 pub mod model;
 pub mod network;
 mod node;
+pub mod names;
 pub mod secrets;
+mod text;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +25,35 @@ pub use model::*;
 
 /// Load an environment file from disk.
 pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
-    let source = match std::fs::read_to_string(file) {
-        Ok(s) => s,
+    let one = |loc: Loc, message: String, hint: Option<String>| Diagnostics {
+        file: file.to_path_buf(),
+        text: String::new(),
+        diagnostics: vec![Diagnostic {
+            file: file.to_path_buf(),
+            loc,
+            path: String::new(),
+            message,
+            hint,
+            rule: None,
+        }],
+    };
+    // Refuse a huge file before reading it into memory.
+    if let Ok(meta) = std::fs::metadata(file) {
+        if meta.len() > text::MAX_FILE_BYTES as u64 {
+            let e = text::decode(&vec![0; text::MAX_FILE_BYTES + 1]).unwrap_err();
+            return Err(one(
+                e.loc,
+                format!(
+                    "the file is {} bytes; an environment file is at most {} bytes (1 MiB)",
+                    meta.len(),
+                    text::MAX_FILE_BYTES
+                ),
+                Some(e.hint),
+            ));
+        }
+    }
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
         Err(e) => {
             return Err(Diagnostics {
                 file: file.to_path_buf(),
@@ -44,6 +73,10 @@ pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
             });
         }
     };
+    let source = match text::decode(&bytes) {
+        Ok(s) => s,
+        Err(e) => return Err(one(e.loc, e.message, Some(e.hint))),
+    };
     load_str(&source, file, &project_dir_of(file))
 }
 
@@ -51,11 +84,20 @@ pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
 /// is where template overrides live and which secret files must stay out of.
 pub fn load_str(source: &str, file: &Path, project_dir: &Path) -> Result<Environment, Diagnostics> {
     let mut sink = diag::Sink::new(file);
-    let env = match node::parse(source) {
-        Ok(root) => wire::decode(&mut sink, &root, file, project_dir),
-        Err(e) => {
-            sink.error(e.loc, "", e.message);
-            None
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let problems = text::check(source);
+    let env = if !problems.is_empty() {
+        for p in problems {
+            sink.error(p.loc, "", p.message).hint = Some(p.hint);
+        }
+        None
+    } else {
+        match node::parse(source) {
+            Ok(root) => wire::decode(&mut sink, &root, file, project_dir),
+            Err(e) => {
+                sink.error(e.loc, "", e.message).hint = e.hint;
+                None
+            }
         }
     };
     if let Some(env) = &env {
@@ -70,7 +112,11 @@ pub fn load_str(source: &str, file: &Path, project_dir: &Path) -> Result<Environ
             diagnostics.dedup();
             Err(Diagnostics {
                 file: file.to_path_buf(),
-                text: source.to_string(),
+                text: if source.len() > text::MAX_FILE_BYTES {
+                    String::new()
+                } else {
+                    source.to_string()
+                },
                 diagnostics,
             })
         }

@@ -9,7 +9,9 @@
 
 use crate::diag::Sink;
 use crate::model::*;
-use crate::network::{Ingress, SSH_PORT, is_internet, security_groups};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::network::{AddrSet, Ingress, SSH_PORT, is_internet, security_groups};
 
 pub const RULES: [&str; 5] = [
     "internet-only-to-lb",
@@ -26,7 +28,12 @@ fn refuse(sink: &mut Sink, loc: crate::diag::Loc, path: &str, rule: &'static str
 }
 
 pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
-    for c in &env.network.admin_cidrs {
+    // The admin CIDRs are judged one by one and as a whole: 256 /8 blocks
+    // open SSH to the internet as surely as 0.0.0.0/0.
+    let mut admin = AddrSet::new();
+    let mut admin_reported = false;
+    for (i, c) in env.network.admin_cidrs.iter().enumerate() {
+        admin.add(&c.value);
         if is_internet(&c.value) {
             refuse(
                 sink,
@@ -36,6 +43,21 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
                 format!("SSH from `{}` opens SSH to the internet", c.value),
                 "list your office or VPN addresses, e.g. 203.0.113.10/32",
             );
+            admin_reported = true;
+        } else if !admin_reported && admin.is_internet() {
+            refuse(
+                sink,
+                c.loc,
+                "network.admin_cidrs",
+                "ssh-admin-only",
+                format!(
+                    "with this entry the {} admin CIDRs cover {}: that opens SSH to the internet",
+                    i + 1,
+                    admin.describe()
+                ),
+                "list your office or VPN addresses, e.g. 203.0.113.10/32",
+            );
+            admin_reported = true;
         }
     }
     if env.database.publicly_accessible.value {
@@ -49,6 +71,7 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
         );
     }
     let listener_ports: Vec<u16> = env.load_balancer.listeners.iter().map(|l| l.port).collect();
+    unions(sink, env, &listener_ports);
 
     for group in security_groups(env) {
         for rule in &group.ingress {
@@ -87,7 +110,7 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
             }
             if rule.protocol == IpProtocol::Tcp && rule.from_port <= SSH_PORT && SSH_PORT <= rule.to_port {
                 let from_admin = match &rule.source {
-                    Source::Cidr(net) => env.network.admin_cidrs.iter().any(|a| a.value.contains(net)),
+                    Source::Cidr(net) => admin.contains_net(net),
                     Source::Group(_) => false,
                 };
                 if !from_admin {
@@ -130,6 +153,79 @@ pub(crate) fn lint(sink: &mut Sink, env: &Environment) {
                     "remove this rule",
                 ),
                 _ => {}
+            }
+        }
+    }
+}
+
+/// The declared rules of each group, judged together: per protocol and per
+/// port, the union of every CIDR that reaches it. Several rules that each
+/// admit part of the internet add up to the internet.
+fn unions(sink: &mut Sink, env: &Environment, listener_ports: &[u16]) {
+    let mut by_group: BTreeMap<(Group, IpProtocol), Vec<&FirewallRule>> = BTreeMap::new();
+    for r in &env.firewall {
+        by_group.entry((r.to.value, r.protocol)).or_default().push(r);
+    }
+    for ((to, protocol), rules) in by_group {
+        let mut seen: Vec<(u32, u32, ipnet::IpNet)> = Vec::new();
+        'rules: for r in rules {
+            let Source::Cidr(net) = r.from.value else { continue };
+            if is_internet(&net) {
+                continue; // reported on its own
+            }
+            let (lo, hi) = (r.ports.value.0 as u32, r.ports.value.1 as u32);
+            seen.push((lo, hi, net));
+            // Cut this rule's port range where any rule's range (or, for the
+            // load balancer, a listener port) starts or ends.
+            let mut cuts: BTreeSet<u32> = [lo, hi + 1].into();
+            for (a, b, _) in &seen {
+                cuts.extend([*a, *b + 1].into_iter().filter(|p| (lo..=hi + 1).contains(p)));
+            }
+            if to == Group::Lb {
+                for p in listener_ports {
+                    let p = *p as u32;
+                    cuts.extend([p, p + 1].into_iter().filter(|p| (lo..=hi + 1).contains(p)));
+                }
+            }
+            let cuts: Vec<u32> = cuts.into_iter().collect();
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1] - 1);
+                if to == Group::Lb && (a..=b).all(|p| listener_ports.contains(&(p as u16))) {
+                    continue;
+                }
+                let covering: Vec<&ipnet::IpNet> = seen
+                    .iter()
+                    .filter(|(x, y, _)| *x <= a && b <= *y)
+                    .map(|(_, _, n)| n)
+                    .collect();
+                let union = AddrSet::of(covering.iter().copied());
+                if union.is_internet() {
+                    let ports = if a == b { format!("port {a}") } else { format!("ports {a}-{b}") };
+                    let message = if to == Group::Lb {
+                        format!(
+                            "together, {} `firewall` rules admit {} to the load balancer on {} {ports}, which is not a listener port",
+                            covering.len(),
+                            union.describe(),
+                            protocol.as_str()
+                        )
+                    } else {
+                        format!(
+                            "together, {} `firewall` rules admit {} to group `{to}` on {} {ports}: the internet may reach only the load balancer",
+                            covering.len(),
+                            union.describe(),
+                            protocol.as_str()
+                        )
+                    };
+                    refuse(
+                        sink,
+                        r.from.loc,
+                        "firewall",
+                        "internet-only-to-lb",
+                        message,
+                        "list only the networks that need this port; route public traffic through the load balancer",
+                    );
+                    break 'rules;
+                }
             }
         }
     }

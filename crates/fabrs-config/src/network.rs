@@ -1,7 +1,10 @@
 //! The security groups an environment gets, and their ingress rules: the ones
 //! fabrs derives from the stack (seed 001 / 004) plus the ones the file declares.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use ipnet::IpNet;
+use range_set_blaze::RangeSetBlaze;
 
 use crate::diag::Loc;
 use crate::model::*;
@@ -175,10 +178,148 @@ pub fn security_groups(env: &Environment) -> Vec<GroupSpec> {
     groups
 }
 
-/// Addresses so broad they stand for "the internet": /0, or wider than a /8 (IPv4) or /16 (IPv6).
+/// A set of addresses (IPv4 and IPv6): the union of CIDR blocks, so that a
+/// rule is judged by everything it admits, however it is written (256 /8
+/// blocks, two /1 halves, or `0.0.0.0/0`).
+#[derive(Clone, Debug, Default)]
+pub struct AddrSet {
+    v4: RangeSetBlaze<Ipv4Addr>,
+    v6: RangeSetBlaze<Ipv6Addr>,
+}
+
+/// More public addresses than this is "the internet": a single /8's worth of
+/// public IPv4 space (16.7 million) or a /16's worth of global IPv6.
+const INTERNET_V4: u64 = 1 << 24;
+const INTERNET_V6: u128 = 1 << 112;
+
+/// IPv4 space that is not reachable from the internet: RFC 1918, loopback,
+/// link-local, carrier-grade NAT, "this network", multicast and reserved.
+const NOT_PUBLIC_V4: [&str; 8] = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/3",
+];
+
+impl AddrSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn of<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Self {
+        let mut s = Self::new();
+        for n in nets {
+            s.add(n);
+        }
+        s
+    }
+
+    pub fn add(&mut self, net: &IpNet) {
+        match net {
+            IpNet::V4(n) => {
+                self.v4.ranges_insert(n.network()..=n.broadcast());
+            }
+            IpNet::V6(n) => {
+                self.v6.ranges_insert(n.network()..=n.broadcast());
+            }
+        }
+    }
+
+    /// Whether every address of `net` is in the set.
+    pub fn contains_net(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => RangeSetBlaze::from_iter([n.network()..=n.broadcast()]).is_subset(&self.v4),
+            IpNet::V6(n) => RangeSetBlaze::from_iter([n.network()..=n.broadcast()]).is_subset(&self.v6),
+        }
+    }
+
+    /// Public IPv4 addresses in the set.
+    pub fn public_v4(&self) -> u64 {
+        let private = RangeSetBlaze::from_iter(NOT_PUBLIC_V4.iter().map(|c| {
+            let n: ipnet::Ipv4Net = c.parse().expect("a valid block");
+            n.network()..=n.broadcast()
+        }));
+        (&self.v4 - &private).len()
+    }
+
+    /// Global unicast IPv6 addresses (2000::/3) in the set, saturating.
+    pub fn public_v6(&self) -> u128 {
+        let global: ipnet::Ipv6Net = "2000::/3".parse().expect("a valid block");
+        let global = RangeSetBlaze::from_iter([global.network()..=global.broadcast()]);
+        match (&self.v6 & &global).len() {
+            range_set_blaze::UIntPlusOne::UInt(n) => n,
+            range_set_blaze::UIntPlusOne::MaxPlusOne => u128::MAX,
+        }
+    }
+
+    /// Whether the set stands for "the internet" (IPv4 or IPv6).
+    pub fn is_internet(&self) -> bool {
+        self.public_v4() > INTERNET_V4 || self.public_v6() > INTERNET_V6
+    }
+
+    /// The set's size for a message: "3.7 billion public IPv4 addresses".
+    pub fn describe(&self) -> String {
+        let v4 = self.public_v4();
+        if v4 > INTERNET_V4 {
+            format!("{} public IPv4 addresses", approx(v4 as f64))
+        } else {
+            format!("{} global IPv6 addresses", approx(self.public_v6() as f64))
+        }
+    }
+}
+
+fn approx(n: f64) -> String {
+    if n >= 1e12 {
+        format!("2^{:.0}", n.log2())
+    } else if n >= 1e9 {
+        format!("{:.1} billion", n / 1e9)
+    } else {
+        format!("{:.1} million", n / 1e6)
+    }
+}
+
+/// Addresses so broad they stand for "the internet": more public addresses
+/// than a /8 (IPv4) or a /16 of global unicast (IPv6).
 pub fn is_internet(net: &IpNet) -> bool {
-    match net {
-        IpNet::V4(n) => n.prefix_len() < 8,
-        IpNet::V6(n) => n.prefix_len() < 16,
+    AddrSet::of([net]).is_internet()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_internet_however_written() {
+        assert!(is_internet(&"0.0.0.0/0".parse().unwrap()));
+        assert!(is_internet(&"::/0".parse().unwrap()));
+        assert!(AddrSet::of(&nets(&["0.0.0.0/1", "128.0.0.0/1"])).is_internet());
+        assert!(AddrSet::of(&nets(&["::/1", "8000::/1"])).is_internet());
+        let all8: Vec<IpNet> = (0..=255u8).map(|i| format!("{i}.0.0.0/8").parse().unwrap()).collect();
+        assert!(AddrSet::of(&all8).is_internet());
+        // Each /8 alone is not.
+        assert!(!all8.iter().any(is_internet));
+    }
+
+    #[test]
+    fn private_and_small_sets_are_not() {
+        assert!(!AddrSet::of(&nets(&["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"])).is_internet());
+        assert!(!AddrSet::of(&nets(&["203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32"])).is_internet());
+        assert!(!is_internet(&"fc00::/7".parse().unwrap()));
+        assert!(AddrSet::of(&nets(&["3.0.0.0/8", "4.0.0.0/8"])).is_internet());
+    }
+
+    #[test]
+    fn containment_by_union() {
+        let admin = AddrSet::of(&nets(&["10.0.0.0/25", "10.0.0.128/25"]));
+        assert!(admin.contains_net(&"10.0.0.0/24".parse().unwrap()));
+        assert!(!admin.contains_net(&"10.0.0.0/23".parse().unwrap()));
     }
 }

@@ -16,6 +16,8 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
+    /// An integer literal too large for i64 (kept as written, for the message).
+    BigInt(String),
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
@@ -40,7 +42,7 @@ impl Node {
         match &self.value {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
-            Value::Int(_) => "an integer",
+            Value::Int(_) | Value::BigInt(_) => "an integer",
             Value::Float(_) => "a number",
             Value::Str(_) => "a string",
             Value::Seq(_) => "a list",
@@ -80,10 +82,23 @@ impl<'de> Deserialize<'de> for Raw {
             fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
                 Ok(Raw(Value::Int(v)))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
-                i64::try_from(v)
-                    .map(|v| Raw(Value::Int(v)))
-                    .map_err(|_| E::custom("integer too large"))
+            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw(match i64::try_from(v) {
+                    Ok(v) => Value::Int(v),
+                    Err(_) => Value::BigInt(v.to_string()),
+                }))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+                Ok(Raw(match i64::try_from(v) {
+                    Ok(v) => Value::Int(v),
+                    Err(_) => Value::BigInt(v.to_string()),
+                }))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+                Ok(Raw(match i64::try_from(v) {
+                    Ok(v) => Value::Int(v),
+                    Err(_) => Value::BigInt(v.to_string()),
+                }))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
                 Ok(Raw(Value::Float(v)))
@@ -160,6 +175,7 @@ fn node(s: Spanned<Raw>) -> Node {
 pub struct SyntaxError {
     pub loc: Loc,
     pub message: String,
+    pub hint: Option<String>,
 }
 
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
@@ -168,24 +184,170 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     // `yes`/`no`/`on`/`off` stay strings: in an infrastructure file, `on` must
     // not silently become `true`.
     options.strict_booleans = true;
+    // An environment file has a few hundred values; these limits stop alias
+    // bombs and absurd nesting in milliseconds, with a plain message below.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = MAX_NODES * 2;
+    budget.max_aliases = 1_000;
+    budget.max_depth = 32;
+    budget.max_documents = 1;
+    options.budget = Some(budget);
     match serde_saphyr::from_str_with_options::<Spanned<Raw>>(source, options) {
-        Ok(n) => Ok(node(n)),
-        Err(e) => {
-            let loc = e.location().map(|l| loc_of(&l)).unwrap_or(Loc {
-                line: 1,
-                col: 1,
-                len: 0,
-            });
-            let mut message = e.without_snippet().to_string();
-            if let Some(i) = message.rfind(" at line ") {
-                message.truncate(i);
-            }
-            if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-                let key = rest.split(',').next().unwrap_or(rest);
-                message = format!("duplicate key `{key}`");
-            }
-            Err(SyntaxError { loc, message })
+        Ok(n) => {
+            let mut n = node(n);
+            big_numbers(&mut n, source);
+            Ok(n)
         }
+        Err(e) => Err(translate(&e)),
+    }
+}
+
+/// More values than any environment file needs (staging has about 150).
+pub const MAX_NODES: usize = 20_000;
+
+/// A number too large for an integer reaches us as a float; when the source
+/// text is an integer literal, keep it as one (as written) so the message can
+/// say "too large" rather than "found a number".
+fn big_numbers(n: &mut Node, source: &str) {
+    match &mut n.value {
+        Value::Float(_) => {
+            if let Some(text) = token_at(source, n.loc) {
+                let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
+                if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '_') {
+                    n.value = Value::BigInt(text);
+                }
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|i| big_numbers(i, source)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| big_numbers(v, source)),
+        _ => {}
+    }
+}
+
+/// The plain scalar starting at `loc` (up to the next space, `,` or bracket).
+fn token_at(source: &str, loc: Loc) -> Option<String> {
+    let line = source.lines().nth(loc.line.checked_sub(1)? as usize)?;
+    let text: String = line
+        .chars()
+        .skip(loc.col.checked_sub(1)? as usize)
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | '#'))
+        .take(200)
+        .collect();
+    Some(text)
+}
+
+/// The parser's error in the user's words: no API names, no internal types.
+fn translate(e: &serde_saphyr::Error) -> SyntaxError {
+    use serde_saphyr::Error as E;
+    let loc = e.location().map(|l| loc_of(&l)).unwrap_or(Loc {
+        line: 1,
+        col: 1,
+        len: 0,
+    });
+    let plain = |message: &str, hint: &str| SyntaxError {
+        loc,
+        message: message.to_string(),
+        hint: Some(hint.to_string()),
+    };
+    let inner = e.without_snippet();
+    let mut message = inner.to_string();
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    let lower_msg = message.to_lowercase();
+    let budget = lower_msg.starts_with("budget breached") || lower_msg.contains("alias replay") || lower_msg.contains("alias expansion");
+    match inner {
+        _ if budget => {
+            let lower = message.to_lowercase();
+            if lower.contains("depth") {
+                return plain(
+                    "the file is nested too deeply",
+                    "an environment file is a few levels of mappings and lists",
+                );
+            }
+            if lower.contains("document") {
+                return plain(
+                    "a second YAML document starts here; an environment file is one document",
+                    "remove this `---` and what follows it",
+                );
+            }
+            return plain(
+                &format!(
+                    "the file expands to more than {MAX_NODES} values (anchors and aliases repeated inside each other?)"
+                ),
+                "an environment file has a few hundred values: write them out, or use fewer aliases",
+            );
+        }
+        E::MultipleDocuments { .. } => {
+            return plain(
+                "a second YAML document starts here; an environment file is one document",
+                "remove this `---` and what follows it, or put each environment in its own file",
+            );
+        }
+        E::Budget { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            let lower = message.to_lowercase();
+            if lower.contains("depth") {
+                return plain(
+                    "the file is nested too deeply",
+                    "an environment file is a few levels of mappings and lists",
+                );
+            }
+            if lower.contains("document") {
+                return plain(
+                    "a second YAML document starts here; an environment file is one document",
+                    "remove this `---` and what follows it",
+                );
+            }
+            return plain(
+                &format!(
+                    "the file expands to more than {MAX_NODES} values (anchors and aliases repeated inside each other?)"
+                ),
+                "an environment file has a few hundred values: write them out, or use fewer aliases",
+            );
+        }
+        E::NonFiniteFloat { .. } => {
+            return plain(
+                "this number is too large (or not a number)",
+                "write a plain integer or a duration such as `30s`",
+            );
+        }
+        E::InvalidUtf8Input => {
+            return plain(
+                "the file is not valid UTF-8",
+                "save the file as UTF-8",
+            );
+        }
+        _ => {}
+    }
+    if message.contains("recursion limit") {
+        return plain(
+            "the file is nested too deeply",
+            "an environment file is a few levels of mappings and lists",
+        );
+    }
+    if message.starts_with("tabs disallowed") {
+        return plain(
+            "a tab in the indentation; YAML indents with spaces",
+            "replace the tab with spaces",
+        );
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return SyntaxError {
+            loc,
+            message: format!("duplicate key `{}`", crate::diag::shorten(key)),
+            hint: None,
+        };
+    }
+    SyntaxError {
+        loc,
+        message: crate::diag::shorten(&message),
+        hint: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::decode::{At, Obj, boolean, cidr, duration, int, join, list, one_of, string};
-use crate::diag::{Sink, did_you_mean};
+use crate::diag::{Loc, Sink, did_you_mean, shorten};
 use crate::model::*;
 use crate::node::{Node, Value};
 
@@ -21,7 +21,7 @@ fn name(sink: &mut Sink, node: &Node, path: &str, max: usize) -> Option<At<Strin
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.ends_with('-');
     if !ok {
-        let d = sink.error(s.loc, path, format!("`{}` is not a valid name", s.value));
+        let d = sink.error(s.loc, path, format!("`{}` is not a valid name", shorten(&s.value)));
         d.hint = Some(format!("{NAME_HINT}, at most {max} characters"));
         return None;
     }
@@ -57,10 +57,12 @@ pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Pa
         .and_then(|n| name(sink, n, "environment", 24));
     let region = top.req(sink, "region").and_then(|n| string(sink, n, "region"));
     if let Some(r) = &region {
-        let parts: Vec<_> = r.split('-').collect();
-        if parts.len() < 3 || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
-            let d = sink.error(r.loc, "region", format!("`{}` is not an AWS region", r.value));
-            d.hint = Some("e.g. us-east-1, eu-west-1".into());
+        if !REGIONS.contains(&r.value.as_str()) {
+            let d = sink.error(r.loc, "region", format!("`{}` is not an AWS region", shorten(&r.value)));
+            d.hint = Some(match did_you_mean(&r.value, REGIONS) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => "e.g. us-east-1, eu-west-1".into(),
+            });
         }
     }
     let ami = top.req(sink, "ami").and_then(|n| ami(sink, n, "ami"));
@@ -117,7 +119,7 @@ pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Pa
     };
     top.finish(sink);
 
-    Some(Environment {
+    let env = Environment {
         file: file.to_path_buf(),
         project_dir: project_dir.to_path_buf(),
         project: project?.value,
@@ -135,22 +137,167 @@ pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Pa
         secrets: secrets?,
         firewall: firewall?,
         tags: tags?,
-    })
+    };
+    let locs = NameLocs {
+        project: project_loc(root, "project"),
+        environment: project_loc(root, "environment"),
+        group_prefix: nested_loc(root, "network", "security_group_prefix"),
+        photos_bucket: nested_loc(root, "app", "photos_bucket"),
+    };
+    check_derived_names(sink, &env, &locs);
+    Some(env)
+}
+
+/// AWS regions (every partition), as botocore's endpoint data lists them.
+pub(crate) const REGIONS: [&str; 45] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "eu-isoe-west-1",
+    "us-isof-east-1",
+    "eusc-de-east-1",
+];
+
+/// Where the keys that names are made of sit in the file.
+struct NameLocs {
+    project: Loc,
+    environment: Loc,
+    group_prefix: Option<Loc>,
+    photos_bucket: Option<Loc>,
+}
+
+fn project_loc(root: &Node, key: &str) -> Loc {
+    match &root.value {
+        Value::Map(e) => e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc).unwrap_or(root.loc),
+        _ => root.loc,
+    }
+}
+
+fn nested_loc(root: &Node, section: &str, key: &str) -> Option<Loc> {
+    let Value::Map(e) = &root.value else { return None };
+    let (_, sec) = e.iter().find(|(k, _)| k.name == section)?;
+    let Value::Map(e) = &sec.value else { return None };
+    e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc)
+}
+
+/// Every name fabrs will give a resource, against AWS's rules for it, pointing
+/// at the key whose value makes it bad.
+fn check_derived_names(sink: &mut Sink, env: &Environment, locs: &NameLocs) {
+    use crate::names::{self, Source as From};
+    for d in names::derived(env) {
+        let Some(problem) = names::problem(d.rule, &d.name) else {
+            continue;
+        };
+        let (loc, path, fix) = match d.source {
+            From::GroupPrefix if locs.group_prefix.is_some() => (
+                locs.group_prefix.unwrap_or(locs.project),
+                "network.security_group_prefix",
+                "change `network.security_group_prefix`".to_string(),
+            ),
+            From::PhotosBucket if locs.photos_bucket.is_some() => (
+                locs.photos_bucket.unwrap_or(locs.project),
+                "app.photos_bucket",
+                "change `app.photos_bucket`".to_string(),
+            ),
+            _ => {
+                // The value that holds the bad part; for a length, the
+                // environment unless the project alone is already too long.
+                let over = d.name.chars().count().saturating_sub(limit_of(&problem));
+                let in_project = problem.contains("--") && env.project.contains("--")
+                    || problem.contains("start")
+                    || (over > 0 && over >= env.name.len());
+                if in_project {
+                    (locs.project, "project", project_fix(&problem, over, "project"))
+                } else {
+                    (
+                        locs.environment,
+                        "environment",
+                        project_fix(&problem, over, "environment"),
+                    )
+                }
+            }
+        };
+        let d2 = sink.error(
+            loc,
+            path,
+            format!("{} `{}` {problem}", d.what, shorten(&d.name)),
+        );
+        d2.hint = Some(fix);
+    }
+}
+
+/// The limit a "is N characters; … allows M" problem names (0 when none).
+fn limit_of(problem: &str) -> usize {
+    problem
+        .rsplit(' ')
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+fn project_fix(problem: &str, over: usize, key: &str) -> String {
+    if over > 0 && problem.contains("characters") {
+        format!("shorten `project` or `environment` by {over} character(s)")
+    } else if problem.contains("--") {
+        format!("remove the `--` from `{key}`")
+    } else {
+        format!("change `{key}`")
+    }
+}
+
+/// `<prefix>-` and 8 or 17 lowercase hex digits: the shape of every EC2 id.
+fn is_ec2_id(s: &str, prefix: &str) -> bool {
+    let hex = s.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')).unwrap_or("");
+    (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 fn ami(sink: &mut Sink, n: &Node, path: &str) -> Option<At<String>> {
     let s = string(sink, n, path)?;
-    let hex = s.strip_prefix("ami-").unwrap_or("");
-    if !(hex.len() == 8 || hex.len() == 17) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        let d = sink.error(s.loc, path, format!("`{}` is not an AMI id", s.value));
-        d.hint = Some("an AMI id looks like ami-0123456789abcdef0".into());
+    if !is_ec2_id(&s.value, "ami") {
+        let d = sink.error(s.loc, path, format!("`{}` is not an AMI id", shorten(&s.value)));
+        d.hint = Some("an AMI id is `ami-` and 8 or 17 lowercase hex digits, e.g. ami-0123456789abcdef0".into());
         return None;
     }
     Some(s)
-}
-
-fn string_list(sink: &mut Sink, n: &Node, path: &str) -> Option<Vec<String>> {
-    list(sink, n, path, |s, n, p| string(s, n, p).map(|v| v.value))
 }
 
 fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, String>> {
@@ -180,14 +327,45 @@ fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, 
 }
 
 fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
+    use crate::names::{FABRS_TAGS_PER_RESOURCE, MAX_TAGS, tag_key_problem, tag_value_problem};
     let map = string_map(sink, n, "tags")?;
     let mut ok = true;
     if let Value::Map(entries) = &n.value {
-        for (k, _) in entries {
-            if k.name.starts_with("fabrs:") || k.name == TAG_MANAGED_BY || k.name.starts_with("aws:") {
-                let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", k.name));
-                d.hint = Some("fabrs sets its ownership tags itself".into());
+        let room = MAX_TAGS - FABRS_TAGS_PER_RESOURCE;
+        if entries.len() > room {
+            let (k, _) = &entries[room];
+            let d = sink.error(
+                k.loc,
+                "tags",
+                format!(
+                    "{} tags: with the {FABRS_TAGS_PER_RESOURCE} fabrs sets, a resource would carry more than AWS's {MAX_TAGS}",
+                    entries.len()
+                ),
+            );
+            d.hint = Some(format!("keep at most {room} tags (this is tag {})", room + 1));
+            ok = false;
+        }
+        for (k, v) in entries {
+            let path = join("tags", &k.name);
+            if k.name.starts_with("fabrs:") || k.name == TAG_MANAGED_BY || k.name == "Name" {
+                let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", shorten(&k.name)));
+                d.hint = Some(if k.name == "Name" {
+                    "fabrs names every resource itself (its `Name` tag); this one would be overwritten".into()
+                } else {
+                    "fabrs sets its ownership tags itself".into()
+                });
                 ok = false;
+            } else if let Some(p) = tag_key_problem(&k.name) {
+                let d = sink.error(k.loc, "tags", format!("tag key `{}`: {p}", shorten(&k.name)));
+                d.hint = Some("ELB and RDS accept only this tag key alphabet".into());
+                ok = false;
+            }
+            if let Some(value) = map.get(&k.name) {
+                if let Some(p) = tag_value_problem(value) {
+                    let d = sink.error(v.loc, &path, format!("tag value `{}`: {p}", shorten(value)));
+                    d.hint = Some("ELB and RDS refuse other characters in tag values".into());
+                    ok = false;
+                }
             }
         }
     }
@@ -201,11 +379,11 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
         Some(v) => string(sink, v, "network.vpc").and_then(|s| {
             if s.value == "default" {
                 Some(Vpc::Default)
-            } else if s.starts_with("vpc-") {
+            } else if is_ec2_id(&s.value, "vpc") {
                 Some(Vpc::Id(s.value))
             } else {
-                let d = sink.error(s.loc, "network.vpc", format!("`{}` is not a VPC id", s.value));
-                d.hint = Some("write `default` or a vpc-… id".into());
+                let d = sink.error(s.loc, "network.vpc", format!("`{}` is not a VPC id", shorten(&s.value)));
+                d.hint = Some("write `default` or a VPC id: `vpc-` and 8 or 17 lowercase hex digits".into());
                 None
             }
         }),
@@ -214,23 +392,24 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
         None => Some(vec![]),
         Some(v) => list(sink, v, "network.subnets", |s, n, p| {
             let id = string(s, n, p)?;
-            if !id.starts_with("subnet-") {
-                s.error(id.loc, p, format!("`{}` is not a subnet id", id.value));
+            if !is_ec2_id(&id.value, "subnet") {
+                let d = s.error(id.loc, p, format!("`{}` is not a subnet id", shorten(&id.value)));
+                d.hint = Some("`subnet-` and 8 or 17 lowercase hex digits, e.g. subnet-0123456789abcdef0".into());
                 return None;
             }
             Some(id.value)
         }),
     };
-    let admin_cidrs = o
-        .req(sink, "admin_cidrs")
-        .and_then(|v| list(sink, v, "network.admin_cidrs", cidr));
-    if let Some(list) = &admin_cidrs {
+    let admin_node = o.req(sink, "admin_cidrs");
+    let admin_cidrs = admin_node.and_then(|v| list(sink, v, "network.admin_cidrs", cidr));
+    if let (Some(list), Some(node)) = (&admin_cidrs, admin_node) {
         if list.is_empty() {
-            sink.error(
-                o.loc,
+            let d = sink.error(
+                node.loc,
                 "network.admin_cidrs",
                 "list at least one admin CIDR (or no one can SSH in)",
             );
+            d.hint = Some("your office or VPN addresses, e.g. `[203.0.113.10/32]`".into());
         }
     }
     let prefix = match o.opt("security_group_prefix") {
@@ -252,7 +431,30 @@ fn network(sink: &mut Sink, n: &Node, project: Option<&At<String>>, env: Option<
 fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
     let mut o = Obj::new(sink, n, "ssh")?;
     let user = match o.opt("user") {
-        Some(v) => string(sink, v, "ssh.user").map(|s| s.value),
+        Some(v) => string(sink, v, "ssh.user").and_then(|s| {
+            let valid = s.len() <= 32
+                && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !valid {
+                let d = sink.error(
+                    s.loc,
+                    "ssh.user",
+                    format!("`{}` is not a Linux user name", shorten(&s.value)),
+                );
+                d.hint = Some(
+                    "lowercase letters, digits, '_' and '-', starting with a letter or '_', at most 32 (e.g. `ubuntu`)"
+                        .into(),
+                );
+                None
+            } else if s.value == "root" {
+                let d = sink.error(s.loc, "ssh.user", "cloud images refuse SSH logins as `root`");
+                d.hint = Some("use the image's default user (`ubuntu` on Ubuntu) with sudo".into());
+                None
+            } else {
+                Some(s.value)
+            }
+        }),
         None => Some("ubuntu".into()),
     };
     let key_name = o
@@ -261,21 +463,14 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
     let keys = o.req(sink, "authorized_keys").and_then(|v| {
         list(sink, v, "ssh.authorized_keys", |s, n, p| {
             let k = string(s, n, p)?;
-            let ty = k.split_whitespace().next().unwrap_or("");
-            let known = [
-                "ssh-ed25519",
-                "ssh-rsa",
-                "ecdsa-sha2-nistp256",
-                "ecdsa-sha2-nistp384",
-                "ecdsa-sha2-nistp521",
-                "sk-ssh-ed25519@openssh.com",
-            ];
-            if !known.contains(&ty) || k.split_whitespace().count() < 2 {
-                let d = s.error(k.loc, p, "not an OpenSSH public key");
-                d.hint = Some("paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".into());
-                return None;
+            match authorized_key_problem(&k.value) {
+                Some((message, hint)) => {
+                    let d = s.error(k.loc, p, message);
+                    d.hint = Some(hint);
+                    None
+                }
+                None => Some(k.value),
             }
-            Some(k.value)
         })
     });
     o.finish(sink);
@@ -290,27 +485,77 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
     })
 }
 
+/// Why sshd would not accept `line` as an authorized key: not one line, an
+/// unknown type, or a blob that is not base64 of a key of the stated type.
+fn authorized_key_problem(line: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let pub_hint = "paste the line of a .pub file, e.g. `ssh-ed25519 AAAA… you@host`".to_string();
+    if let Some(c) = line.chars().find(|c| c.is_control()) {
+        return Some((
+            format!("an authorized key is one line; this one holds U+{:04X}", c as u32),
+            pub_hint,
+        ));
+    }
+    const KNOWN: [&str; 7] = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    let mut words = line.split_whitespace();
+    let (ty, blob) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if !KNOWN.contains(&ty) || blob.is_empty() {
+        return Some(("not an OpenSSH public key".into(), pub_hint));
+    }
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob) else {
+        return Some((
+            format!("the key data of this {ty} key is not valid base64"),
+            "the key was cut or mistyped; paste the whole line of the .pub file again".into(),
+        ));
+    };
+    // The blob starts with its own type: a u32 length, then the name.
+    let inner = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|len| bytes.get(4..4 + len));
+    if inner != Some(ty.as_bytes()) {
+        return Some((
+            format!("the key data does not hold an {ty} key"),
+            "the type and the key data come from different keys; paste the whole line of one .pub file".into(),
+        ));
+    }
+    if ty == "ssh-ed25519" && bytes.len() != 51 {
+        return Some((
+            "the ssh-ed25519 key data is truncated or too long".into(),
+            "paste the whole line of the .pub file again".into(),
+        ));
+    }
+    None
+}
+
 fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
     let mut o = Obj::new(sink, n, "load_balancer")?;
-    let listeners = o
-        .req(sink, "listeners")
-        .and_then(|v| list(sink, v, "load_balancer.listeners", listener));
-    if let Some(ls) = &listeners {
+    let listeners_node = o.req(sink, "listeners");
+    let listeners = listeners_node.and_then(|v| list(sink, v, "load_balancer.listeners", listener));
+    if let (Some(ls), Some(node)) = (&listeners, listeners_node) {
         if ls.is_empty() {
             sink.error(
-                o.loc,
+                node.loc,
                 "load_balancer.listeners",
                 "a load balancer needs at least one listener",
             );
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for l in ls {
-            if !seen.insert(l.port) {
-                sink.error(
-                    o.loc,
-                    "load_balancer.listeners",
-                    format!("two listeners on port {}", l.port),
-                );
+        let mut seen = BTreeMap::new();
+        for (i, l) in ls.iter().enumerate() {
+            if let Some(first) = seen.insert(l.port, i) {
+                let path = format!("load_balancer.listeners[{i}].port");
+                let loc = item_key_loc(node, i, "port").unwrap_or(node.loc);
+                let d = sink.error(loc, &path, format!("a second listener on port {}", l.port));
+                d.hint = Some(format!("listener {first} already uses port {}; one listener per port", l.port));
+                seen.insert(l.port, first);
             }
         }
     }
@@ -323,7 +568,8 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
         ]),
     };
     let idle = match o.opt("idle_timeout") {
-        Some(v) => duration(sink, v, "load_balancer.idle_timeout").map(|d| d.value),
+        // The classic ELB's limit: 1 to 4000 seconds.
+        Some(v) => duration(sink, v, "load_balancer.idle_timeout", Duration::from_secs(4000)).map(|d| d.value),
         None => Some(Duration::from_secs(60)),
     };
     let cross_zone = match o.opt("cross_zone") {
@@ -340,6 +586,37 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
     })
 }
 
+/// The value of `key` in the `i`th mapping of the list `list` (for positions).
+fn item_key_loc(list: &Node, i: usize, key: &str) -> Option<Loc> {
+    let Value::Seq(items) = &list.value else { return None };
+    let Value::Map(e) = &items.get(i)?.value else { return None };
+    e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc)
+}
+
+/// The ports nginx listens on, on every web server (templates/nginx.conf.tera).
+pub(crate) const NGINX_HTTP_PORT: u16 = 80;
+pub(crate) const NGINX_HTTPS_PORT: u16 = 443;
+/// The one path the web servers answer for a health check (nginx's default
+/// server answers only `location = /healthcheck.html`).
+pub(crate) const HEALTH_CHECK_PATH: &str = "/healthcheck.html";
+
+/// Which nginx port serves a back-end protocol: plain HTTP on 80, TLS on 443
+/// (TCP may go to either: it passes bytes through).
+fn nginx_serves(protocol: Protocol, port: u16) -> bool {
+    match protocol {
+        Protocol::Http => port == NGINX_HTTP_PORT,
+        Protocol::Https | Protocol::Ssl => port == NGINX_HTTPS_PORT,
+        Protocol::Tcp => port == NGINX_HTTP_PORT || port == NGINX_HTTPS_PORT,
+    }
+}
+
+fn nginx_port_for(protocol: Protocol) -> u16 {
+    match protocol {
+        Protocol::Http | Protocol::Tcp => NGINX_HTTP_PORT,
+        Protocol::Https | Protocol::Ssl => NGINX_HTTPS_PORT,
+    }
+}
+
 fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
     let mut o = Obj::new(sink, n, path)?;
     let port_v = o.req(sink, "port").and_then(|v| port(sink, v, &join(path, "port")));
@@ -354,13 +631,63 @@ fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
         .and_then(|v| protocol(sink, v, &join(path, "instance_protocol")));
     let cert_node = o.opt("certificate_arn");
     let cert = cert_node.map(|v| string(sink, v, &join(path, "certificate_arn")));
+    if let Some(p) = &port_v {
+        // The classic ELB listens on 25, 80, 443, 465, 587 or 1024-65535.
+        if !(matches!(*p, 25 | 80 | 443 | 465 | 587) || *p >= 1024) {
+            let loc = key_value_loc(n, "port").unwrap_or(o.loc);
+            let d = sink.error(
+                loc,
+                &join(path, "port"),
+                format!("a classic load balancer cannot listen on port {p}"),
+            );
+            d.hint = Some("use 25, 80, 443, 465, 587 or 1024-65535".into());
+        }
+    }
+    if let (Some(front), Some(back)) = (proto, iproto) {
+        let layer7 = |p: Protocol| matches!(p, Protocol::Http | Protocol::Https);
+        if layer7(front) != layer7(back) {
+            let loc = key_value_loc(n, "instance_protocol").unwrap_or(o.loc);
+            let d = sink.error(
+                loc,
+                &join(path, "instance_protocol"),
+                format!(
+                    "a {} listener cannot forward to {}: the load balancer refuses mixing HTTP/HTTPS with TCP/SSL",
+                    front.as_str(),
+                    back.as_str()
+                ),
+            );
+            d.hint = Some(if layer7(front) {
+                "use HTTP or HTTPS as instance_protocol".into()
+            } else {
+                "use TCP or SSL as instance_protocol".into()
+            });
+        }
+    }
+    if let (Some(back), Some(ip)) = (iproto, iport) {
+        if !nginx_serves(back, ip) {
+            let loc = key_value_loc(n, "instance_port").unwrap_or(o.loc);
+            let d = sink.error(
+                loc,
+                &join(path, "instance_port"),
+                format!("nginx on the web servers does not serve {} on port {ip}", back.as_str()),
+            );
+            d.hint = Some(format!(
+                "nginx listens for HTTP on {NGINX_HTTP_PORT} and HTTPS on {NGINX_HTTPS_PORT}: use instance_port: {}",
+                nginx_port_for(back)
+            ));
+        }
+    }
     if let (Some(p), Some(c)) = (proto, &cert) {
         match c {
-            Some(arn) if !arn.starts_with("arn:") => {
-                sink.error(
+            Some(arn) if !is_certificate_arn(&arn.value) => {
+                let d = sink.error(
                     arn.loc,
                     &join(path, "certificate_arn"),
-                    format!("`{}` is not an ARN", arn.value),
+                    format!("`{}` is not a certificate ARN", shorten(&arn.value)),
+                );
+                d.hint = Some(
+                    "arn:aws:acm:<region>:<account>:certificate/<id> or arn:aws:iam::<account>:server-certificate/<name>"
+                        .into(),
                 );
             }
             Some(arn) if !p.is_secure() => {
@@ -397,6 +724,29 @@ fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
     })
 }
 
+/// The value node's position of `key` in the mapping `n`.
+fn key_value_loc(n: &Node, key: &str) -> Option<Loc> {
+    let Value::Map(e) = &n.value else { return None };
+    e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc)
+}
+
+/// An ACM certificate or an IAM server certificate, in any partition.
+fn is_certificate_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [a, partition, service, region, account, resource] = parts[..] else {
+        return false;
+    };
+    let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    a == "arn"
+        && partition.starts_with("aws")
+        && account_ok
+        && match service {
+            "acm" => !region.is_empty() && resource.strip_prefix("certificate/").is_some_and(|r| !r.is_empty()),
+            "iam" => region.is_empty() && resource.strip_prefix("server-certificate/").is_some_and(|r| !r.is_empty()),
+            _ => false,
+        }
+}
+
 fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
     let path = "load_balancer.health_check";
     let mut o = Obj::new(sink, n, path)?;
@@ -405,22 +755,59 @@ fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
         .and_then(|v| string(sink, v, &join(path, "target")));
     let parsed = target.as_ref().and_then(|t| {
         let parsed = parse_target(&t.value);
-        if parsed.is_none() {
-            let d = sink.error(
-                t.loc,
-                &join(path, "target"),
-                format!("`{}` is not a health check target", t.value),
-            );
-            d.hint = Some("PROTOCOL:PORT[/path], e.g. HTTPS:443/healthcheck.html".into());
+        match &parsed {
+            None => {
+                let d = sink.error(
+                    t.loc,
+                    &join(path, "target"),
+                    format!("`{}` is not a health check target", shorten(&t.value)),
+                );
+                d.hint = Some("PROTOCOL:PORT[/path], e.g. HTTPS:443/healthcheck.html".into());
+            }
+            Some((proto, port, hpath)) => {
+                if !nginx_serves(*proto, *port) {
+                    let d = sink.error(
+                        t.loc,
+                        &join(path, "target"),
+                        format!(
+                            "nginx on the web servers does not answer {} on port {port}, so every server would be unhealthy",
+                            proto.as_str()
+                        ),
+                    );
+                    d.hint = Some(format!(
+                        "nginx listens for HTTP on {NGINX_HTTP_PORT} and HTTPS on {NGINX_HTTPS_PORT}: e.g. {}:{}{}",
+                        proto.as_str(),
+                        nginx_port_for(*proto),
+                        hpath.as_deref().map(|_| HEALTH_CHECK_PATH).unwrap_or("")
+                    ));
+                } else if let Some(hp) = hpath {
+                    let bare = hp.split('?').next().unwrap_or(hp);
+                    if bare != HEALTH_CHECK_PATH || t.value.chars().count() > 1024 {
+                        let d = sink.error(
+                            t.loc,
+                            &join(path, "target"),
+                            format!(
+                                "the web servers answer health checks only on {HEALTH_CHECK_PATH}, not `{}`",
+                                shorten(hp)
+                            ),
+                        );
+                        d.hint = Some(format!(
+                            "use {}:{port}{HEALTH_CHECK_PATH} (nginx's server for the ELB's checks serves only that path)",
+                            proto.as_str()
+                        ));
+                    }
+                }
+            }
         }
         parsed
     });
-    let mut dur = |key: &'static str, default: u64| match o.opt(key) {
-        Some(v) => duration(sink, v, &join(path, key)),
+    let mut dur = |key: &'static str, default: u64, max: u64| match o.opt(key) {
+        Some(v) => duration(sink, v, &join(path, key), Duration::from_secs(max)),
         None => Some(At::new(Duration::from_secs(default), n.loc)),
     };
-    let interval = dur("interval", 30);
-    let timeout = dur("timeout", 5);
+    // The classic ELB's limits: interval 5-300 s, timeout 2-60 s.
+    let interval = dur("interval", 30, 300);
+    let timeout = dur("timeout", 5, 60);
     let healthy = match o.opt("healthy_threshold") {
         Some(v) => int(sink, v, &join(path, "healthy_threshold"), 2, 10).map(|v| v.value),
         None => Some(2),
@@ -437,7 +824,13 @@ fn health_check(sink: &mut Sink, n: &Node) -> Option<HealthCheck> {
                 "must be between 5s and 300s (an ELB limit)",
             );
         }
-        if t.value >= i.value {
+        if t.value.as_secs() < 2 {
+            sink.error(
+                t.loc,
+                &join(path, "timeout"),
+                "must be between 2s and 60s (an ELB limit)",
+            );
+        } else if t.value >= i.value {
             let d = sink.error(t.loc, &join(path, "timeout"), "must be shorter than the interval");
             d.hint = Some(format!("the interval is {}s", i.value.as_secs()));
         }
@@ -530,13 +923,13 @@ fn role(
         .req(sink, "instance_type")
         .and_then(|v| string(sink, v, &p("instance_type")));
     if let Some(t) = &itype {
-        if !t.contains('.') {
+        if let Some(hint) = instance_type_problem(&t.value) {
             let d = sink.error(
                 t.loc,
                 &p("instance_type"),
-                format!("`{}` is not an instance type", t.value),
+                format!("`{}` is not an EC2 instance type", shorten(&t.value)),
             );
-            d.hint = Some("e.g. t3.small, m6i.large".into());
+            d.hint = Some(hint);
         }
     }
     let ami = match o.opt("ami") {
@@ -653,6 +1046,34 @@ fn role(
         cache_password_secret: cache_pw,
         queue_password_secret: queue_pw,
     })
+}
+
+/// EC2 instance types are `<family>.<size>`: a family of lowercase letters,
+/// digits and '-' holding a generation digit (`t3`, `m7i-flex`, `u-6tb1`), and
+/// a size (`nano` … `xlarge`, `<n>xlarge`, `metal`, `metal-<n>xl`). Every type
+/// in botocore's EC2 model has this shape.
+fn instance_type_problem(t: &str) -> Option<String> {
+    static SHAPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal|metal-[1-9][0-9]*xl)$",
+        )
+        .expect("a valid pattern")
+    });
+    if SHAPE.is_match(t) {
+        return None;
+    }
+    if let Some(rest) = t.strip_prefix("db.") {
+        return Some(format!(
+            "`db.` classes are for RDS (database.instance_class); for a server, did you mean `{rest}`?"
+        ));
+    }
+    if let Some(rest) = t.strip_prefix("cache.") {
+        return Some(format!("`cache.` types are ElastiCache's; did you mean `{rest}`?"));
+    }
+    if SHAPE.is_match(&t.to_ascii_lowercase()) {
+        return Some(format!("instance types are lowercase: `{}`", t.to_ascii_lowercase()));
+    }
+    Some("a family and a size, e.g. t3.small, m6i.large, c7g.2xlarge".into())
 }
 
 fn count_loc(n: &Node) -> Option<crate::diag::Loc> {
@@ -836,8 +1257,13 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
 fn db_class(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let c = string(sink, v, path)?;
     if !c.starts_with("db.") {
-        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", c.value));
-        d.hint = Some(format!("did you mean `db.{}`?", c.value));
+        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", shorten(&c.value)));
+        d.hint = Some(format!("did you mean `db.{}`?", shorten(&c.value)));
+        return None;
+    }
+    if instance_type_problem(&c.value["db.".len()..]).is_some() && !c.value.starts_with("db.serverless") {
+        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", shorten(&c.value)));
+        d.hint = Some("`db.` and an instance type, e.g. db.t3.micro, db.m6g.large".into());
         return None;
     }
     Some(c.value)
@@ -854,7 +1280,21 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
         None => Some(None),
     };
     let server_names = match o.opt("server_names") {
-        Some(v) => string_list(sink, v, "app.server_names"),
+        Some(v) => list(sink, v, "app.server_names", |s, n, p| {
+            let name = string(s, n, p)?;
+            match nginx_server_name_problem(&name.value) {
+                Some(why) => {
+                    let d = s.error(
+                        name.loc,
+                        p,
+                        format!("`{}` is not a server name nginx can match: {why}", shorten(&name.value)),
+                    );
+                    d.hint = Some("a host name such as `www.example.com` or `*.example.com`".into());
+                    None
+                }
+                None => Some(name.value),
+            }
+        }),
         None => Some(vec![]),
     };
     let port = match o.opt("port") {
@@ -873,21 +1313,48 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
         }
         None => Some(8000),
     };
-    let env = match o.opt("env") {
+    let env_node = o.opt("env");
+    let mut env = match env_node {
         Some(v) => string_map(sink, v, "app.env"),
         None => Some(BTreeMap::new()),
     };
-    if let Some(env) = &env {
-        for k in env.keys() {
-            let ok = k.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-                && k.chars()
+    if let Some(Value::Map(entries)) = env_node.map(|n| &n.value) {
+        for (k, v) in entries {
+            let path = join("app.env", &shorten(&k.name));
+            let ok = k.name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && k.name
+                    .chars()
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             if !ok {
-                sink.error(
-                    n.loc,
-                    &join("app.env", k),
-                    "environment variable names are UPPER_SNAKE_CASE",
+                let d = sink.error(
+                    k.loc,
+                    &path,
+                    format!("`{}` is not an environment variable name", shorten(&k.name)),
                 );
+                d.hint = Some("environment variable names are UPPER_SNAKE_CASE".into());
+                env = None;
+            } else if FABRS_APP_ENV.contains(&k.name.as_str()) {
+                let d = sink.error(
+                    k.loc,
+                    &path,
+                    format!("`{}` is set by fabrs in the app's environment file", k.name),
+                );
+                d.hint = Some(format!(
+                    "fabrs writes {} from the rest of this file; a second one would shadow it",
+                    k.name
+                ));
+                env = None;
+            }
+            if let Value::Str(text) = &v.value {
+                if let Some(c) = text.chars().find(|c| c.is_control()) {
+                    let d = sink.error(
+                        v.loc,
+                        &path,
+                        format!("the value holds a control character (U+{:04X})", c as u32),
+                    );
+                    d.hint = Some("an environment value is one line of text".into());
+                    env = None;
+                }
             }
         }
     }
@@ -899,6 +1366,64 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
         port: port?,
         env: env?,
     })
+}
+
+/// What templates/app.env.tera writes itself: the app's own keys may not repeat them.
+pub(crate) const FABRS_APP_ENV: [&str; 14] = [
+    "REFAPP_LISTEN",
+    "REFAPP_REVISION",
+    "REFAPP_STATIC_DIR",
+    "DATABASE_URL",
+    "DATABASE_REPLICA_URL",
+    "REDIS_URL",
+    "MEMCACHED_URL",
+    "AMQP_URL",
+    "QUEUE_URL",
+    "AWS_REGION",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "WORKER_CONCURRENCY",
+    "RUST_LOG",
+];
+
+/// Why nginx could not use `name` in `server_name` as the exact host it is
+/// meant to be: a host name (letters, digits, '-', '_', dots; labels of at
+/// most 63, 253 in all), optionally with a leading `*.` or a trailing `.*`
+/// wildcard. No spaces, `;`, quotes, braces, `$` or regular expressions (`~`),
+/// so nothing can end the directive or add another.
+pub(crate) fn nginx_server_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '*')))
+    {
+        return Some(if c.is_ascii() {
+            format!("`{}` is not allowed in a host name", c.escape_default())
+        } else {
+            "non-ASCII host names must be written in punycode (`xn--…`)".into()
+        });
+    }
+    let core = name
+        .strip_prefix("*.")
+        .or_else(|| name.strip_suffix(".*"))
+        .unwrap_or(name);
+    if core.contains('*') {
+        return Some("a wildcard `*` may only start (`*.example.com`) or end (`www.example.*`) the name".into());
+    }
+    if core.len() > 253 {
+        return Some(format!("{} characters; a host name has at most 253", core.len()));
+    }
+    for label in core.split('.') {
+        if label.is_empty() {
+            return Some("empty label (two dots in a row, or a leading or trailing dot)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!("a label of {} characters; at most 63", label.len()));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("a label may not start or end with '-'".into());
+        }
+    }
+    None
 }
 
 fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
@@ -917,14 +1442,13 @@ fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
 
 fn bucket(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let b = string(sink, v, path)?;
-    let ok = (3..=63).contains(&b.len())
-        && b.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && b.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !ok {
-        let d = sink.error(b.loc, path, format!("`{}` is not a valid S3 bucket name", b.value));
-        d.hint = Some("3-63 lowercase letters, digits, '-' or '.'".into());
+    if let Some(problem) = crate::names::bucket_problem(&b.value) {
+        let d = sink.error(
+            b.loc,
+            path,
+            format!("`{}` is not a valid S3 bucket name: it {problem}", shorten(&b.value)),
+        );
+        d.hint = Some("3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit".into());
         return None;
     }
     Some(b.value)
@@ -942,8 +1466,9 @@ fn deploy(sink: &mut Sink, n: &Node, roles: Option<&BTreeMap<RoleKind, Role>>) -
         Some(v) => int(sink, v, &p("healthy_floor"), 0, 1000),
         None => Some(At::new(1, o.loc)),
     };
+    // A day is far past any deploy; a longer wait is a typo (or an overflow).
     let mut dur = |key: &'static str, default: u64| match o.opt(key) {
-        Some(v) => duration(sink, v, &p(key)).map(|d| d.value),
+        Some(v) => duration(sink, v, &p(key), Duration::from_secs(24 * 3600)).map(|d| d.value),
         None => Some(Duration::from_secs(default)),
     };
     let health_timeout = dur("health_timeout", 600);
@@ -1161,7 +1686,21 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
                         sink.error(v.loc, &path, "a secret comes from `env` or `file`, not both");
                         None
                     }
-                    (Some(e), None) => e.map(|e| SecretSource::Env(e.value)),
+                    (Some(e), None) => e.and_then(|e| {
+                        let valid = e.value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                            && e.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        if valid {
+                            Some(SecretSource::Env(e.value))
+                        } else {
+                            let d = sink.error(
+                                e.loc,
+                                &join(&path, "env"),
+                                format!("`{}` is not an environment variable name", shorten(&e.value)),
+                            );
+                            d.hint = Some("letters, digits and '_', not starting with a digit (e.g. DB_PASSWORD)".into());
+                            None
+                        }
+                    }),
                     (None, Some(f)) => f.and_then(|f| secret_file(sink, &f, &join(&path, "file"), project_dir)),
                     (None, None) => Some(SecretSource::Env(default_env)),
                 }
