@@ -228,7 +228,10 @@ pub(crate) fn cidr(sink: &mut Sink, node: &Node, path: &str) -> Option<At<IpNet>
                 format!("`{}` is not a valid CIDR block", shorten(&s.value)),
             );
             d.hint = Some(if let Ok(ip) = s.value.parse::<std::net::IpAddr>() {
-                format!("a single address is written `{ip}/{}`", if ip.is_ipv4() { 32 } else { 128 })
+                format!(
+                    "a single address is written `{ip}/{}`",
+                    if ip.is_ipv4() { 32 } else { 128 }
+                )
             } else {
                 "write an address and a prefix length, e.g. 203.0.113.0/24".into()
             });
@@ -270,7 +273,11 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str, max: Duration) 
     };
     match parse_duration_checked(&text) {
         Ok(d) if d.is_zero() => {
-            let d = sink.error(node.loc, path, format!("`{}` is zero; a duration here must be more than that", shorten(&text)));
+            let d = sink.error(
+                node.loc,
+                path,
+                format!("`{}` is zero; a duration here must be more than that", shorten(&text)),
+            );
             d.hint = Some("e.g. `30s`".into());
             None
         }
@@ -294,6 +301,9 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str, max: Duration) 
 /// `1h30m`, `90s`: the shortest spelling of a whole number of seconds.
 pub(crate) fn show_duration(d: Duration) -> String {
     let s = d.as_secs();
+    if s < 3600 || s % 60 != 0 {
+        return format!("{s}s");
+    }
     let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
     let mut out = String::new();
     if h > 0 {
@@ -402,10 +412,8 @@ mod tests {
             parse_duration_checked("99999999999999999999h"),
             Err(DurationError::TooLong)
         );
-        assert_eq!(
-            parse_duration_checked("5124095576030432h"),
-            Err(DurationError::TooLong)
-        );
+        assert_eq!(parse_duration_checked("5124095576030432h"), Err(DurationError::TooLong));
         assert_eq!(show_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(show_duration(Duration::from_secs(4000)), "4000s");
     }
 }

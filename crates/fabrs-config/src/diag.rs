@@ -94,7 +94,12 @@ const SNIPPET_WIDTH: usize = 120;
 /// A value from the file, quoted for a message: long ones are cut, control
 /// characters escaped, so a 5 MB value never becomes 5 MB of output.
 pub fn shorten(value: &str) -> String {
-    const MAX: usize = 60;
+    shorten_to(value, 60)
+}
+
+/// `shorten` with another limit (at least 60 characters).
+pub fn shorten_to(value: &str, max: usize) -> String {
+    let max = max.max(60);
     let count = value.chars().count();
     let visible = |s: &str| {
         s.chars()
@@ -107,7 +112,7 @@ pub fn shorten(value: &str) -> String {
             })
             .collect::<String>()
     };
-    if count <= MAX {
+    if count <= max {
         visible(value)
     } else {
         let head: String = value.chars().take(40).collect();
@@ -236,6 +241,10 @@ mod tests {
         assert!(r.len() < 600, "{} bytes", r.len());
         let lines: Vec<&str> = r.lines().collect();
         let caret = lines[3].find('^').unwrap();
-        assert_eq!(lines[2].chars().nth(lines[3][..caret].chars().count()), Some('B'), "{r}");
+        assert_eq!(
+            lines[2].chars().nth(lines[3][..caret].chars().count()),
+            Some('B'),
+            "{r}"
+        );
     }
 }

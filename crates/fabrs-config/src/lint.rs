@@ -200,7 +200,11 @@ fn unions(sink: &mut Sink, env: &Environment, listener_ports: &[u16]) {
                     .collect();
                 let union = AddrSet::of(covering.iter().copied());
                 if union.is_internet() {
-                    let ports = if a == b { format!("port {a}") } else { format!("ports {a}-{b}") };
+                    let ports = if a == b {
+                        format!("port {a}")
+                    } else {
+                        format!("ports {a}-{b}")
+                    };
                     let message = if to == Group::Lb {
                         format!(
                             "together, {} `firewall` rules admit {} to the load balancer on {} {ports}, which is not a listener port",

@@ -389,7 +389,11 @@ mod tests {
     fn rds_identifiers() {
         assert_eq!(problem(Rule::RdsIdentifier, "shop-prod-db"), None);
         assert!(problem(Rule::RdsIdentifier, "shop--eu-prod-db").unwrap().contains("--"));
-        assert!(problem(Rule::RdsIdentifier, &"a".repeat(64)).unwrap().contains("64 characters"));
+        assert!(
+            problem(Rule::RdsIdentifier, &"a".repeat(64))
+                .unwrap()
+                .contains("64 characters")
+        );
         assert!(problem(Rule::RdsIdentifier, "1shop").is_some());
         assert!(problem(Rule::RdsIdentifier, "shop-").is_some());
     }

@@ -256,7 +256,9 @@ fn translate(e: &serde_saphyr::Error) -> SyntaxError {
         message.truncate(i);
     }
     let lower_msg = message.to_lowercase();
-    let budget = lower_msg.starts_with("budget breached") || lower_msg.contains("alias replay") || lower_msg.contains("alias expansion");
+    let budget = lower_msg.starts_with("budget breached")
+        || lower_msg.contains("alias replay")
+        || lower_msg.contains("alias expansion");
     match inner {
         _ if budget => {
             let lower = message.to_lowercase();
@@ -317,10 +319,7 @@ fn translate(e: &serde_saphyr::Error) -> SyntaxError {
             );
         }
         E::InvalidUtf8Input => {
-            return plain(
-                "the file is not valid UTF-8",
-                "save the file as UTF-8",
-            );
+            return plain("the file is not valid UTF-8", "save the file as UTF-8");
         }
         _ => {}
     }
@@ -328,6 +327,12 @@ fn translate(e: &serde_saphyr::Error) -> SyntaxError {
         return plain(
             "the file is nested too deeply",
             "an environment file is a few levels of mappings and lists",
+        );
+    }
+    if message.starts_with("simple key expected") {
+        return plain(
+            "expected `key: value` here (a `:` is missing, or the key is longer than 1024 characters)",
+            "write each setting as `key: value` on its own line",
         );
     }
     if message.starts_with("tabs disallowed") {
@@ -346,7 +351,7 @@ fn translate(e: &serde_saphyr::Error) -> SyntaxError {
     }
     SyntaxError {
         loc,
-        message: crate::diag::shorten(&message),
+        message: crate::diag::shorten_to(&message, 200),
         hint: None,
     }
 }

@@ -100,6 +100,17 @@ pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Re
             },
         };
         if let Some(v) = value {
+            if decl.name == env.database.password_secret {
+                if let Some(why) = rds_password_problem(&v) {
+                    let d = sink.error(
+                        decl.loc,
+                        &path,
+                        format!("secret `{}` cannot be the RDS master password: {why}", decl.name),
+                    );
+                    d.hint = Some("RDS takes 8 to 128 printable ASCII characters other than / \" @ and space".into());
+                    continue;
+                }
+            }
             values.insert(decl.name.clone(), SecretValue(v));
         }
     }
@@ -115,9 +126,40 @@ pub fn resolve(env: &Environment, getenv: impl Fn(&str) -> Option<String>) -> Re
     }
 }
 
+/// RDS's rule for a master password, described without showing the value.
+pub fn rds_password_problem(password: &str) -> Option<String> {
+    let n = password.chars().count();
+    if !(8..=128).contains(&n) {
+        return Some(format!("it is {n} characters long"));
+    }
+    let bad = |c: char| !(' '..='~').contains(&c) || matches!(c, '/' | '"' | '@' | ' ');
+    password
+        .chars()
+        .any(bad)
+        .then(|| "it holds a character RDS refuses (/, \", @, a space, or one outside printable ASCII)".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rds_password_rules() {
+        assert_eq!(rds_password_problem("correct-horse-battery"), None);
+        assert!(rds_password_problem("short").unwrap().contains("5 characters"));
+        assert!(rds_password_problem(&"x".repeat(129)).is_some());
+        for bad in [
+            "has space1",
+            "slash/word",
+            "quote\"word",
+            "at@sign99",
+            "tab\tword1",
+            "naïve-pass",
+        ] {
+            let p = rds_password_problem(bad).unwrap();
+            assert!(!p.contains(bad), "{p}");
+        }
+    }
 
     #[test]
     fn never_prints_the_value() {

@@ -114,7 +114,11 @@ pub fn check(source: &str) -> Vec<TextError> {
                     loc: at(line_no, col),
                     message: format!(
                         "{what} {} where YAML needs a plain space",
-                        if indent { "in the indentation" } else { "after `:` or `-`" }
+                        if indent {
+                            "in the indentation"
+                        } else {
+                            "after `:` or `-`"
+                        }
                     ),
                     hint: "retype it as an ordinary space (often pasted from a web page or a word processor)".into(),
                 });

@@ -207,7 +207,11 @@ struct NameLocs {
 
 fn project_loc(root: &Node, key: &str) -> Loc {
     match &root.value {
-        Value::Map(e) => e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc).unwrap_or(root.loc),
+        Value::Map(e) => e
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v.loc)
+            .unwrap_or(root.loc),
         _ => root.loc,
     }
 }
@@ -223,10 +227,19 @@ fn nested_loc(root: &Node, section: &str, key: &str) -> Option<Loc> {
 /// at the key whose value makes it bad.
 fn check_derived_names(sink: &mut Sink, env: &Environment, locs: &NameLocs) {
     use crate::names::{self, Source as From};
+    // One diagnostic per cause: seven security groups with one bad prefix are one mistake.
+    let mut reported = std::collections::BTreeSet::new();
     for d in names::derived(env) {
         let Some(problem) = names::problem(d.rule, &d.name) else {
             continue;
         };
+        if !reported.insert((
+            format!("{:?}", d.rule),
+            format!("{:?}", d.source),
+            problem.contains("characters"),
+        )) {
+            continue;
+        }
         let (loc, path, fix) = match d.source {
             From::GroupPrefix if locs.group_prefix.is_some() => (
                 locs.group_prefix.unwrap_or(locs.project),
@@ -256,11 +269,7 @@ fn check_derived_names(sink: &mut Sink, env: &Environment, locs: &NameLocs) {
                 }
             }
         };
-        let d2 = sink.error(
-            loc,
-            path,
-            format!("{} `{}` {problem}", d.what, shorten(&d.name)),
-        );
+        let d2 = sink.error(loc, path, format!("{} `{}` {problem}", d.what, shorten(&d.name)));
         d2.hint = Some(fix);
     }
 }
@@ -554,7 +563,10 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
                 let path = format!("load_balancer.listeners[{i}].port");
                 let loc = item_key_loc(node, i, "port").unwrap_or(node.loc);
                 let d = sink.error(loc, &path, format!("a second listener on port {}", l.port));
-                d.hint = Some(format!("listener {first} already uses port {}; one listener per port", l.port));
+                d.hint = Some(format!(
+                    "listener {first} already uses port {}; one listener per port",
+                    l.port
+                ));
                 seen.insert(l.port, first);
             }
         }
@@ -589,7 +601,9 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
 /// The value of `key` in the `i`th mapping of the list `list` (for positions).
 fn item_key_loc(list: &Node, i: usize, key: &str) -> Option<Loc> {
     let Value::Seq(items) = &list.value else { return None };
-    let Value::Map(e) = &items.get(i)?.value else { return None };
+    let Value::Map(e) = &items.get(i)?.value else {
+        return None;
+    };
     e.iter().find(|(k, _)| k.name == key).map(|(_, v)| v.loc)
 }
 
@@ -651,7 +665,8 @@ fn listener(sink: &mut Sink, n: &Node, path: &str) -> Option<Listener> {
                 loc,
                 &join(path, "instance_protocol"),
                 format!(
-                    "a {} listener cannot forward to {}: the load balancer refuses mixing HTTP/HTTPS with TCP/SSL",
+                    "{} {} listener cannot forward to {}: the load balancer refuses mixing HTTP/HTTPS with TCP/SSL",
+                    if front == Protocol::Tcp { "a" } else { "an" },
                     front.as_str(),
                     back.as_str()
                 ),
@@ -742,7 +757,12 @@ fn is_certificate_arn(arn: &str) -> bool {
         && account_ok
         && match service {
             "acm" => !region.is_empty() && resource.strip_prefix("certificate/").is_some_and(|r| !r.is_empty()),
-            "iam" => region.is_empty() && resource.strip_prefix("server-certificate/").is_some_and(|r| !r.is_empty()),
+            "iam" => {
+                region.is_empty()
+                    && resource
+                        .strip_prefix("server-certificate/")
+                        .is_some_and(|r| !r.is_empty())
+            }
             _ => false,
         }
 }
@@ -1257,12 +1277,20 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
 fn db_class(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
     let c = string(sink, v, path)?;
     if !c.starts_with("db.") {
-        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", shorten(&c.value)));
+        let d = sink.error(
+            c.loc,
+            path,
+            format!("`{}` is not an RDS instance class", shorten(&c.value)),
+        );
         d.hint = Some(format!("did you mean `db.{}`?", shorten(&c.value)));
         return None;
     }
     if instance_type_problem(&c.value["db.".len()..]).is_some() && !c.value.starts_with("db.serverless") {
-        let d = sink.error(c.loc, path, format!("`{}` is not an RDS instance class", shorten(&c.value)));
+        let d = sink.error(
+            c.loc,
+            path,
+            format!("`{}` is not an RDS instance class", shorten(&c.value)),
+        );
         d.hint = Some("`db.` and an instance type, e.g. db.t3.micro, db.m6g.large".into());
         return None;
     }
@@ -1697,7 +1725,8 @@ fn secrets(sink: &mut Sink, n: &Node, project_dir: &Path) -> Option<BTreeMap<Str
                                 &join(&path, "env"),
                                 format!("`{}` is not an environment variable name", shorten(&e.value)),
                             );
-                            d.hint = Some("letters, digits and '_', not starting with a digit (e.g. DB_PASSWORD)".into());
+                            d.hint =
+                                Some("letters, digits and '_', not starting with a digit (e.g. DB_PASSWORD)".into());
                             None
                         }
                     }),
