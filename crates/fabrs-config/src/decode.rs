@@ -301,7 +301,7 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, path: &str, max: Duration) 
 /// `1h30m`, `90s`: the shortest spelling of a whole number of seconds.
 pub(crate) fn show_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s < 3600 || s % 60 != 0 {
+    if s < 3600 || !s.is_multiple_of(60) {
         return format!("{s}s");
     }
     let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
