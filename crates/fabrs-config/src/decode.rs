@@ -169,7 +169,8 @@ pub(crate) fn int(sink: &mut Sink, node: &Node, path: &str, min: i64, max: i64) 
             None
         }
         Value::BigInt(text) => {
-            let d = sink.error(node.loc, path, format!("{} is too large", shorten(text)));
+            let size = if text.starts_with('-') { "small" } else { "large" };
+            let d = sink.error(node.loc, path, format!("{} is too {size}", shorten(text)));
             d.hint = Some(format!("a whole number from {min} to {max}"));
             None
         }

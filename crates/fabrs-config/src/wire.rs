@@ -466,9 +466,22 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
         }),
         None => Some("ubuntu".into()),
     };
-    let key_name = o
-        .opt("key_name")
-        .map(|v| string(sink, v, "ssh.key_name").map(|s| s.value));
+    let key_name = o.opt("key_name").map(|v| {
+        string(sink, v, "ssh.key_name").and_then(|s| {
+            // EC2 key pair names: up to 255 ASCII characters.
+            let ok = s.chars().count() <= 255 && s.chars().all(|c| c.is_ascii() && !c.is_ascii_control());
+            if !ok {
+                let d = sink.error(
+                    s.loc,
+                    "ssh.key_name",
+                    format!("`{}` is not an EC2 key pair name", shorten(&s.value)),
+                );
+                d.hint = Some("up to 255 printable ASCII characters".into());
+                return None;
+            }
+            Some(s.value)
+        })
+    });
     let keys = o.req(sink, "authorized_keys").and_then(|v| {
         list(sink, v, "ssh.authorized_keys", |s, n, p| {
             let k = string(s, n, p)?;
