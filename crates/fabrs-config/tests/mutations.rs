@@ -13,8 +13,30 @@ fn base() -> String {
 
 /// Characters that YAML, the decoder or a later format treats specially.
 const SPECIAL: [&str; 24] = [
-    ":", "-", " ", "\t", "\n", "\r\n", "#", "&a", "*a", "<<: *a", "!!str", "'", "\"", "{", "}", "[", "]", "\u{a0}",
-    "\u{0}", "99999999999999999999", "-1", "0s", "é", "---\n",
+    ":",
+    "-",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "#",
+    "&a",
+    "*a",
+    "<<: *a",
+    "!!str",
+    "'",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\u{a0}",
+    "\u{0}",
+    "99999999999999999999",
+    "-1",
+    "0s",
+    "é",
+    "---\n",
 ];
 
 fn mutate(text: &str, edits: &[(usize, usize, usize)]) -> String {
