@@ -54,7 +54,9 @@ impl Diagnostic {
             // A long line (a 5 MB value) is shown as a window around the column.
             let col = self.loc.col.saturating_sub(1) as usize;
             let skip = col.saturating_sub(SNIPPET_BEFORE);
-            let mut text: String = line.chars().skip(skip).take(SNIPPET_WIDTH).collect();
+            // Control characters from the file are shown as symbols, never sent
+            // to the terminal (an ESC in a value must not drive it).
+            let mut text: String = line.chars().skip(skip).take(SNIPPET_WIDTH).map(visible_char).collect();
             let cut_end = line.chars().count() > skip + SNIPPET_WIDTH;
             let mut pad: String = text
                 .chars()
@@ -85,6 +87,19 @@ impl Diagnostic {
             ..self.clone()
         }
         .short()
+    }
+}
+
+/// One printable character for each character of a source line: C0 controls
+/// as their Unicode control pictures (U+2400…), DEL and C1 controls as U+FFFD;
+/// a tab stays a tab so the caret lines up.
+fn visible_char(c: char) -> char {
+    match c {
+        '\t' => '\t',
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{FFFD}'),
+        '\u{7f}' => '\u{2421}',
+        c if c.is_control() => '\u{FFFD}',
+        c => c,
     }
 }
 
@@ -216,6 +231,25 @@ mod tests {
         assert!(r.contains("= help: try c"), "{r}");
         assert!(r.contains("2 |   bbbb: 1\n  |   ^^^^\n"), "{r}");
         assert_eq!(d.short(), "e.yaml:2:3: error: a.b: bad (try c)");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let d = Diagnostic {
+            file: "e.yaml".into(),
+            loc: Loc {
+                line: 1,
+                col: 4,
+                len: 1,
+            },
+            path: String::new(),
+            message: "bad".into(),
+            hint: None,
+            rule: None,
+        };
+        let r = d.render("k: \u{1b}[31mred\u{0}\u{9b}\n");
+        assert!(!r.chars().any(|c| c.is_control() && c != '\n'), "{r:?}");
+        assert!(r.contains("k: \u{241b}[31mred\u{2400}\u{FFFD}"), "{r}");
     }
 
     #[test]

@@ -25,9 +25,9 @@ pub use model::*;
 
 /// Load an environment file from disk.
 pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
-    let one = |loc: Loc, message: String, hint: Option<String>| Diagnostics {
+    let one = |loc: Loc, message: String, hint: Option<String>, text: String| Diagnostics {
         file: file.to_path_buf(),
-        text: String::new(),
+        text,
         diagnostics: vec![Diagnostic {
             file: file.to_path_buf(),
             loc,
@@ -49,6 +49,7 @@ pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
                     text::MAX_FILE_BYTES
                 ),
                 Some(e.hint),
+                String::new(),
             ));
         }
     }
@@ -75,7 +76,15 @@ pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {
     };
     let source = match text::decode(&bytes) {
         Ok(s) => s,
-        Err(e) => return Err(one(e.loc, e.message, Some(e.hint))),
+        Err(e) => {
+            // Not UTF-8: show the line anyway, the bad byte as U+FFFD.
+            let text = if e.message.contains("UTF-16") {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            return Err(one(e.loc, e.message, Some(e.hint), text));
+        }
     };
     load_str(&source, file, &project_dir_of(file))
 }

@@ -269,7 +269,11 @@ fn check_derived_names(sink: &mut Sink, env: &Environment, locs: &NameLocs) {
                 }
             }
         };
-        let d2 = sink.error(loc, path, format!("{} `{}` {problem}", d.what, shorten(&d.name)));
+        let d2 = sink.error(
+            loc,
+            path,
+            format!("{} `{}` {problem}", d.what, crate::diag::shorten_to(&d.name, 120)),
+        );
         d2.hint = Some(fix);
     }
 }

@@ -85,13 +85,43 @@ const INTERNALS: [&str; 14] = [
 ];
 
 fn run(path: &Path, case: &Case) -> Result<(), Vec<Diagnostic>> {
-    let env = load_file(path).map_err(|d| d.diagnostics)?;
+    run_full(path, case).map_err(|d| d.diagnostics)
+}
+
+fn run_full(path: &Path, case: &Case) -> Result<(), fabrs_config::Diagnostics> {
+    let env = load_file(path)?;
     if case.secrets {
         let vars = case.env.clone();
         let getenv = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        secrets::resolve(&env, getenv).map_err(|d| d.diagnostics)?;
+        secrets::resolve(&env, getenv)?;
     }
     Ok(())
+}
+
+fn case_of(path: &Path) -> Case {
+    let sidecar = path.with_extension("expect");
+    let head = if sidecar.exists() {
+        std::fs::read_to_string(&sidecar).unwrap()
+    } else {
+        String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
+    };
+    header(&head)
+}
+
+/// What `fabrs validate` shows a person for each bad file (the source line, a
+/// caret under the mistake, the hint), reviewed as insta snapshots in
+/// `tests/snapshots/`: a change to any message, hint or caret shows up in review.
+#[test]
+fn every_bad_file_renders_as_reviewed() {
+    let root = root();
+    for path in yaml_files(&root.join("tests/bad")) {
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let case = case_of(&path);
+        let diags = run_full(&path, &case).expect_err("a bad file is refused");
+        let prefix = format!("{}/", root.display());
+        let rendered = diags.render().replace(&prefix, "");
+        insta::assert_snapshot!(format!("bad__{stem}"), rendered);
+    }
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
