@@ -590,7 +590,17 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
     }
     let health_check = o.req(sink, "health_check").and_then(|v| health_check(sink, v));
     let ingress = match o.opt("ingress_cidrs") {
-        Some(v) => list(sink, v, "load_balancer.ingress_cidrs", cidr),
+        Some(v) => list(sink, v, "load_balancer.ingress_cidrs", cidr).filter(|l| {
+            if l.is_empty() {
+                let d = sink.error(
+                    v.loc,
+                    "load_balancer.ingress_cidrs",
+                    "no one could reach the load balancer",
+                );
+                d.hint = Some("list who may reach it, or leave the key out for the whole internet".into());
+            }
+            !l.is_empty()
+        }),
         None => Some(vec![
             At::new("0.0.0.0/0".parse::<IpNet>().unwrap(), o.loc),
             At::new("::/0".parse::<IpNet>().unwrap(), o.loc),
@@ -1227,7 +1237,8 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         .map(|v| v.value);
     let dbname = o.req(sink, "name").and_then(|v| string(sink, v, &p("name")));
     let username = o.req(sink, "username").and_then(|v| string(sink, v, &p("username")));
-    for s in [&dbname, &username].into_iter().flatten() {
+    for (s, key) in [(&dbname, "name"), (&username, "username")] {
+        let Some(s) = s else { continue };
         let ok = s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && s.len() <= 63;
@@ -1235,9 +1246,15 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
             let d = sink.error(
                 s.loc,
                 path,
-                format!("`{}` is not a valid PostgreSQL identifier", s.value),
+                format!("`{}` is not a valid PostgreSQL identifier", shorten(&s.value)),
             );
             d.hint = Some("letters, digits and '_', starting with a letter".into());
+        } else if let Some(why) = rds_reserved_name(&s.value, key == "username") {
+            let d = sink.error(s.loc, &p(key), format!("RDS refuses `{}` as the {why}", s.value));
+            d.hint = Some(format!(
+                "pick another {}",
+                if key == "name" { "database name" } else { "user name" }
+            ));
         }
     }
     let password = o
@@ -1289,6 +1306,131 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         publicly_accessible: public?,
         parameters: params?,
     })
+}
+
+/// PostgreSQL's reserved key words (RDS refuses them as the database name or
+/// the master user name), plus the names RDS and PostgreSQL keep for themselves.
+const PG_RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+fn rds_reserved_name(name: &str, user: bool) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let keyword = PG_RESERVED.contains(&lower.as_str());
+    if keyword {
+        return Some(if user {
+            "master user name: it is a PostgreSQL reserved word"
+        } else {
+            "database name: it is a PostgreSQL reserved word"
+        });
+    }
+    if user && (lower == "rdsadmin" || lower.starts_with("pg_") || lower.starts_with("rds_")) {
+        return Some("master user name: RDS and PostgreSQL keep it (and `pg_…`, `rds_…`) for themselves");
+    }
+    if !user && (lower == "rdsadmin" || lower == "template0" || lower == "template1") {
+        return Some("database name: it exists on every RDS PostgreSQL instance");
+    }
+    None
 }
 
 fn db_class(sink: &mut Sink, v: &Node, path: &str) -> Option<String> {
@@ -1475,7 +1617,31 @@ fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
     let mut o = Obj::new(sink, n, "artifacts")?;
     let bucket = o.req(sink, "bucket").and_then(|v| bucket(sink, v, "artifacts.bucket"));
     let prefix = match o.opt("prefix") {
-        Some(v) => string(sink, v, "artifacts.prefix").map(|s| s.value.trim_matches('/').to_string()),
+        Some(v) => string(sink, v, "artifacts.prefix").and_then(|s| {
+            // It becomes part of S3 keys, URLs and the installer's command
+            // lines: S3's safe characters only, no `.`/`..` segments.
+            let trimmed = s.value.trim_matches('/');
+            let safe = trimmed.len() <= 512
+                && !trimmed.is_empty()
+                && trimmed
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                && trimmed
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            if safe {
+                Some(trimmed.to_string())
+            } else {
+                let d = sink.error(
+                    s.loc,
+                    "artifacts.prefix",
+                    format!("`{}` is not a safe S3 key prefix", shorten(&s.value)),
+                );
+                d.hint =
+                    Some("letters, digits, '-', '_', '.' and '/' between non-empty segments, e.g. `releases`".into());
+                None
+            }
+        }),
         None => Some("releases".into()),
     };
     o.finish(sink);
