@@ -48,6 +48,9 @@ pub(crate) struct Obj<'n> {
     pub loc: Loc,
     entries: &'n [(Key, Node)],
     known: Vec<&'static str>,
+    /// Required keys that are absent, reported by `finish` (unless an
+    /// unknown key there looks like a misspelling of one).
+    missing: Vec<&'static str>,
 }
 
 impl<'n> Obj<'n> {
@@ -58,6 +61,7 @@ impl<'n> Obj<'n> {
                 loc: node.loc,
                 entries,
                 known: Vec::new(),
+                missing: Vec::new(),
             }),
             // An empty section (`deploy:` with nothing under it) is an empty mapping.
             Value::Null => Some(Obj {
@@ -65,6 +69,7 @@ impl<'n> Obj<'n> {
                 loc: node.loc,
                 entries: &[],
                 known: Vec::new(),
+                missing: Vec::new(),
             }),
             _ => {
                 sink.error(node.loc, path, format!("expected a mapping, found {}", node.kind()));
@@ -84,22 +89,14 @@ impl<'n> Obj<'n> {
 
     pub fn req(&mut self, sink: &mut Sink, key: &'static str) -> Option<&'n Node> {
         let v = self.opt(key);
-        // A misspelt key (`regoin`) is reported once, as unknown with a hint,
-        // not a second time as this key missing.
-        let misspelt = self
-            .entries
-            .iter()
-            .any(|(k, _)| k.name != key && did_you_mean(&k.name, [key]).is_some());
-        if v.is_none() && !misspelt {
+        if v.is_none() {
             match self.key_loc(key) {
                 // `database:` with nothing under it: there, but empty.
                 Some(loc) => {
                     let d = sink.error(loc, &join(&self.path, key), format!("`{key}` is empty"));
                     d.hint = Some(format!("give `{key}` a value (or the keys of its section)"));
                 }
-                None => {
-                    sink.error(self.loc, &self.path, format!("missing required key `{key}`"));
-                }
+                None => self.missing.push(key),
             }
         }
         v
@@ -116,6 +113,18 @@ impl<'n> Obj<'n> {
     }
 
     pub fn finish(self, sink: &mut Sink) {
+        // A misspelt key (`regoin`) is reported once, as unknown with a hint,
+        // not a second time as the key it stands for missing. Only keys that
+        // are unknown count: `engine` is not a misspelling of `engine_version`.
+        for key in &self.missing {
+            let misspelt = self
+                .entries
+                .iter()
+                .any(|(k, _)| !self.known.contains(&k.name.as_str()) && did_you_mean(&k.name, [*key]).is_some());
+            if !misspelt || self.known.contains(&"*") {
+                sink.error(self.loc, &self.path, format!("missing required key `{key}`"));
+            }
+        }
         if self.known.contains(&"*") {
             return;
         }
