@@ -116,6 +116,19 @@ pub fn load_str(source: &str, file: &Path, project_dir: &Path) -> Result<Environ
     match env {
         Some(env) if sink.diags.is_empty() => Ok(env),
         _ => {
+            if sink.diags.is_empty() {
+                // Never refuse without saying why (a decoder that gave up
+                // silently would be a bug; the mutation test hunts for it).
+                sink.error(
+                    diag::Loc {
+                        line: 1,
+                        col: 1,
+                        len: 0,
+                    },
+                    "",
+                    "the file could not be read as an environment",
+                );
+            }
             let mut diagnostics = sink.diags;
             diagnostics.sort_by_key(|d| (d.loc.line, d.loc.col));
             diagnostics.dedup();
