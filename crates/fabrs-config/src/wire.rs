@@ -149,6 +149,7 @@ fn ami(sink: &mut Sink, n: &Node, path: &str) -> Option<At<String>> {
     Some(s)
 }
 
+#[allow(dead_code)] // app.server_names reads its names itself (nginx rules)
 fn string_list(sink: &mut Sink, n: &Node, path: &str) -> Option<Vec<String>> {
     list(sink, n, path, |s, n, p| string(s, n, p).map(|v| v.value))
 }
@@ -854,7 +855,13 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
         None => Some(None),
     };
     let server_names = match o.opt("server_names") {
-        Some(v) => string_list(sink, v, "app.server_names"),
+        // Each name is written into nginx's `server_name`: only valid names pass.
+        Some(v) => list(sink, v, "app.server_names", |s, n, p| {
+            let name = string(s, n, p)?;
+            crate::formats::NginxServerName::parse(&name.value)
+                .map_err(|e| s.error(name.loc, p, e.message).hint = Some(e.hint))
+                .ok()
+        }),
         None => Some(vec![]),
     };
     let port = match o.opt("port") {
