@@ -58,7 +58,11 @@ pub(crate) fn decode(sink: &mut Sink, root: &Node, file: &Path, project_dir: &Pa
     let region = top.req(sink, "region").and_then(|n| string(sink, n, "region"));
     if let Some(r) = &region {
         let parts: Vec<_> = r.split('-').collect();
-        if parts.len() < 3 || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
+        // Also a word in rendered files (shell, the app's environment): [a-z0-9-] only.
+        let chars_ok = r
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !chars_ok || parts.len() < 3 || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
             let d = sink.error(r.loc, "region", format!("`{}` is not an AWS region", r.value));
             d.hint = Some("e.g. us-east-1, eu-west-1".into());
         }
