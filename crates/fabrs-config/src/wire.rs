@@ -165,6 +165,11 @@ fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, 
     for (k, v) in obj.entries() {
         let p = join(path, &k.name);
         let value = match &v.value {
+            // No file fabrs writes (nor AWS) can hold a NUL character.
+            Value::Str(s) if s.contains('\0') => {
+                sink.error(v.loc, &p, "a NUL character (\\0) is not allowed in a value");
+                None
+            }
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
             Value::Bool(b) => Some(b.to_string()),

@@ -190,6 +190,41 @@ fn validate_refuses_a_server_name_nginx_would_misread_at_its_position() {
     assert!(got[1].3.contains("a space is not allowed"), "{got:?}");
 }
 
+#[test]
+fn validate_refuses_values_no_rendered_file_can_hold() {
+    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    for (from, to, path) in [
+        ("region: us-east-1", "region: \"us-east\\u0085-1\"", "region"),
+        ("region: us-east-1", "region: \"us east-1\"", "region"),
+        (
+            "  port: 8000\n",
+            "  port: 8000\n  env:\n    GREETING: \"a\\0b\"\n",
+            "app.env.GREETING",
+        ),
+        (
+            "  bucket: myproject-staging-artifacts",
+            "  bucket: myproject-staging-artifacts\n  prefix: \"x\\0\"",
+            "artifacts.prefix",
+        ),
+    ] {
+        let bad = text.replacen(from, to, 1);
+        assert_ne!(bad, text);
+        let diags = fabrs_config::load_str(&bad, Path::new("environments/staging.yaml"), &root()).unwrap_err();
+        let d = &diags.diagnostics[0];
+        let line = bad
+            .lines()
+            .position(|l| l.contains(to.lines().last().unwrap().trim()))
+            .unwrap()
+            + 1;
+        assert_eq!(
+            (d.path.as_str(), d.loc.line as usize),
+            (path, line),
+            "{to}: {:?}",
+            diags.diagnostics
+        );
+    }
+}
+
 // --------------------------------------------------------- pgbouncer + URL
 
 fn psql(args: &[&str], password: Option<&str>) -> std::process::Output {

@@ -146,6 +146,10 @@ const VALUES: &[&str] = &[
     "template",
     "UPPER_KEY",
     "lower-key",
+    "a\u{0}b",
+    "tab\there",
+    "line\nbreak",
+    "\u{85}\u{2028}\u{feff}",
 ];
 
 /// Raw snippets spliced into the text (not values): YAML structure and bytes.
