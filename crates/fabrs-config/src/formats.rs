@@ -175,7 +175,9 @@ string_type!(
     /// A word that needs no quoting in the formats fabrs writes: letters,
     /// digits and `._/+-`, not starting with `-`. Names, paths, revisions.
     /// Safe bare in nginx, INI, shell (as a whole word or inside double
-    /// quotes), systemd unit settings and URL paths; in YAML it is a plain
+    /// quotes), systemd unit settings (a unit file has no general quoting:
+    /// `%` is a specifier, `\` and quotes differ per setting, so its values
+    /// are words) and URL paths; in YAML it is a plain
     /// scalar but may read as a number or boolean (`123`, `yes`), so YAML
     /// gets it through `YamlScalar`.
     Word
@@ -288,25 +290,6 @@ impl SystemdEnvValue {
         }
         out.push('"');
         Ok(SystemdEnvValue(out))
-    }
-}
-
-string_type!(
-    /// A value of a systemd unit file setting that is taken verbatim apart
-    /// from specifiers (`Description=`, `User=`, paths): validated, since a
-    /// unit file has no general quoting (`%` is a specifier, `\` and quotes
-    /// mean different things per setting, a line break ends the setting).
-    SystemdUnitValue
-);
-
-impl SystemdUnitValue {
-    pub fn parse(s: &str) -> Result<SystemdUnitValue, FormatError> {
-        Word::parse(s).map(|w| SystemdUnitValue(w.0)).map_err(|_| {
-            err(
-                format!("`{}` cannot be written in a systemd unit", shorten(s)),
-                "letters, digits and . _ / + -",
-            )
-        })
     }
 }
 
