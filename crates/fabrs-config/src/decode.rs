@@ -256,19 +256,21 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         }
         let n: u64 = num.parse().ok()?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
             _ => return None,
         };
+        // Checked: a huge duration is not a duration (found by tests/fuzz.rs).
+        total = total.checked_add(n.checked_mul(unit)?)?;
         saw_unit = true;
     }
     if !num.is_empty() {
         if saw_unit {
             return None;
         }
-        total += num.parse::<u64>().ok()?;
+        total = total.checked_add(num.parse::<u64>().ok()?)?;
     }
     Some(Duration::from_secs(total))
 }

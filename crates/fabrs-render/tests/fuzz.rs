@@ -80,6 +80,10 @@ const VALUES: &[&str] = &[
     "5s",
     "1000000000000000d",
     "9223372036854775807s",
+    "9999999999999999999h",
+    "99999999999999999m1s",
+    "4001s",
+    "99999999s",
     "${HOME}",
     "$(id)",
     "`id`",
@@ -254,11 +258,24 @@ fn quote_yaml(v: &str) -> String {
 
 fn mutate(rng: &mut Rng, text: &str) -> String {
     let mut t = text.to_string();
-    for _ in 0..1 + rng.below(3) {
+    for _ in 0..1 + rng.below(2) {
         let lines: Vec<&str> = t.split('\n').collect();
-        let i = rng.below(lines.len());
         let mut lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
-        match rng.below(10) {
+        // Most mutations aim at a line holding a value.
+        let valued: Vec<usize> = (0..lines.len())
+            .filter(|i| !lines[*i].trim_start().starts_with('#') && (lines[*i].contains(": ") || lines[*i].contains("- ")))
+            .collect();
+        let i = if !valued.is_empty() && rng.below(4) != 0 { *rng.pick(&valued) } else { rng.below(lines.len()) };
+        match rng.below(12) {
+            // A number inside the value made huge, zero or negative.
+            10 | 11 => {
+                let l = &lines[i];
+                if let Some(p) = l.find(|c: char| c.is_ascii_digit()) {
+                    let end = l[p..].find(|c: char| !c.is_ascii_digit()).map_or(l.len(), |e| p + e);
+                    let n = *rng.pick(&["0", "-1", "99999999999999999999", "9999999999999999999", "4294967296", "65536", "4001"]);
+                    lines[i] = format!("{}{n}{}", &l[..p], &l[end..]);
+                }
+            }
             // Replace a value (after `key:` or `- `), raw, double- or single-quoted.
             0..=3 => {
                 let v = *rng.pick(VALUES);
