@@ -333,7 +333,20 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
         ]),
     };
     let idle = match o.opt("idle_timeout") {
-        Some(v) => duration(sink, v, "load_balancer.idle_timeout").map(|d| d.value),
+        // The ELB's limit; nginx's keepalive_timeout (this + 15 s) must also hold it.
+        Some(v) => duration(sink, v, "load_balancer.idle_timeout").and_then(|d| {
+            if (1..=4000).contains(&d.value.as_secs()) {
+                Some(d.value)
+            } else {
+                let e = sink.error(
+                    d.loc,
+                    "load_balancer.idle_timeout",
+                    "must be between 1s and 4000s (an ELB limit)",
+                );
+                e.hint = Some("the default is 60s".into());
+                None
+            }
+        }),
         None => Some(Duration::from_secs(60)),
     };
     let cross_zone = match o.opt("cross_zone") {

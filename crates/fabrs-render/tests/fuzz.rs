@@ -263,16 +263,30 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
         let mut lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
         // Most mutations aim at a line holding a value.
         let valued: Vec<usize> = (0..lines.len())
-            .filter(|i| !lines[*i].trim_start().starts_with('#') && (lines[*i].contains(": ") || lines[*i].contains("- ")))
+            .filter(|i| {
+                !lines[*i].trim_start().starts_with('#') && (lines[*i].contains(": ") || lines[*i].contains("- "))
+            })
             .collect();
-        let i = if !valued.is_empty() && rng.below(4) != 0 { *rng.pick(&valued) } else { rng.below(lines.len()) };
+        let i = if !valued.is_empty() && rng.below(4) != 0 {
+            *rng.pick(&valued)
+        } else {
+            rng.below(lines.len())
+        };
         match rng.below(12) {
             // A number inside the value made huge, zero or negative.
             10 | 11 => {
                 let l = &lines[i];
                 if let Some(p) = l.find(|c: char| c.is_ascii_digit()) {
                     let end = l[p..].find(|c: char| !c.is_ascii_digit()).map_or(l.len(), |e| p + e);
-                    let n = *rng.pick(&["0", "-1", "99999999999999999999", "9999999999999999999", "4294967296", "65536", "4001"]);
+                    let n = *rng.pick(&[
+                        "0",
+                        "-1",
+                        "99999999999999999999",
+                        "9999999999999999999",
+                        "4294967296",
+                        "65536",
+                        "4001",
+                    ]);
                     lines[i] = format!("{}{n}{}", &l[..p], &l[end..]);
                 }
             }
@@ -345,7 +359,7 @@ fn seeds() -> Vec<(PathBuf, String)> {
             out.push((f, text));
         }
     }
-    // One seed with the free-text values that reach files: app.env and a prefix.
+    // One seed with more values that reach files: app.env, a prefix, the idle timeout.
     let staging = root.join("environments/staging.yaml");
     let text = std::fs::read_to_string(&staging).unwrap();
     let rich = text
@@ -353,6 +367,7 @@ fn seeds() -> Vec<(PathBuf, String)> {
             "  port: 8000\n",
             "  port: 8000\n  env:\n    GREETING: \"hello world\"\n    FEATURE_FLAG: \"on\"\n",
         )
+        .replace("  health_check:\n", "  idle_timeout: 60s\n  health_check:\n")
         .replace(
             "  bucket: myproject-staging-artifacts",
             "  prefix: releases/main\n  bucket: myproject-staging-artifacts",
