@@ -17,7 +17,8 @@
 //!   auth file and listens.
 //!
 //! Budget: `FABRS_FUZZ_SECS` seconds of generation (default 40), then peer
-//! checks of at most `FABRS_FUZZ_PEERS` distinct renderings (default 40).
+//! checks of a uniform sample of `FABRS_FUZZ_PEERS` distinct renderings
+//! (default 40, about 10 s).
 //! `FABRS_FUZZ_SEED` picks the seed (default: fixed, so CI is reproducible;
 //! `random` draws one). A failure prints the seed, the case number and writes
 //! the input to `target/fuzz-failure.yaml`.
@@ -513,12 +514,21 @@ fn validate_and_render_hold_on_mutated_environment_files() {
             }
         };
         let key: String = roles.iter().map(|r| r.user_data.as_str()).collect();
-        if seen.insert(key) && distinct.len() < max_peers {
-            distinct.push(Rendered {
+        if seen.insert(key) {
+            // Reservoir sampling: the peers see a uniform sample of every distinct rendering.
+            let r = Rendered {
                 seed_case: (seed, cases),
                 input,
                 roles,
-            });
+            };
+            if distinct.len() < max_peers {
+                distinct.push(r);
+            } else {
+                let slot = rng.below(seen.len());
+                if slot < max_peers {
+                    distinct[slot] = r;
+                }
+            }
         }
     }
     std::panic::set_hook(hook);
