@@ -564,7 +564,8 @@ fn rabbitmq_authenticates_the_user_the_rendered_setup_creates() {
 // ----------------------------------------------------------------- systemd
 
 /// Runs `script` in a private mount namespace where a systemd user manager is
-/// started (this machine's PID 1 is not systemd); `$SYSTEMD` waits for it.
+/// started (this machine's PID 1 is not systemd), with its configuration
+/// (`<dir>/config/systemd/user`) and runtime directories inside `dir`.
 fn with_systemd(dir: &Path, script: &str) -> std::process::Output {
     let rt = dir.join("runtime");
     std::fs::create_dir(&rt).unwrap();
@@ -573,7 +574,8 @@ fn with_systemd(dir: &Path, script: &str) -> std::process::Output {
         r#"set -eu
 mount -t tmpfs tmpfs /run/systemd 2>/dev/null || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd; }}
 mkdir -p /run/systemd/system
-export XDG_RUNTIME_DIR={rt}
+export XDG_RUNTIME_DIR={rt} XDG_CONFIG_HOME={config} HOME={home}
+mkdir -p "$HOME"
 /lib/systemd/systemd --user >{rt}/manager.log 2>&1 &
 manager=$!
 trap 'kill $manager' EXIT
@@ -584,7 +586,9 @@ until systemctl --user is-system-running >/dev/null 2>&1 || [ "$(systemctl --use
 done
 {script}
 "#,
-        rt = rt.display()
+        rt = rt.display(),
+        config = dir.join("config").display(),
+        home = dir.join("home").display(),
     );
     Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &full])
@@ -613,7 +617,9 @@ fn systemd_reads_back_the_app_environment_and_unit_values() {
     std::fs::create_dir_all(Path::new(env_file).parent().unwrap()).unwrap();
     std::fs::write(env_file, &written[env_file]).unwrap();
     let unit_name = "refapp-web.service";
-    let unit = dir.path().join(unit_name);
+    let units = dir.path().join("config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    let unit = units.join(unit_name);
     std::fs::write(&unit, &written[&role.files[unit_name].target]).unwrap();
     // ExecStart must name an executable for `verify`.
     let bin = dir.path().join("srv/current/bin");
@@ -632,10 +638,8 @@ fn systemd_reads_back_the_app_environment_and_unit_values() {
         dir.path(),
         &format!(
             "systemd-run --user --quiet --wait --pipe -p EnvironmentFile={env_file} /usr/bin/env -0 > {d}/env.out\n\
-             systemctl --user link {unit}\n\
              systemctl --user show -p Description -p WorkingDirectory -p EnvironmentFiles -p User {unit_name} > {d}/show.out",
             d = dir.path().display(),
-            unit = unit.display(),
         ),
     );
     assert!(out.status.success(), "{}", text(&out));
