@@ -146,6 +146,12 @@ pub(crate) fn string(sink: &mut Sink, node: &Node, path: &str) -> Option<At<Stri
             sink.error(node.loc, path, "must not be empty");
             None
         }
+        // No file fabrs writes (nor AWS) can hold a NUL character.
+        Value::Str(s) if s.contains('\0') => {
+            let d = sink.error(node.loc, path, "a NUL character (\\0) is not allowed in a value");
+            d.hint = Some("remove the \\0 escape".into());
+            None
+        }
         Value::Str(s) => Some(At::new(s.clone(), node.loc)),
         _ => {
             sink.error(node.loc, path, format!("expected a string, found {}", node.kind()));

@@ -7,6 +7,7 @@
 
 mod decode;
 pub mod diag;
+pub mod formats;
 mod lint;
 pub mod model;
 pub mod names;

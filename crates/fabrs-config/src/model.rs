@@ -273,7 +273,7 @@ pub struct App {
     pub name: String,
     /// Where the app stores photos and renditions (default `<project>-<environment>-photos`).
     pub photos_bucket: Option<String>,
-    pub server_names: Vec<String>,
+    pub server_names: Vec<crate::formats::NginxServerName>,
     pub port: u16,
     pub env: BTreeMap<String, String>,
 }

@@ -320,6 +320,11 @@ fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, 
     for (k, v) in obj.entries() {
         let p = join(path, &k.name);
         let value = match &v.value {
+            // No file fabrs writes (nor AWS) can hold a NUL character.
+            Value::Str(s) if s.contains('\0') => {
+                sink.error(v.loc, &p, "a NUL character (\\0) is not allowed in a value");
+                None
+            }
             Value::Str(s) => Some(s.clone()),
             Value::Int(i) => Some(i.to_string()),
             Value::Bool(b) => Some(b.to_string()),
@@ -1467,20 +1472,12 @@ fn app(sink: &mut Sink, n: &Node) -> Option<App> {
         None => Some(None),
     };
     let server_names = match o.opt("server_names") {
+        // Each name is written into nginx's `server_name`: only valid names pass.
         Some(v) => list(sink, v, "app.server_names", |s, n, p| {
             let name = string(s, n, p)?;
-            match nginx_server_name_problem(&name.value) {
-                Some(why) => {
-                    let d = s.error(
-                        name.loc,
-                        p,
-                        format!("`{}` is not a server name nginx can match: {why}", shorten(&name.value)),
-                    );
-                    d.hint = Some("a host name such as `www.example.com` or `*.example.com`".into());
-                    None
-                }
-                None => Some(name.value),
-            }
+            crate::formats::NginxServerName::parse(&name.value)
+                .map_err(|e| s.error(name.loc, p, e.message).hint = Some(e.hint))
+                .ok()
         }),
         None => Some(vec![]),
     };
@@ -1572,46 +1569,6 @@ pub(crate) const FABRS_APP_ENV: [&str; 14] = [
     "WORKER_CONCURRENCY",
     "RUST_LOG",
 ];
-
-/// Why nginx could not use `name` in `server_name` as the exact host it is
-/// meant to be: a host name (letters, digits, '-', '_', dots; labels of at
-/// most 63, 253 in all), optionally with a leading `*.` or a trailing `.*`
-/// wildcard. No spaces, `;`, quotes, braces, `$` or regular expressions (`~`),
-/// so nothing can end the directive or add another.
-pub(crate) fn nginx_server_name_problem(name: &str) -> Option<String> {
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '*')))
-    {
-        return Some(if c.is_ascii() {
-            format!("`{}` is not allowed in a host name", c.escape_default())
-        } else {
-            "non-ASCII host names must be written in punycode (`xn--…`)".into()
-        });
-    }
-    let core = name
-        .strip_prefix("*.")
-        .or_else(|| name.strip_suffix(".*"))
-        .unwrap_or(name);
-    if core.contains('*') {
-        return Some("a wildcard `*` may only start (`*.example.com`) or end (`www.example.*`) the name".into());
-    }
-    if core.len() > 253 {
-        return Some(format!("{} characters; a host name has at most 253", core.len()));
-    }
-    for label in core.split('.') {
-        if label.is_empty() {
-            return Some("empty label (two dots in a row, or a leading or trailing dot)".into());
-        }
-        if label.len() > 63 {
-            return Some(format!("a label of {} characters; at most 63", label.len()));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Some("a label may not start or end with '-'".into());
-        }
-    }
-    None
-}
 
 fn artifacts(sink: &mut Sink, n: &Node) -> Option<Artifacts> {
     let mut o = Obj::new(sink, n, "artifacts")?;

@@ -1,7 +1,12 @@
 //! The values templates see.
 
+use fabrs_config::formats::{
+    FormatError, Hostname, IniValue, NginxServerName, RedisValue, ShellWord, SystemdEnvValue, UrlPart, UserlistValue,
+    Word, YamlScalar,
+};
 use fabrs_config::network::{POSTGRES_PORT, cache_port, queue_port};
 use fabrs_config::{CacheEngine, Environment, QueueEngine, RoleKind};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::{Options, RenderError, SecretMode, placeholder};
@@ -94,6 +99,11 @@ impl Layout {
         format!("{}/app.env", self.etc(env))
     }
 
+    /// The RabbitMQ definitions (the application user) `fabrs-setup-cache` imports.
+    pub fn queue_definitions(&self, env: &Environment) -> String {
+        format!("{}/rabbitmq-user.json", self.etc(env))
+    }
+
     /// While this file exists nginx serves the maintenance page (and still
     /// answers the load balancer's health check).
     pub fn maintenance_flag(&self, env: &Environment) -> String {
@@ -114,6 +124,45 @@ pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<St
     }
 }
 
+/// A secret as the formats that carry it need it. The raw value is not here:
+/// a template can only write one of these encodings.
+#[derive(Serialize)]
+struct SecretCtx {
+    /// Percent-encoded for a URL's userinfo.
+    url: UrlPart,
+    /// Quoted for Redis's configuration (`requirepass`).
+    redis: RedisValue,
+}
+
+fn bad(what: &str, e: FormatError) -> RenderError {
+    RenderError::Value {
+        what: what.to_string(),
+        message: e.message,
+        hint: e.hint,
+    }
+}
+
+fn word(what: &str, s: &str) -> Result<Word, RenderError> {
+    Word::parse(s).map_err(|e| bad(what, e))
+}
+
+fn ini(what: &str, s: &str) -> Result<IniValue, RenderError> {
+    IniValue::parse(s).map_err(|e| bad(what, e))
+}
+
+fn host(what: &str, s: &str) -> Result<Hostname, RenderError> {
+    Hostname::parse(s).map_err(|e| bad(what, e))
+}
+
+fn secret(value: &str) -> SecretCtx {
+    SecretCtx {
+        url: UrlPart::encode(value),
+        redis: RedisValue::quote(value),
+    }
+}
+
+/// What templates see: every string is a type of `fabrs_config::formats`
+/// (validated for, or quoted for, the format it goes into), a number or a bool.
 pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Result<tera::Context, RenderError> {
     let l = &opts.layout;
     let srv = l.srv(env);
@@ -136,77 +185,108 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
     } else {
         queue_pw
     };
+    let db_pw = secret_text(opts.secrets, Some(&env.database.password_secret))?;
     let concurrency = env.role(RoleKind::Worker).map(|w| w.concurrency).unwrap_or(1);
-    let app_env: Vec<(&String, &String)> = env.app.env.iter().collect();
+    let app_env = env
+        .app
+        .env
+        .iter()
+        .map(|(k, v)| {
+            Ok(json!({
+                "key": word(&format!("app.env.{k}"), k)?,
+                "value": SystemdEnvValue::quote(v).map_err(|e| bad(&format!("app.env.{k}"), e))?,
+            }))
+        })
+        .collect::<Result<Vec<_>, RenderError>>()?;
+    let server_names: Vec<NginxServerName> = if env.app.server_names.is_empty() {
+        vec![NginxServerName::parse("_").expect("the catch-all name")]
+    } else {
+        env.app.server_names.clone()
+    };
+    let photos_bucket = env
+        .app
+        .photos_bucket
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-photos", env.project, env.name));
+    let project = word("project", &env.project)?;
     let value = json!({
-        "project": env.project,
-        "environment": env.name,
-        "region": env.region,
+        "project": project,
+        "environment": word("environment", &env.name)?,
+        "region": word("region", &env.region)?,
         "role": role.as_str(),
-        "revision": opts.revision,
+        "revision": word("revision", &opts.revision)?,
         "app": {
-            "name": env.app.name,
+            "name": word("app.name", &env.app.name)?,
             "port": env.app.port,
-            "server_names": if env.app.server_names.is_empty() { vec!["_".to_string()] } else { env.app.server_names.clone() },
-            "user": env.project,
+            "server_names": server_names,
+            "user": project,
             "concurrency": concurrency,
-            "photos_bucket": env.app.photos_bucket.clone().unwrap_or_else(|| format!("{}-{}-photos", env.project, env.name)),
+            "photos_bucket": word("app.photos_bucket", &photos_bucket)?,
             "env": app_env,
         },
         "db": {
-            "name": env.database.name,
-            "username": env.database.username,
-            "password": secret_text(opts.secrets, Some(&env.database.password_secret))?,
+            "name": word("database.name", &env.database.name)?,
+            "username": word("database.username", &env.database.username)?,
+            "password": secret(&db_pw),
+            "userlist": {
+                "user": UserlistValue::quote(&env.database.username).map_err(|e| bad("database.username", e))?,
+                "password": UserlistValue::quote(&db_pw).map_err(|e| bad(&format!("secret {}", env.database.password_secret), e))?,
+            },
             "port": l.db_port,
-            "master_host": opts.facts.db_master_host,
-            "replica_host": opts.facts.db_replica_host,
+            "master_host": host("database master address", &opts.facts.db_master_host)?,
+            "replica_host": opts.facts.db_replica_host.as_deref().map(|h| host("database replica address", h)).transpose()?,
         },
         "cache": {
             "engine": match cache_engine { CacheEngine::Redis => "redis", CacheEngine::Memcached => "memcached", CacheEngine::None => "none" },
-            "host": opts.facts.cache_host,
+            "host": host("cache address", &opts.facts.cache_host)?,
             "port": cache_port(cache_engine).unwrap_or(0),
-            "password": cache_pw,
+            "password": secret(&cache_pw),
         },
         "queue": {
             "engine": match queue_engine { QueueEngine::Rabbitmq => "rabbitmq", QueueEngine::Redis => "redis", QueueEngine::None => "none" },
-            "host": opts.facts.cache_host,
+            "host": host("cache address", &opts.facts.cache_host)?,
             "port": queue_port(queue_engine).unwrap_or(0),
-            "username": env.project,
-            "password": queue_pw,
+            "username": project,
+            "password": secret(&queue_pw),
+            "definitions_file": word("queue definitions path", &l.queue_definitions(env))?,
         },
-        "ssh": { "authorized_keys": env.ssh.authorized_keys },
-        "artifacts": { "bucket": env.artifacts.bucket, "prefix": env.artifacts.prefix },
+        "ssh": { "authorized_keys": env.ssh.authorized_keys.iter().map(|k| YamlScalar::quote(k)).collect::<Vec<_>>() },
+        "artifacts": {
+            "bucket": word("artifacts.bucket", &env.artifacts.bucket)?,
+            "prefix": ShellWord::quote(&env.artifacts.prefix).map_err(|e| bad("artifacts.prefix", e))?,
+        },
         "paths": {
-            "srv": srv,
-            "releases": format!("{srv}/releases"),
-            "current": current,
-            "static_dir": format!("{current}/static"),
-            "maintenance_flag": l.maintenance_flag(env),
-            "etc": l.etc(env),
-            "env_file": l.env_file(env),
+            "srv": word("srv path", &srv)?,
+            "releases": word("releases path", &format!("{srv}/releases"))?,
+            "current": word("current path", &current)?,
+            "static_dir": word("static path", &format!("{current}/static"))?,
+            "maintenance_flag": word("maintenance flag path", &l.maintenance_flag(env))?,
+            "etc": word("etc path", &l.etc(env))?,
+            "env_file": word("environment file path", &l.env_file(env))?,
         },
         "nginx": {
-            "user": l.nginx_user,
-            "pid": l.nginx_pid,
-            "error_log": l.nginx_error_log,
-            "access_log": l.nginx_access_log,
-            "mime_types": l.nginx_mime_types,
-            "temp_dir": l.nginx_temp_dir,
-            "tls_certificate": l.tls_certificate,
-            "tls_key": l.tls_key,
+            "user": word("nginx user", &l.nginx_user)?,
+            "pid": word("nginx pid", &l.nginx_pid)?,
+            "error_log": word("nginx error_log", &l.nginx_error_log)?,
+            "access_log": word("nginx access_log", &l.nginx_access_log)?,
+            "mime_types": word("nginx mime_types", &l.nginx_mime_types)?,
+            "temp_dir": l.nginx_temp_dir.as_deref().map(|d| word("nginx temp dir", d)).transpose()?,
+            "tls_certificate": word("nginx certificate", &l.tls_certificate)?,
+            "tls_key": word("nginx key", &l.tls_key)?,
             "http_port": l.http_port,
             "https_port": l.https_port,
-            "keepalive_timeout": env.load_balancer.idle_timeout.as_secs() + 15,
+            "keepalive_timeout": env.load_balancer.idle_timeout.as_secs().saturating_add(15),
             "client_max_body_size": "12m",
         },
         "pgbouncer": {
             "port": l.pgbouncer_port,
-            "auth_file": l.pgbouncer_auth_file,
-            "unix_socket_dir": l.pgbouncer_unix_socket_dir,
-            "logfile": l.pgbouncer_logfile,
-            "pidfile": l.pgbouncer_pidfile,
-            "server_tls_sslmode": l.db_tls_mode,
-            "server_tls_ca_file": l.db_tls_ca_file,
+            "auth_file": ini("pgbouncer auth_file", &l.pgbouncer_auth_file)?,
+            "unix_socket_dir": ini("pgbouncer unix_socket_dir", &l.pgbouncer_unix_socket_dir)?,
+            "logfile": ini("pgbouncer logfile", &l.pgbouncer_logfile)?,
+            "pidfile": ini("pgbouncer pidfile", &l.pgbouncer_pidfile)?,
+            "server_tls_sslmode": ini("pgbouncer server_tls_sslmode", &l.db_tls_mode)?,
+            // Also a cloud-init runcmd argument: a word.
+            "server_tls_ca_file": word("pgbouncer server_tls_ca_file", &l.db_tls_ca_file)?,
         },
     });
     tera::Context::from_serialize(&value).map_err(|e| RenderError::Template {

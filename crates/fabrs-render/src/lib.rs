@@ -12,6 +12,7 @@ mod filters;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use fabrs_config::formats::{RabbitDefinitions, YamlFileContent, YamlScalar};
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, RoleKind};
 
@@ -108,6 +109,13 @@ pub enum RenderError {
     Override { path: PathBuf, message: String },
     #[error("secret `{0}` is declared but was not resolved")]
     MissingSecret(String),
+    /// A value cannot be written in the format of the file it goes into.
+    #[error("{what}: {message} ({hint})")]
+    Value {
+        what: String,
+        message: String,
+        hint: String,
+    },
 }
 
 /// How secrets appear in rendered files.
@@ -329,16 +337,23 @@ impl Renderer {
                         false,
                         true,
                     );
+                    // The application user, imported by fabrs-setup-cache; read by
+                    // rabbitmqctl as the rabbitmq user.
                     let pw = context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
+                    let defs = RabbitDefinitions::user(&env.project, &pw).map_err(|e| RenderError::Value {
+                        what: format!("secret {}", r.queue_password_secret.as_deref().unwrap_or("")),
+                        message: e.message,
+                        hint: e.hint,
+                    })?;
                     svc(
                         &mut files,
-                        "queue-password",
-                        format!("{}/queue-password", layout.etc(env)),
-                        format!("{pw}\n"),
-                        "root:root",
-                        "0600",
+                        "rabbitmq-user.json",
+                        layout.queue_definitions(env),
+                        defs.as_str().to_string(),
+                        "rabbitmq:rabbitmq",
+                        "0400",
                         true,
-                        false,
+                        true,
                     );
                 }
                 svc(
@@ -353,9 +368,21 @@ impl Renderer {
                 );
             }
         }
+        // write_files entries: every field quoted for YAML; the content a literal
+        // block (keys of an entry sit at column 4) or base64, read back exactly.
         let embedded: Vec<serde_json::Value> = files
             .values()
-            .map(|f| serde_json::json!({ "path": f.target, "content": f.content, "owner": f.owner, "mode": f.mode, "defer": f.defer }))
+            .map(|f| {
+                let c = YamlFileContent::embed(&f.content, 4);
+                serde_json::json!({
+                    "path": YamlScalar::quote(&f.target),
+                    "owner": YamlScalar::quote(&f.owner),
+                    "mode": YamlScalar::quote(&f.mode),
+                    "defer": f.defer,
+                    "content": c.content,
+                    "encoding": c.encoding,
+                })
+            })
             .collect();
         let mut ctx = base;
         ctx.insert("files", &embedded);

@@ -5,6 +5,8 @@
 //! The tools come from `scripts/setup`; a missing tool fails the test (it does
 //! not skip), saying so.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -116,17 +118,27 @@ fn cloud_init_schema_check_catches_a_broken_user_data() {
 
 #[test]
 fn every_embedded_file_round_trips_through_the_user_data_yaml() {
-    // What cloud-init writes to disk is byte for byte the rendered file.
+    // What cloud-init writes to disk (its own YAML loader and write_files
+    // decoding, base64 included) is byte for byte the rendered file.
     for env in shipped() {
         let renderer = Renderer::new(&env.project_dir).unwrap();
         for role in renderer.render_all(&env, &Options::review(&env, "3f9c2e1")).unwrap() {
-            let doc: serde_json::Value = yaml_to_json(&role.user_data);
-            let written = doc["write_files"].as_array().unwrap();
+            let written = common::cloud_init_write_files(&role.user_data);
             assert_eq!(written.len(), role.files.len());
             for f in role.files.values() {
-                let w = written.iter().find(|w| w["path"] == f.target.as_str()).unwrap();
-                assert_eq!(w["content"].as_str().unwrap(), f.content, "{} {}", env.name, f.target);
+                assert_eq!(
+                    String::from_utf8_lossy(&written[&f.target]),
+                    f.content,
+                    "{} {}",
+                    env.name,
+                    f.target
+                );
+            }
+            let doc: serde_json::Value = yaml_to_json(&role.user_data);
+            for w in doc["write_files"].as_array().unwrap() {
+                let f = role.files.values().find(|f| w["path"] == f.target.as_str()).unwrap();
                 assert_eq!(w["permissions"].as_str().unwrap(), f.mode);
+                assert_eq!(w["owner"].as_str().unwrap(), f.owner);
             }
         }
     }
