@@ -105,6 +105,16 @@ fn snakeoil_certificate_is_regenerated_for_this_instance() {
 }
 
 #[test]
+fn locale_needs_no_generation() {
+    // On Debian images en_US.UTF-8 (cloud-init's default) is not generated and
+    // `update-locale` fails the config stage; C.UTF-8 is built into libc and
+    // cloud-init skips generating it.
+    for (env, role, doc) in user_data() {
+        assert_eq!(doc["locale"], "C.UTF-8", "{} {role}", env.name);
+    }
+}
+
+#[test]
 fn srv_directory_exists_before_anything_needs_it() {
     // `fabrs maintenance on` touches /srv/<project>/maintenance.on: the folder
     // must exist from the first boot, release or not.
