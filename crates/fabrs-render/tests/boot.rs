@@ -242,42 +242,61 @@ fn active(peer: &BootPeer, role: RoleKind, unit: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn web_boots_from_its_rendered_user_data() {
-    require_boot_peer();
-    let env = staging();
-    let secrets = secrets();
-    let peer = BootPeer::up(&env);
-    // The instance role stands in for the one issue 10 makes (fabrs does not
-    // create instance roles yet): created in moto, so the metadata stand-in can
-    // mint its credentials.
+/// The instance roles stand in for the ones issue 10 makes (fabrs does not
+/// create instance roles yet): created in moto, so the metadata stand-in can
+/// mint their credentials.
+fn create_instance_role(peer: &BootPeer, name: &str) {
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let out = peer.aws(&[
         "iam",
         "create-role",
         "--role-name",
-        "myproject-staging-web",
+        name,
         "--assume-role-policy-document",
         trust,
     ]);
     assert!(out.status.success(), "{}", text(&out));
+}
 
-    let ud = user_data(&env, RoleKind::Web, "none", &secrets);
-    let booted = peer.boot(RoleKind::Web, &ud, Some("myproject-staging-web"));
-    eprintln!("web booted in {} s\n{}", booted.seconds, booted.report());
-    assert!(booted.ok, "web did not reach cloud-init done:\n{}", booted.report());
-    assert!(booted.status.contains("status: done"), "{}", booted.report());
-    assert_eq!(booted.failed_units.trim(), "", "failed units:\n{}", booted.report());
+fn instance_role(role: RoleKind) -> String {
+    format!("myproject-staging-{role}")
+}
 
-    for unit in ["nginx.service", "pgbouncer.service"] {
-        assert_eq!(
-            active(&peer, RoleKind::Web, unit),
-            "active",
-            "{unit}\n{}",
-            booted.report()
-        );
+#[test]
+fn every_role_boots_from_its_rendered_user_data() {
+    require_boot_peer();
+    let env = staging();
+    let secrets = secrets();
+    let peer = BootPeer::up(&env);
+    let roles = [RoleKind::Web, RoleKind::Worker, RoleKind::Cache];
+    for role in roles {
+        create_instance_role(&peer, &instance_role(role));
+    }
+    // All three at once: a boot is mostly waiting.
+    let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
+        let handles: Vec<_> = roles
+            .iter()
+            .map(|&role| {
+                let ud = user_data(&env, role, "none", &secrets);
+                let peer = &peer;
+                s.spawn(move || (role, peer.boot(role, &ud, Some(&instance_role(role)))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (role, b) in &booted {
+        eprintln!("{role} booted in {} s\n{}", b.seconds, b.report());
+    }
+    for (role, b) in &booted {
+        assert!(b.ok, "{role} did not reach cloud-init done:\n{}", b.report());
+        assert!(b.status.contains("status: done"), "{role}:\n{}", b.report());
+        assert_eq!(b.failed_units.trim(), "", "{role}: failed units:\n{}", b.report());
     }
 
+    // --- web
+    for unit in ["nginx.service", "pgbouncer.service"] {
+        assert_eq!(active(&peer, RoleKind::Web, unit), "active", "web {unit}");
+    }
     // The snakeoil certificate was made on this instance (its host name), not
     // the one baked into the image.
     let out = peer.exec(
@@ -293,44 +312,87 @@ fn web_boots_from_its_rendered_user_data() {
     );
     let subject = text(&out);
     assert!(subject.contains("myproject-staging-web"), "snakeoil subject: {subject}");
-
     // /srv/<project> exists, so `maintenance on` works before any release.
     let out = peer.exec(RoleKind::Web, &["touch", "/srv/myproject/maintenance.on"]);
     assert!(out.status.success(), "maintenance on: {}", text(&out));
-    // As the ELB checks it: HTTPS:443/healthcheck.html answers 200 in maintenance.
-    let out = peer.host(&[
-        "curl",
-        "-ksS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("https://{}/healthcheck.html", role_ip(RoleKind::Web)),
-    ]);
-    assert_eq!(text(&out).trim(), "200", "health check in maintenance");
+    // As the ELB checks it: HTTPS:443/healthcheck.html answers 200 in maintenance,
+    // and users get 503.
+    let code = |path: &str, host: &str| {
+        let out = peer.host(&[
+            "curl",
+            "-ksS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("https://{}{path}", role_ip(RoleKind::Web)),
+        ]);
+        text(&out).trim().to_string()
+    };
+    assert_eq!(
+        code("/healthcheck.html", &role_ip(RoleKind::Web)),
+        "200",
+        "health check in maintenance"
+    );
+    assert_eq!(code("/", "staging.myproject.example"), "503", "users in maintenance");
 
-    // pgbouncer reaches the database with verify-full against the downloaded CA.
+    // --- web and worker: pgbouncer reaches the database with verify-full
+    // against the CA bundle downloaded at boot.
+    for role in [RoleKind::Web, RoleKind::Worker] {
+        assert_eq!(active(&peer, role, "pgbouncer.service"), "active", "{role} pgbouncer");
+        let out = peer.exec(
+            role,
+            &[
+                "env",
+                &format!("PGPASSWORD={DB_PASSWORD}"),
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "6432",
+                "-U",
+                "myproject",
+                "-d",
+                "myproject",
+                "-Atc",
+                "select 'through pgbouncer'",
+            ],
+        );
+        assert!(
+            text(&out).contains("through pgbouncer"),
+            "{role}: psql through pgbouncer: {}",
+            text(&out)
+        );
+        // The instance role's credentials, through IMDSv2, reach moto.
+        let out = peer.exec(role, &["aws", "sts", "get-caller-identity", "--region", "us-east-1"]);
+        assert!(
+            text(&out).contains(&format!("assumed-role/{}/", instance_role(role))),
+            "{role}: {}",
+            text(&out)
+        );
+    }
+
+    // --- cache: Redis and RabbitMQ on the private address, with the passwords.
+    for unit in ["redis-server.service", "rabbitmq-server.service"] {
+        assert_eq!(active(&peer, RoleKind::Cache, unit), "active", "cache {unit}");
+    }
+    let cache_ip = role_ip(RoleKind::Cache);
+    let redis = |args: &[&str]| {
+        let mut argv = vec!["redis-cli", "--no-auth-warning", "-h", &cache_ip, "-a", CACHE_PASSWORD];
+        argv.extend_from_slice(args);
+        text(&peer.host(&argv)).trim().to_string()
+    };
+    assert_eq!(redis(&["ping"]), "PONG", "Redis from the private network");
+    let maxmemory = redis(&["config", "get", "maxmemory"]);
+    let bytes: u64 = maxmemory.lines().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    assert!(bytes > 0, "Redis maxmemory: {maxmemory}");
     let out = peer.exec(
-        RoleKind::Web,
-        &[
-            "env",
-            &format!("PGPASSWORD={DB_PASSWORD}"),
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "6432",
-            "-U",
-            "myproject",
-            "-d",
-            "myproject",
-            "-Atc",
-            "select 'through pgbouncer'",
-        ],
+        RoleKind::Cache,
+        &["rabbitmqctl", "authenticate_user", "myproject", QUEUE_PASSWORD],
     );
-    assert!(
-        text(&out).contains("through pgbouncer"),
-        "psql through pgbouncer: {}",
-        text(&out)
-    );
+    assert!(out.status.success(), "RabbitMQ user: {}", text(&out));
+    let out = peer.host(&["bash", "-c", &format!("exec 3<>/dev/tcp/{cache_ip}/5672")]);
+    assert!(out.status.success(), "RabbitMQ on the private address: {}", text(&out));
 }

@@ -115,6 +115,17 @@ fn locale_needs_no_generation() {
 }
 
 #[test]
+fn host_name_resolves() {
+    // cloud-init sets `hostname:`; nothing made it resolve, so RabbitMQ's CLI
+    // could not reach its own node (`rabbit@<hostname>`) and the cache's setup
+    // script failed. manage_etc_hosts writes `127.0.1.1 <hostname>`.
+    for (env, role, doc) in user_data() {
+        assert_eq!(doc["manage_etc_hosts"], true, "{} {role}", env.name);
+        assert!(doc["hostname"].is_string());
+    }
+}
+
+#[test]
 fn srv_directory_exists_before_anything_needs_it() {
     // `fabrs maintenance on` touches /srv/<project>/maintenance.on: the folder
     // must exist from the first boot, release or not.
