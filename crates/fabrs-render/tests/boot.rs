@@ -297,21 +297,33 @@ fn every_role_boots_from_its_rendered_user_data() {
     for unit in ["nginx.service", "pgbouncer.service"] {
         assert_eq!(active(&peer, RoleKind::Web, unit), "active", "web {unit}");
     }
-    // The snakeoil certificate was made on this instance (its host name), not
-    // the one baked into the image.
-    let out = peer.exec(
+    // The snakeoil certificate was made on this instance (for its host name),
+    // not the one baked into the image.
+    let cert = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let x509 = ["openssl", "x509", "-noout", "-subject", "-fingerprint", "-in"];
+    let booted_cert = cert(peer.exec(
         RoleKind::Web,
-        &[
-            "openssl",
-            "x509",
-            "-noout",
-            "-subject",
-            "-in",
-            "/etc/ssl/certs/ssl-cert-snakeoil.pem",
-        ],
+        &[&x509[..], &["/etc/ssl/certs/ssl-cert-snakeoil.pem"]].concat(),
+    ));
+    let rootfs = String::from_utf8(Command::new(script("rootfs-build")).output().unwrap().stdout).unwrap();
+    let image_cert = cert(
+        Command::new(x509[0])
+            .args(&x509[1..])
+            .arg(format!("{}/etc/ssl/certs/ssl-cert-snakeoil.pem", rootfs.trim()))
+            .output()
+            .unwrap(),
     );
-    let subject = text(&out);
-    assert!(subject.contains("myproject-staging-web"), "snakeoil subject: {subject}");
+    assert_ne!(booted_cert, image_cert, "the image's snakeoil certificate was kept");
+    let fqdn = String::from_utf8_lossy(&peer.exec(RoleKind::Web, &["hostname", "-f"]).stdout)
+        .trim()
+        .to_string();
+    assert!(
+        booted_cert.contains(&format!("CN = {fqdn}")),
+        "snakeoil {booted_cert}, host {fqdn}"
+    );
     // /srv/<project> exists, so `maintenance on` works before any release.
     let out = peer.exec(RoleKind::Web, &["touch", "/srv/myproject/maintenance.on"]);
     assert!(out.status.success(), "maintenance on: {}", text(&out));
