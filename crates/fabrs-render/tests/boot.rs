@@ -242,6 +242,59 @@ fn active(peer: &BootPeer, role: RoleKind, unit: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The revision the worker boots with (web boots with none, as a fresh
+/// create-env would, and gets it later as a deploy would install it).
+const REVISION: &str = "boot1";
+
+/// refapp as built by `cargo test --workspace` (or `cargo build -p refapp`):
+/// next to this test's own executable's folder.
+fn refapp_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let bin = debug.join("refapp");
+    assert!(
+        bin.exists(),
+        "{} is missing: the boot test installs a real refapp release (`cargo build -p refapp` first, \
+         or run the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// Package refapp as a release (its own `package` command, as
+/// crates/refapp/scripts/build-artifact does) and upload it where
+/// fabrs-install-release fetches it; make the photos bucket.
+fn publish_release(peer: &BootPeer, env: &Environment) {
+    let out_dir = peer.dir.path().join("release");
+    let out = Command::new(refapp_binary())
+        .arg("package")
+        .arg("--bin")
+        .arg(refapp_binary())
+        .args(["--revision", REVISION])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--source-dir")
+        .arg(root().join("crates/refapp"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "refapp package: {}", text(&out));
+    let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let bucket = &env.artifacts.bucket;
+    for b in [bucket.clone(), format!("{}-{}-photos", env.project, env.name)] {
+        let out = peer.aws(&["s3", "mb", &format!("s3://{b}")]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let key = env.artifact_key(REVISION);
+    let out = peer.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        &tarball,
+        &format!("s3://{bucket}/{key}"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// The instance roles stand in for the ones issue 10 makes (fabrs does not
 /// create instance roles yet): created in moto, so the metadata stand-in can
 /// mint their credentials.
@@ -272,12 +325,14 @@ fn every_role_boots_from_its_rendered_user_data() {
     for role in roles {
         create_instance_role(&peer, &instance_role(role));
     }
+    publish_release(&peer, &env);
     // All three at once: a boot is mostly waiting.
     let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
             .iter()
             .map(|&role| {
-                let ud = user_data(&env, role, "none", &secrets);
+                let revision = if role == RoleKind::Worker { REVISION } else { "none" };
+                let ud = user_data(&env, role, revision, &secrets);
                 let peer = &peer;
                 s.spawn(move || (role, peer.boot(role, &ud, Some(&instance_role(role)))))
             })
@@ -407,4 +462,79 @@ fn every_role_boots_from_its_rendered_user_data() {
     assert!(out.status.success(), "RabbitMQ user: {}", text(&out));
     let out = peer.host(&["bash", "-c", &format!("exec 3<>/dev/tcp/{cache_ip}/5672")]);
     assert!(out.status.success(), "RabbitMQ on the private address: {}", text(&out));
+
+    // --- the release: the worker fetched it at boot with its instance role's
+    // credentials (nothing else in the container holds any), runs its
+    // migrations as `fabrs deploy` does on the migrate role, and runs it.
+    let current = peer.exec(RoleKind::Worker, &["readlink", "/srv/myproject/current"]);
+    assert_eq!(
+        text(&current).trim(),
+        format!("/srv/myproject/releases/{REVISION}"),
+        "worker's current release"
+    );
+    let out = peer.exec(
+        RoleKind::Worker,
+        &["sh", "-c", "env | grep -c '^AWS_' || true; ls /root/.aws 2>&1"],
+    );
+    assert!(
+        text(&out).starts_with("0\n") && text(&out).contains("No such file"),
+        "keys in the worker: {}",
+        text(&out)
+    );
+    let imds = std::fs::read_to_string(peer.dir.path().join("imds.log")).unwrap();
+    assert!(
+        imds.contains(&format!(
+            "{} \"GET /latest/meta-data/iam/security-credentials/{} ",
+            role_ip(RoleKind::Worker),
+            instance_role(RoleKind::Worker)
+        )),
+        "the worker never asked for its role's credentials:\n{imds}"
+    );
+    let out = peer.exec(
+        RoleKind::Worker,
+        &["/usr/local/sbin/fabrs-install-release", "--migrate", REVISION],
+    );
+    assert!(out.status.success(), "migrate on the worker: {}", text(&out));
+    // The worker's unit started at boot; it may have waited for the schema.
+    let out = peer.exec(RoleKind::Worker, &["systemctl", "restart", "refapp-worker.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // --- web: install the release as a deploy does, leave maintenance, and
+    // the ELB's health check answers 200 from the app itself.
+    let out = peer.exec(RoleKind::Web, &["/usr/local/sbin/fabrs-install-release", REVISION]);
+    assert!(out.status.success(), "install on web: {}", text(&out));
+    let out = peer.exec(RoleKind::Web, &["systemctl", "restart", "refapp-web.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = peer.exec(RoleKind::Web, &["rm", "/srv/myproject/maintenance.on"]);
+    assert!(out.status.success(), "maintenance off: {}", text(&out));
+    // The app is up once it answers; wait on that (bounded), not on a sleep.
+    let health = |path: &str| {
+        let out = peer.host(&[
+            "curl",
+            "-ksS",
+            "--retry",
+            "30",
+            "--retry-connrefused",
+            "--retry-all-errors",
+            "--retry-delay",
+            "1",
+            "-w",
+            "\n%{http_code}",
+            &format!("https://{}{path}", role_ip(RoleKind::Web)),
+        ]);
+        text(&out)
+    };
+    let body = health("/healthcheck.html");
+    assert!(
+        body.trim_end().ends_with("200"),
+        "health check with the release: {body}"
+    );
+    assert!(body.contains(&format!("revision: {REVISION}")), "{body}");
+    for role in [RoleKind::Web, RoleKind::Worker] {
+        let unit = format!(
+            "refapp-{}.service",
+            if role == RoleKind::Web { "web" } else { "worker" }
+        );
+        assert_eq!(active(&peer, role, &unit), "active", "{role} {unit}");
+    }
 }
