@@ -270,7 +270,8 @@ impl Renderer {
                     "root:root",
                     "0644",
                     false,
-                    false,
+                    // After the packages: pgbouncer's install starts it before the bundle is there.
+                    true,
                 );
                 svc(
                     &mut files,

@@ -219,6 +219,10 @@ fn rds_ca_download_retries_and_pgbouncer_needs_the_bundle() {
                     .starts_with("/etc/systemd/system/pgbouncer.service.d/")
             })
             .unwrap_or_else(|| panic!("{} {role}: no pgbouncer drop-in", env.name));
+        // Written after the packages: on an image without pgbouncer, its
+        // installation starts it (before the bundle exists) and an assert
+        // already in place would fail the package install.
+        assert_eq!(dropin["defer"], true, "{} {role}: drop-in not deferred", env.name);
         assert!(
             dropin["content"]
                 .as_str()
