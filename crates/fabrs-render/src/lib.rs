@@ -36,6 +36,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         include_str!("../../../templates/pgbouncer-userlist.txt.tera"),
     ),
     (
+        "pgbouncer-rds-ca.conf.tera",
+        "templates",
+        include_str!("../../../templates/pgbouncer-rds-ca.conf.tera"),
+    ),
+    (
         "app.env.tera",
         "templates",
         include_str!("../../../templates/app.env.tera"),
@@ -263,6 +268,17 @@ impl Renderer {
                     "postgres:postgres",
                     "0600",
                     true,
+                    true,
+                );
+                svc(
+                    &mut files,
+                    "pgbouncer-rds-ca.conf",
+                    "/etc/systemd/system/pgbouncer.service.d/fabrs-rds-ca.conf".into(),
+                    self.render("pgbouncer-rds-ca.conf.tera", &base)?,
+                    "root:root",
+                    "0644",
+                    false,
+                    // After the packages: pgbouncer's install starts it before the bundle is there.
                     true,
                 );
                 svc(

@@ -1,0 +1,544 @@
+//! The boot test: the user-data fabrs renders for a role, booted on a real
+//! Debian system (systemd-nspawn on the cached rootfs of
+//! `tests/peers/rootfs-build`) under cloud-init's NoCloud datasource, in a
+//! private network made by `tests/peers/boot-peer` with real stand-ins (moto
+//! behind TLS, an IMDSv2 stand-in, a PostgreSQL cluster with TLS and a test CA).
+//!
+//! The user-data is exactly what fabrs renders (secrets resolved from test
+//! values, the database and cache addresses of the private network as facts);
+//! nothing in it is edited. Needs root, systemd-nspawn, debootstrap and the
+//! project venv (scripts/setup installs them all): a missing piece fails the
+//! test, it does not skip. The first run builds the rootfs (about 3 minutes,
+//! cached outside the clone).
+//!
+//! Run alone: `cargo test -p fabrs-render --test boot -- --nocapture`.
+//! `FABRS_BOOT_KEEP=1` leaves the containers and network up for inspection
+//! (`tests/peers/boot-peer exec DIR web systemctl status`, then `... down DIR`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fabrs_config::secrets::Secrets;
+use fabrs_config::{Environment, RoleKind};
+use fabrs_render::{Facts, Layout, Options, Renderer, SecretMode};
+
+/// Test values for the secrets (never real).
+const DB_PASSWORD: &str = "boot-db-Pw-7f3a";
+const CACHE_PASSWORD: &str = "boot-cache-Pw-91bc";
+const QUEUE_PASSWORD: &str = "boot-queue-Pw-44de";
+
+/// Addresses of the private network (they exist only in the test's namespaces).
+const DB_HOST: &str = "db.fabrs-boot.test";
+fn role_index(role: RoleKind) -> u8 {
+    match role {
+        RoleKind::Web => 1,
+        RoleKind::Worker => 2,
+        RoleKind::Cache => 3,
+    }
+}
+fn role_ip(role: RoleKind) -> String {
+    format!("10.213.0.{}", 10 + role_index(role))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn script(name: &str) -> PathBuf {
+    root().join("tests/peers").join(name)
+}
+
+/// Fails (never skips) when the boot peer cannot run here.
+fn require_boot_peer() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the boot test needs root (namespaces, mounts, systemd-nspawn)"
+    );
+    for tool in [
+        "/usr/bin/systemd-nspawn",
+        "/usr/sbin/debootstrap",
+        "/usr/bin/openssl",
+        "/usr/sbin/nginx",
+    ] {
+        assert!(Path::new(tool).exists(), "{tool} is missing: run scripts/setup");
+    }
+    assert!(
+        root().join(".venv/bin/moto_server").exists(),
+        "moto is missing from .venv: run scripts/setup"
+    );
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The private network and its containers; removed on drop (test passed or not).
+struct BootPeer {
+    dir: tempfile::TempDir,
+}
+
+impl BootPeer {
+    fn up(env: &Environment) -> BootPeer {
+        let dir = tempfile::Builder::new().prefix("fabrs-boot-").tempdir().unwrap();
+        let pw = dir.path().join("db-password");
+        std::fs::write(&pw, DB_PASSWORD).unwrap();
+        let peer = BootPeer { dir };
+        let artifacts = env.artifacts.bucket.clone();
+        let out = peer
+            .cmd("up")
+            .args(["--db-password-file", pw.to_str().unwrap()])
+            .args(["--db-name", &env.database.name, "--db-user", &env.database.username])
+            .args(["--host", &format!("{artifacts}.s3.amazonaws.com")])
+            .args(["--host", &format!("{artifacts}.s3.{}.amazonaws.com", env.region)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "boot-peer up: {}", text(&out));
+        peer
+    }
+
+    fn cmd(&self, sub: &str) -> Command {
+        let mut c = Command::new(script("boot-peer"));
+        c.arg(sub).arg(self.dir.path());
+        c
+    }
+
+    /// Run an awscli command against moto, inside the private network.
+    fn aws(&self, args: &[&str]) -> Output {
+        let aws = root().join(".venv/bin/aws");
+        self.cmd("host")
+            .arg("env")
+            .args([
+                "AWS_ACCESS_KEY_ID=testing",
+                "AWS_SECRET_ACCESS_KEY=testing",
+                "AWS_DEFAULT_REGION=us-east-1",
+            ])
+            .arg(aws)
+            .args(["--endpoint-url", "http://127.0.0.1:5000"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Boot one role from its user-data; the result and what was collected.
+    fn boot(&self, role: RoleKind, user_data: &str, instance_role: Option<&str>) -> Booted {
+        let ud = self.dir.path().join(format!("{role}.user-data"));
+        std::fs::write(&ud, user_data).unwrap();
+        let out = self
+            .cmd("boot")
+            .arg(role.as_str())
+            .arg(role_index(role).to_string())
+            .arg(&ud)
+            .arg(instance_role.unwrap_or(""))
+            .output()
+            .unwrap();
+        let d = self.dir.path().join(role.as_str());
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+        Booted {
+            ok: out.status.success(),
+            harness: text(&out),
+            status: read("status"),
+            failed_units: read("failed-units"),
+            output_log: read("cloud-init-output.log"),
+            seconds: read("boot-seconds").trim().parse().unwrap_or(0),
+        }
+    }
+
+    fn exec(&self, role: RoleKind, args: &[&str]) -> Output {
+        self.cmd("exec").arg(role.as_str()).args(args).output().unwrap()
+    }
+
+    fn host(&self, args: &[&str]) -> Output {
+        self.cmd("host").args(args).output().unwrap()
+    }
+}
+
+impl Drop for BootPeer {
+    fn drop(&mut self) {
+        if std::env::var_os("FABRS_BOOT_KEEP").is_some() {
+            let keep = self.dir.path().to_path_buf();
+            eprintln!("FABRS_BOOT_KEEP: left up in {}", keep.display());
+            std::mem::forget(std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()));
+            return;
+        }
+        let out = self.cmd("down").output();
+        if let Ok(out) = out
+            && !out.status.success()
+        {
+            eprintln!("boot-peer down: {}", text(&out));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Booted {
+    ok: bool,
+    harness: String,
+    status: String,
+    failed_units: String,
+    output_log: String,
+    seconds: u64,
+}
+
+impl Booted {
+    fn report(&self) -> String {
+        format!(
+            "--- harness\n{}\n--- cloud-init status --long\n{}\n--- failed units\n{}\n--- cloud-init-output.log (tail)\n{}",
+            self.harness,
+            self.status,
+            self.failed_units,
+            tail(&self.output_log, 60)
+        )
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn staging() -> Environment {
+    fabrs_config::load_file(&root().join("environments/staging.yaml")).unwrap_or_else(|d| panic!("{}", d.render()))
+}
+
+fn secrets() -> Secrets {
+    Secrets::from_pairs([
+        ("db_password", DB_PASSWORD),
+        ("cache_password", CACHE_PASSWORD),
+        ("queue_password", QUEUE_PASSWORD),
+    ])
+}
+
+/// What create-env would send for this role: production layout, resolved
+/// secrets, the private network's addresses as facts.
+fn user_data(env: &Environment, role: RoleKind, revision: &str, secrets: &Secrets) -> String {
+    let opts = Options {
+        revision: revision.to_string(),
+        secrets: SecretMode::Values(secrets),
+        facts: Facts {
+            db_master_host: DB_HOST.into(),
+            db_replica_host: (env.database.replicas > 0).then(|| DB_HOST.into()),
+            cache_host: role_ip(RoleKind::Cache),
+        },
+        layout: Layout::production(),
+    };
+    Renderer::new(&root())
+        .unwrap()
+        .render_role(env, role, &opts)
+        .unwrap()
+        .user_data
+}
+
+fn active(peer: &BootPeer, role: RoleKind, unit: &str) -> String {
+    let out = peer.exec(role, &["systemctl", "is-active", unit]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The revision the worker boots with (web boots with none, as a fresh
+/// create-env would, and gets it later as a deploy would install it).
+const REVISION: &str = "boot1";
+
+/// refapp as built by `cargo test --workspace` (or `cargo build -p refapp`):
+/// next to this test's own executable's folder.
+fn refapp_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let bin = debug.join("refapp");
+    assert!(
+        bin.exists(),
+        "{} is missing: the boot test installs a real refapp release (`cargo build -p refapp` first, \
+         or run the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// Package refapp as a release (its own `package` command, as
+/// crates/refapp/scripts/build-artifact does) and upload it where
+/// fabrs-install-release fetches it; make the photos bucket.
+fn publish_release(peer: &BootPeer, env: &Environment) {
+    let out_dir = peer.dir.path().join("release");
+    let out = Command::new(refapp_binary())
+        .arg("package")
+        .arg("--bin")
+        .arg(refapp_binary())
+        .args(["--revision", REVISION])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--source-dir")
+        .arg(root().join("crates/refapp"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "refapp package: {}", text(&out));
+    let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let bucket = &env.artifacts.bucket;
+    for b in [bucket.clone(), format!("{}-{}-photos", env.project, env.name)] {
+        let out = peer.aws(&["s3", "mb", &format!("s3://{b}")]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let key = env.artifact_key(REVISION);
+    let out = peer.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        &tarball,
+        &format!("s3://{bucket}/{key}"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The instance roles stand in for the ones issue 10 makes (fabrs does not
+/// create instance roles yet): created in moto, so the metadata stand-in can
+/// mint their credentials.
+fn create_instance_role(peer: &BootPeer, name: &str) {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let out = peer.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        name,
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn instance_role(role: RoleKind) -> String {
+    format!("myproject-staging-{role}")
+}
+
+#[test]
+fn every_role_boots_from_its_rendered_user_data() {
+    require_boot_peer();
+    let env = staging();
+    let secrets = secrets();
+    let peer = BootPeer::up(&env);
+    let roles = [RoleKind::Web, RoleKind::Worker, RoleKind::Cache];
+    for role in roles {
+        create_instance_role(&peer, &instance_role(role));
+    }
+    publish_release(&peer, &env);
+    // All three at once: a boot is mostly waiting.
+    let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
+        let handles: Vec<_> = roles
+            .iter()
+            .map(|&role| {
+                let revision = if role == RoleKind::Worker { REVISION } else { "none" };
+                let ud = user_data(&env, role, revision, &secrets);
+                let peer = &peer;
+                s.spawn(move || (role, peer.boot(role, &ud, Some(&instance_role(role)))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (role, b) in &booted {
+        eprintln!("{role} booted in {} s\n{}", b.seconds, b.report());
+    }
+    for (role, b) in &booted {
+        assert!(b.ok, "{role} did not reach cloud-init done:\n{}", b.report());
+        assert!(b.status.contains("status: done"), "{role}:\n{}", b.report());
+        assert_eq!(b.failed_units.trim(), "", "{role}: failed units:\n{}", b.report());
+    }
+
+    // --- web
+    for unit in ["nginx.service", "pgbouncer.service"] {
+        assert_eq!(active(&peer, RoleKind::Web, unit), "active", "web {unit}");
+    }
+    // The snakeoil certificate was made on this instance (for its host name),
+    // not the one baked into the image.
+    let cert = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let x509 = ["openssl", "x509", "-noout", "-subject", "-fingerprint", "-in"];
+    let booted_cert = cert(peer.exec(
+        RoleKind::Web,
+        &[&x509[..], &["/etc/ssl/certs/ssl-cert-snakeoil.pem"]].concat(),
+    ));
+    let rootfs = String::from_utf8(Command::new(script("rootfs-build")).output().unwrap().stdout).unwrap();
+    let image_cert = cert(
+        Command::new(x509[0])
+            .args(&x509[1..])
+            .arg(format!("{}/etc/ssl/certs/ssl-cert-snakeoil.pem", rootfs.trim()))
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(booted_cert, image_cert, "the image's snakeoil certificate was kept");
+    let fqdn = String::from_utf8_lossy(&peer.exec(RoleKind::Web, &["hostname", "-f"]).stdout)
+        .trim()
+        .to_string();
+    assert!(
+        booted_cert.contains(&format!("CN = {fqdn}")),
+        "snakeoil {booted_cert}, host {fqdn}"
+    );
+    // /srv/<project> exists, so `maintenance on` works before any release.
+    let out = peer.exec(RoleKind::Web, &["touch", "/srv/myproject/maintenance.on"]);
+    assert!(out.status.success(), "maintenance on: {}", text(&out));
+    // As the ELB checks it: HTTPS:443/healthcheck.html answers 200 in maintenance,
+    // and users get 503.
+    let code = |path: &str, host: &str| {
+        let out = peer.host(&[
+            "curl",
+            "-ksS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("https://{}{path}", role_ip(RoleKind::Web)),
+        ]);
+        text(&out).trim().to_string()
+    };
+    assert_eq!(
+        code("/healthcheck.html", &role_ip(RoleKind::Web)),
+        "200",
+        "health check in maintenance"
+    );
+    assert_eq!(code("/", "staging.myproject.example"), "503", "users in maintenance");
+
+    // --- web and worker: pgbouncer reaches the database with verify-full
+    // against the CA bundle downloaded at boot.
+    for role in [RoleKind::Web, RoleKind::Worker] {
+        assert_eq!(active(&peer, role, "pgbouncer.service"), "active", "{role} pgbouncer");
+        let out = peer.exec(
+            role,
+            &[
+                "env",
+                &format!("PGPASSWORD={DB_PASSWORD}"),
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "6432",
+                "-U",
+                "myproject",
+                "-d",
+                "myproject",
+                "-Atc",
+                "select 'through pgbouncer'",
+            ],
+        );
+        assert!(
+            text(&out).contains("through pgbouncer"),
+            "{role}: psql through pgbouncer: {}",
+            text(&out)
+        );
+        // The instance role's credentials, through IMDSv2, reach moto.
+        let out = peer.exec(role, &["aws", "sts", "get-caller-identity", "--region", "us-east-1"]);
+        assert!(
+            text(&out).contains(&format!("assumed-role/{}/", instance_role(role))),
+            "{role}: {}",
+            text(&out)
+        );
+    }
+
+    // --- cache: Redis and RabbitMQ on the private address, with the passwords.
+    for unit in ["redis-server.service", "rabbitmq-server.service"] {
+        assert_eq!(active(&peer, RoleKind::Cache, unit), "active", "cache {unit}");
+    }
+    let cache_ip = role_ip(RoleKind::Cache);
+    let redis = |args: &[&str]| {
+        let mut argv = vec!["redis-cli", "--no-auth-warning", "-h", &cache_ip, "-a", CACHE_PASSWORD];
+        argv.extend_from_slice(args);
+        text(&peer.host(&argv)).trim().to_string()
+    };
+    assert_eq!(redis(&["ping"]), "PONG", "Redis from the private network");
+    let maxmemory = redis(&["config", "get", "maxmemory"]);
+    let bytes: u64 = maxmemory.lines().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    assert!(bytes > 0, "Redis maxmemory: {maxmemory}");
+    let out = peer.exec(
+        RoleKind::Cache,
+        &["rabbitmqctl", "authenticate_user", "myproject", QUEUE_PASSWORD],
+    );
+    assert!(out.status.success(), "RabbitMQ user: {}", text(&out));
+    let out = peer.host(&["bash", "-c", &format!("exec 3<>/dev/tcp/{cache_ip}/5672")]);
+    assert!(out.status.success(), "RabbitMQ on the private address: {}", text(&out));
+
+    // --- the release: the worker fetched it at boot with its instance role's
+    // credentials (nothing else in the container holds any), runs its
+    // migrations as `fabrs deploy` does on the migrate role, and runs it.
+    let current = peer.exec(RoleKind::Worker, &["readlink", "/srv/myproject/current"]);
+    assert_eq!(
+        text(&current).trim(),
+        format!("/srv/myproject/releases/{REVISION}"),
+        "worker's current release"
+    );
+    let out = peer.exec(
+        RoleKind::Worker,
+        &["sh", "-c", "env | grep -c '^AWS_' || true; ls /root/.aws 2>&1"],
+    );
+    assert!(
+        text(&out).starts_with("0\n") && text(&out).contains("No such file"),
+        "keys in the worker: {}",
+        text(&out)
+    );
+    let imds = std::fs::read_to_string(peer.dir.path().join("imds.log")).unwrap();
+    assert!(
+        imds.contains(&format!(
+            "{} \"GET /latest/meta-data/iam/security-credentials/{} ",
+            role_ip(RoleKind::Worker),
+            instance_role(RoleKind::Worker)
+        )),
+        "the worker never asked for its role's credentials:\n{imds}"
+    );
+    let out = peer.exec(
+        RoleKind::Worker,
+        &["/usr/local/sbin/fabrs-install-release", "--migrate", REVISION],
+    );
+    assert!(out.status.success(), "migrate on the worker: {}", text(&out));
+    // The worker's unit started at boot; it may have waited for the schema.
+    let out = peer.exec(RoleKind::Worker, &["systemctl", "restart", "refapp-worker.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // --- web: install the release as a deploy does, leave maintenance, and
+    // the ELB's health check answers 200 from the app itself.
+    let out = peer.exec(RoleKind::Web, &["/usr/local/sbin/fabrs-install-release", REVISION]);
+    assert!(out.status.success(), "install on web: {}", text(&out));
+    let out = peer.exec(RoleKind::Web, &["systemctl", "restart", "refapp-web.service"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = peer.exec(RoleKind::Web, &["rm", "/srv/myproject/maintenance.on"]);
+    assert!(out.status.success(), "maintenance off: {}", text(&out));
+    // The app is up once it answers; wait on that (bounded), not on a sleep.
+    let health = |path: &str| {
+        let out = peer.host(&[
+            "curl",
+            "-ksS",
+            "--retry",
+            "30",
+            "--retry-connrefused",
+            "--retry-all-errors",
+            "--retry-delay",
+            "1",
+            "-w",
+            "\n%{http_code}",
+            &format!("https://{}{path}", role_ip(RoleKind::Web)),
+        ]);
+        text(&out)
+    };
+    let body = health("/healthcheck.html");
+    assert!(
+        body.trim_end().ends_with("200"),
+        "health check with the release: {body}"
+    );
+    // (The page shows REFAPP_REVISION from app.env, rendered at boot for
+    // "none": an in-place install does not change it. Known, see the report.)
+    assert!(body.contains("<p>ok</p>"), "{body}");
+    let current = peer.exec(RoleKind::Web, &["readlink", "/srv/myproject/current"]);
+    assert_eq!(text(&current).trim(), format!("/srv/myproject/releases/{REVISION}"));
+    for role in [RoleKind::Web, RoleKind::Worker] {
+        let unit = format!(
+            "refapp-{}.service",
+            if role == RoleKind::Web { "web" } else { "worker" }
+        );
+        assert_eq!(active(&peer, role, &unit), "active", "{role} {unit}");
+    }
+}
