@@ -334,7 +334,11 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
-        _ => true,
+        Spec::SecurityGroup(_)
+        | Spec::LoadBalancer(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_)
+        | Spec::DbInstance(_) => true,
     }
 }
 
