@@ -42,15 +42,6 @@ impl Environment {
         self.roles.get(&kind)
     }
 
-    /// Tags every resource of this environment carries; how fabrs finds them again.
-    pub fn ownership_tags(&self) -> BTreeMap<String, String> {
-        let mut t = self.tags.clone();
-        t.insert(TAG_PROJECT.into(), self.project.clone());
-        t.insert(TAG_ENVIRONMENT.into(), self.name.clone());
-        t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
-        t
-    }
-
     /// Where a revision's release artifact lives in the artifact bucket:
     /// `releases/<project>/<revision>/<app>.tar.gz`.
     pub fn artifact_key(&self, revision: &str) -> String {
@@ -70,11 +61,14 @@ impl Environment {
     }
 }
 
-pub const TAG_PROJECT: &str = "fabrs:project";
-pub const TAG_ENVIRONMENT: &str = "fabrs:environment";
-pub const TAG_ROLE: &str = "fabrs:role";
-pub const TAG_MANAGED_BY: &str = "managed-by";
-pub const MANAGED_BY: &str = "fabrs";
+/// The file's `tags:` may not set these keys: fabrs writes its own tags
+/// (their names live in fabrs-plan's `addr`, which checks that each is
+/// reserved here), `Name` included. AWS's own `aws:` prefix is refused by
+/// `names::tag_key_problem` with its own message.
+const TAG_MANAGED_BY: &str = "managed-by";
+pub fn is_reserved_tag_key(key: &str) -> bool {
+    key.starts_with("fabrs:") || key == TAG_MANAGED_BY || key == "Name"
+}
 
 #[derive(Clone, Debug)]
 pub struct Network {
@@ -160,7 +154,8 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RoleKind {
     Web,
     Worker,

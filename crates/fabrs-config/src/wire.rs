@@ -365,7 +365,7 @@ fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
         }
         for (k, v) in entries {
             let path = join("tags", &k.name);
-            if k.name.starts_with("fabrs:") || k.name == TAG_MANAGED_BY || k.name == "Name" {
+            if is_reserved_tag_key(&k.name) {
                 let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", shorten(&k.name)));
                 d.hint = Some(if k.name == "Name" {
                     "fabrs names every resource itself (its `Name` tag); this one would be overwritten".into()

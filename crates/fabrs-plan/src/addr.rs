@@ -1,7 +1,22 @@
 //! Addresses of an environment's resources, and the tags and user-data lines
 //! that let the cloud layer map what it finds back to them.
 
+use std::collections::BTreeMap;
+
+use fabrs_config::{Environment, RoleKind};
+
 use crate::resource::{Address, Kind};
+
+/// Every tag name fabrs writes or reads lives in this module.
+///
+/// Ownership: every resource fabrs creates carries these three, set in the
+/// create call; discovery returns only resources that carry all three.
+pub const TAG_PROJECT: &str = "fabrs:project";
+pub const TAG_ENVIRONMENT: &str = "fabrs:environment";
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const MANAGED_BY: &str = "fabrs";
+/// On role resources (groups, templates, instances): `web`, `worker`, `cache`.
+pub const TAG_ROLE: &str = "fabrs:role";
 
 /// On security groups: the group key (`base`, `lb`, `web`, `worker`, `cache`, `queue`, `db`).
 pub const TAG_GROUP: &str = "fabrs:group";
@@ -20,6 +35,16 @@ pub const UD_OWNER: &str = "# fabrs:owner=";
 pub const UD_SHA: &str = "# fabrs:user-data-sha256=";
 pub const UD_REVISION: &str = "# fabrs:revision=";
 
+/// The tags every resource of this environment carries (the file's `tags:`
+/// plus the ownership tags); how fabrs finds them again.
+pub fn ownership_tags(env: &Environment) -> BTreeMap<String, String> {
+    let mut t = env.tags.clone();
+    t.insert(TAG_PROJECT.into(), env.project.clone());
+    t.insert(TAG_ENVIRONMENT.into(), env.name.clone());
+    t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+    t
+}
+
 pub fn owner_value(project: &str, environment: &str) -> String {
     format!("{project}/{environment}")
 }
@@ -30,16 +55,16 @@ pub fn security_group(key: &str) -> Address {
 pub fn load_balancer() -> Address {
     Address::new(Kind::LoadBalancer, "main")
 }
-pub fn launch_configuration(role: &str) -> Address {
-    Address::new(Kind::LaunchConfiguration, role)
+pub fn launch_configuration(role: RoleKind) -> Address {
+    Address::new(Kind::LaunchConfiguration, role.as_str())
 }
-pub fn launch_template(role: &str) -> Address {
-    Address::new(Kind::LaunchTemplate, role)
+pub fn launch_template(role: RoleKind) -> Address {
+    Address::new(Kind::LaunchTemplate, role.as_str())
 }
-pub fn autoscaling_group(role: &str) -> Address {
-    Address::new(Kind::AutoScalingGroup, role)
+pub fn autoscaling_group(role: RoleKind) -> Address {
+    Address::new(Kind::AutoScalingGroup, role.as_str())
 }
-pub fn instance(role: &str, index: u32) -> Address {
+pub fn instance(role: RoleKind, index: u32) -> Address {
     Address::new(Kind::Instance, format!("{role}[{index}]"))
 }
 pub fn db_subnet_group() -> Address {
@@ -104,6 +129,22 @@ mod tests {
             assert_eq!(db_from_tag(&db_tag(&a)), Some(a));
         }
         assert_eq!(db_from_tag("replica-x"), None);
+    }
+
+    #[test]
+    fn the_file_cannot_set_fabrs_tags() {
+        for k in [
+            TAG_PROJECT,
+            TAG_ENVIRONMENT,
+            TAG_MANAGED_BY,
+            TAG_ROLE,
+            TAG_GROUP,
+            TAG_INDEX,
+            TAG_DB_ROLE,
+            TAG_REVISION,
+        ] {
+            assert!(fabrs_config::is_reserved_tag_key(k), "{k}");
+        }
     }
 
     #[test]

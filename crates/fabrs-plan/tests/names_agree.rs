@@ -65,7 +65,7 @@ fn derived_names_are_the_names_the_plan_creates() {
             assert_eq!(names::db_replica(&env, n), at(addr::db_replica(n)), "{file}");
         }
         for (kind, role) in &env.roles {
-            let r = kind.as_str();
+            let r = *kind;
             match role.scaling {
                 Scaling::Auto { launch, .. } => {
                     assert_eq!(
