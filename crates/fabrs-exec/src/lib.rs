@@ -4,6 +4,7 @@ pub mod apply;
 pub mod cloud;
 pub mod deploy;
 pub mod fake;
+pub mod fake_fleet;
 pub mod ops;
 pub mod remote;
 pub mod store;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fabrs_exec::deploy::{self, DeployError, LockHolder, Note, Record, Settings};
+use fabrs_exec::deploy::{self, DeployError, LockHolder, Note, Record, Settings, SystemClock};
 use fabrs_exec::fake::MemStore;
 use fabrs_exec::store::Store;
 
@@ -38,10 +38,26 @@ fn quiet(_: Note) {}
 async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(&*store, &env, &holder("alice"), &settings(Duration::ZERO), &quiet)
-        .await
-        .unwrap();
-    let err = match deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::ZERO), &quiet).await {
+    let a = deploy::acquire(
+        &SystemClock::new(),
+        &*store,
+        &env,
+        &holder("alice"),
+        &settings(Duration::ZERO),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    let err = match deploy::acquire(
+        &SystemClock::new(),
+        &*store,
+        &env,
+        &holder("bob"),
+        &settings(Duration::ZERO),
+        &quiet,
+    )
+    .await
+    {
         Err(DeployError::Locked(m)) => m,
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("two holders"),
@@ -54,18 +70,32 @@ async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     a.release(&*store).await.unwrap();
     assert!(store.keys().is_empty());
     // Free again.
-    deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::ZERO), &quiet)
-        .await
-        .unwrap();
+    deploy::acquire(
+        &SystemClock::new(),
+        &*store,
+        &env,
+        &holder("bob"),
+        &settings(Duration::ZERO),
+        &quiet,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_only_on_request() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(&*store, &env, &holder("alice"), &settings(Duration::ZERO), &quiet)
-        .await
-        .unwrap();
+    let a = deploy::acquire(
+        &SystemClock::new(),
+        &*store,
+        &env,
+        &holder("alice"),
+        &settings(Duration::ZERO),
+        &quiet,
+    )
+    .await
+    .unwrap();
     let s2 = store.clone();
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -74,21 +104,35 @@ async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_on
     let t = Instant::now();
     let notes = std::sync::Mutex::new(Vec::new());
     let note = |n: Note| notes.lock().unwrap().push(format!("{n:?}"));
-    deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::from_secs(30)), &note)
-        .await
-        .unwrap();
+    deploy::acquire(
+        &SystemClock::new(),
+        &*store,
+        &env,
+        &holder("bob"),
+        &settings(Duration::from_secs(30)),
+        &note,
+    )
+    .await
+    .unwrap();
     assert!(t.elapsed() >= Duration::from_millis(600));
     assert!(notes.lock().unwrap()[0].contains("waiting up to 30s for the deploy lock held by alice@"));
     release.await.unwrap();
     // bob's lock is now "stale" (bob died): carol is refused, then breaks it on request.
     assert!(
-        deploy::acquire(&*store, &env, &holder("carol"), &settings(Duration::ZERO), &quiet)
-            .await
-            .is_err()
+        deploy::acquire(
+            &SystemClock::new(),
+            &*store,
+            &env,
+            &holder("carol"),
+            &settings(Duration::ZERO),
+            &quiet
+        )
+        .await
+        .is_err()
     );
     let mut s = settings(Duration::ZERO);
     s.break_lock = true;
-    deploy::acquire(&*store, &env, &holder("carol"), &s, &quiet)
+    deploy::acquire(&SystemClock::new(), &*store, &env, &holder("carol"), &s, &quiet)
         .await
         .unwrap();
     let body = store.get(&deploy::lock_key(&env)).await.unwrap().unwrap();

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, S3Store};
 use fabrs_config::{Environment, RoleKind};
 use fabrs_exec::cloud::{Cloud, Fleet};
-use fabrs_exec::deploy::{self, Actor, DeployError, Operation, Settings};
+use fabrs_exec::deploy::{self, Actor, DeployError, Deployer, Operation, Settings, SystemClock};
 use fabrs_exec::remote::{Remote, RemoteOutput};
 use fabrs_exec::store::{PutOutcome, Store};
 use fabrs_plan::addr;
@@ -386,10 +386,22 @@ fn roll(
     rt.block_on(async {
         let cloud = connect(global, &env).await?;
         let store: S3Store = cloud.store(&env.artifacts.bucket);
+        let clock = SystemClock::new();
+        // The preflight says nothing; its refusals are the error.
+        let silent = |_: deploy::Note| {};
+        let preflight = Deployer {
+            cloud: &cloud,
+            store: &store,
+            remote: &ssh,
+            clock: &clock,
+            env: &env,
+            renderer: &renderer,
+            secrets: &secrets,
+            settings: &settings,
+            notes: &silent,
+        };
         // Preflight without the lock: fail fast, or show the steps.
-        let prepared = deploy::prepare(&cloud, &store, &env, &renderer, &secrets, &operation)
-            .await
-            .map_err(deploy_error)?;
+        let prepared = preflight.prepare(&operation).await.map_err(deploy_error)?;
         if roll.dry_run {
             for s in prepared.steps(&env, &settings) {
                 printer.data(&s);
@@ -406,23 +418,14 @@ fn roll(
         }
         let progress = Progress::new(printer_quiet(printer));
         let notes = |n| progress.note(n);
+        let deployer = Deployer {
+            notes: &notes,
+            ..preflight
+        };
         let cancel = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let r = deploy::run(
-            &cloud,
-            &store,
-            &ssh,
-            &env,
-            &renderer,
-            &secrets,
-            &operation,
-            &settings,
-            &actor(),
-            &notes,
-            cancel,
-        )
-        .await;
+        let r = deployer.run(prepared, &actor(), cancel).await;
         progress.bar.finish_and_clear();
         match r {
             Ok(report) if !report.changed => {
