@@ -11,10 +11,6 @@
 //! and, where a test needs it, the project name.
 
 mod common;
-#[path = "../../fabrs-remote/tests/common/nginx.rs"]
-mod nginx;
-#[path = "../../fabrs-remote/tests/common/mod.rs"]
-mod sshd;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +18,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+use fabrs_test_support::{nginx, sshd};
 use serde_json::Value;
 
 /// A project directory of the test's own.

@@ -6,7 +6,6 @@
 //! against moto and real sshds in the CLI's `tests/deploy.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,13 +22,7 @@ use fabrs_exec::store::Store;
 use fabrs_plan::deploy::GroupNow;
 use fabrs_plan::resource::LaunchRef;
 use fabrs_render::Renderer;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 const WEB: &str = "myproject-staging-web";
 const WORKER: &str = "myproject-staging-worker";

@@ -10,8 +10,7 @@ use fabrs_exec::fake::MemStore;
 use fabrs_exec::store::Store;
 
 fn env() -> fabrs_config::Environment {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    fabrs_config::load_file(&root.join("environments/staging.yaml")).unwrap()
+    fabrs_config::load_file(&fabrs_test_support::root().join("environments/staging.yaml")).unwrap()
 }
 
 fn holder(who: &str) -> LockHolder {
