@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-pub use fabrs_test_support::{Moto, Proxy, aws, base64_decode, free_port, root, tag, venv, wait_for_port};
+pub use fabrs_test_support::{Moto, Proxy, aws, base64_decode, root, tag};
 
 pub const SECRETS: [(&str, &str); 3] = [
     ("FABRS_SECRET_DB_PASSWORD", "moto-db-Pa55word"),
