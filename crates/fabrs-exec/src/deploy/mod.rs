@@ -8,10 +8,9 @@
 //!    and the groups' pointers to them (anything else: run `create-env`
 //!    first); the groups read once;
 //! 2. [`Deployer::run`]: the deploy lock, an object written with
-//!    `If-None-Match: *` ([`lock`]); under it the groups are read again — the
-//!    lock protects them, nothing else a deploy decides from changes under
-//!    it — and only if another deploy changed them is the operation
-//!    prepared again;
+//!    `If-None-Match: *` ([`lock`]); under it the groups are read again —
+//!    what another deploy may have changed while this one waited — and only
+//!    if they changed is the operation prepared again (a second discovery);
 //! 3. migrations, once, on one server of `deploy.migrate_on`, over SSH;
 //! 4. per role, worker then web: a new launch configuration (or template
 //!    version) carrying the revision, the group pointed at it, and the roll
