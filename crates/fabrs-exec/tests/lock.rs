@@ -33,30 +33,25 @@ fn settings(wait: Duration) -> Settings {
 
 fn quiet(_: Note) {}
 
+/// `who` takes the lock, on the real clock.
+async fn take(
+    store: &MemStore,
+    env: &fabrs_config::Environment,
+    who: &str,
+    settings: &Settings,
+    notes: deploy::Notes<'_>,
+) -> Result<deploy::Lock, DeployError> {
+    deploy::acquire(&SystemClock::new(), store, env, &holder(who), settings, notes).await
+}
+
 #[tokio::test]
 async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(
-        &SystemClock::new(),
-        &*store,
-        &env,
-        &holder("alice"),
-        &settings(Duration::ZERO),
-        &quiet,
-    )
-    .await
-    .unwrap();
-    let err = match deploy::acquire(
-        &SystemClock::new(),
-        &*store,
-        &env,
-        &holder("bob"),
-        &settings(Duration::ZERO),
-        &quiet,
-    )
-    .await
-    {
+    let a = take(&store, &env, "alice", &settings(Duration::ZERO), &quiet)
+        .await
+        .unwrap();
+    let err = match take(&store, &env, "bob", &settings(Duration::ZERO), &quiet).await {
         Err(DeployError::Locked(m)) => m,
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("two holders"),
@@ -69,32 +64,18 @@ async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     a.release(&*store).await.unwrap();
     assert!(store.keys().is_empty());
     // Free again.
-    deploy::acquire(
-        &SystemClock::new(),
-        &*store,
-        &env,
-        &holder("bob"),
-        &settings(Duration::ZERO),
-        &quiet,
-    )
-    .await
-    .unwrap();
+    take(&store, &env, "bob", &settings(Duration::ZERO), &quiet)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_only_on_request() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(
-        &SystemClock::new(),
-        &*store,
-        &env,
-        &holder("alice"),
-        &settings(Duration::ZERO),
-        &quiet,
-    )
-    .await
-    .unwrap();
+    let a = take(&store, &env, "alice", &settings(Duration::ZERO), &quiet)
+        .await
+        .unwrap();
     let s2 = store.clone();
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -103,37 +84,21 @@ async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_on
     let t = Instant::now();
     let notes = std::sync::Mutex::new(Vec::new());
     let note = |n: Note| notes.lock().unwrap().push(format!("{n:?}"));
-    deploy::acquire(
-        &SystemClock::new(),
-        &*store,
-        &env,
-        &holder("bob"),
-        &settings(Duration::from_secs(30)),
-        &note,
-    )
-    .await
-    .unwrap();
+    take(&store, &env, "bob", &settings(Duration::from_secs(30)), &note)
+        .await
+        .unwrap();
     assert!(t.elapsed() >= Duration::from_millis(600));
     assert!(notes.lock().unwrap()[0].contains("waiting up to 30s for the deploy lock held by alice@"));
     release.await.unwrap();
     // bob's lock is now "stale" (bob died): carol is refused, then breaks it on request.
     assert!(
-        deploy::acquire(
-            &SystemClock::new(),
-            &*store,
-            &env,
-            &holder("carol"),
-            &settings(Duration::ZERO),
-            &quiet
-        )
-        .await
-        .is_err()
+        take(&store, &env, "carol", &settings(Duration::ZERO), &quiet)
+            .await
+            .is_err()
     );
     let mut s = settings(Duration::ZERO);
     s.break_lock = true;
-    deploy::acquire(&SystemClock::new(), &*store, &env, &holder("carol"), &s, &quiet)
-        .await
-        .unwrap();
+    take(&store, &env, "carol", &s, &quiet).await.unwrap();
     let body = store.get(&deploy::lock_key(&env)).await.unwrap().unwrap();
     assert_eq!(serde_json::from_slice::<LockHolder>(&body).unwrap().who, "carol");
 }
