@@ -3,7 +3,7 @@
 //! own binary, because it sets process environment variables.
 
 use fabrs_aws::{AwsCloud, ConnectOptions};
-use fabrs_exec::cloud::{Cloud, Scope};
+use fabrs_cloud::{Cloud, Scope};
 use fabrs_plan::resource::VpcRef;
 use fabrs_test_support::{Moto, free_port};
 
@@ -56,7 +56,7 @@ fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
         })
         .await?;
         c.discover(&scope).await?;
-        Ok::<_, fabrs_exec::cloud::CloudError>(())
+        Ok::<_, fabrs_cloud::CloudError>(())
     });
     drop(moto);
     result.expect("connect and discover");

@@ -10,15 +10,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Fleet, Progress, Remote, RemoteOutput, Scope};
+use fabrs_config::revision::or_none;
+use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::deploy::GroupNow;
 use fabrs_plan::resource::{Address, Inventory, LaunchRef, Member, Observed, Spec, VpcRef};
 use tokio::sync::Notify;
 
-use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Fleet, Progress, Scope};
 use crate::deploy::Clock;
 use crate::fake::FakeCloud;
-use crate::remote::{Remote, RemoteOutput};
 
 // ------------------------------------------------------------------ clock
 
@@ -67,17 +68,17 @@ struct FakeInstance {
     id: String,
     /// When it has booted (virtual time).
     ready_at: Duration,
-    revision: Option<String>,
+    revision: Option<Revision>,
     deregistered: bool,
 }
 
 struct FakeGroup {
-    role: String,
+    role: RoleKind,
     desired: u32,
     max: u32,
     min: u32,
     launch: LaunchRef,
-    revision: Option<String>,
+    revision: Option<Revision>,
     load_balancer: Option<String>,
     members: Vec<FakeInstance>,
 }
@@ -90,7 +91,7 @@ struct FleetState {
     created: BTreeMap<String, u64>,
     next_created: u64,
     /// (role, revision) whose instances never turn healthy.
-    sick: BTreeSet<(String, String)>,
+    sick: BTreeSet<(RoleKind, Revision)>,
     /// Every mutating fleet call, in order.
     calls: Vec<String>,
 }
@@ -137,12 +138,8 @@ impl FakeFleet {
     }
 
     /// Instances of `role` launched with `revision` never turn healthy.
-    pub fn sicken(&self, role: &str, revision: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .sick
-            .insert((role.to_string(), revision.to_string()));
+    pub fn sicken(&self, role: RoleKind, revision: &Revision) {
+        self.state.lock().unwrap().sick.insert((role, revision.clone()));
     }
 
     /// Resolves at the next capacity change (the first launch of a roll).
@@ -196,7 +193,7 @@ impl FakeFleet {
         };
         let mut s = self.state.lock().unwrap();
         if !s.groups.contains_key(&name) {
-            let revision = a.tags.get(addr::TAG_REVISION).cloned();
+            let revision = a.tags.get(addr::TAG_REVISION).and_then(|r| Revision::read_back(r));
             let mut members = Vec::new();
             for _ in 0..a.desired {
                 s.next_instance += 1;
@@ -210,7 +207,7 @@ impl FakeFleet {
             s.groups.insert(
                 name.clone(),
                 FakeGroup {
-                    role: a.role.clone(),
+                    role: a.role,
                     desired: a.desired,
                     max: a.max,
                     min: a.min,
@@ -251,7 +248,7 @@ impl FakeFleet {
                 let sick = i
                     .revision
                     .as_ref()
-                    .is_some_and(|r| s.sick.contains(&(g.role.clone(), r.clone())));
+                    .is_some_and(|r| s.sick.contains(&(g.role, r.clone())));
                 let booted = now >= i.ready_at;
                 let state = if booted && (g.load_balancer.is_some() || !sick) {
                     "InService"
@@ -340,22 +337,29 @@ impl Fleet for FakeFleet {
         Ok(())
     }
 
-    async fn switch_launch(&self, name: &str, launch: &LaunchRef, revision: &str) -> Result<(), CloudError> {
+    async fn switch_launch(
+        &self,
+        name: &str,
+        launch: &LaunchRef,
+        revision: Option<&Revision>,
+    ) -> Result<(), CloudError> {
         let name = self.ensure_group(name).await?;
         let role = {
             let mut s = self.state.lock().unwrap();
             let g = s.groups.get_mut(&name).unwrap();
             g.launch = launch.clone();
-            g.revision = Some(revision.to_string());
-            let role = g.role.clone();
-            s.calls.push(format!("switch_launch {name} {launch:?} {revision}"));
+            g.revision = revision.cloned();
+            let role = g.role;
+            s.calls
+                .push(format!("switch_launch {name} {launch:?} {}", or_none(revision)));
             role
         };
         // What discovery (and so the planner) sees.
-        self.cloud.tamper(&addr::autoscaling_group(&role), |spec| {
+        self.cloud.tamper(&addr::autoscaling_group(role), |spec| {
             if let Spec::AutoScalingGroup(a) = spec {
                 a.launch = launch.clone();
-                a.tags.insert(addr::TAG_REVISION.to_string(), revision.to_string());
+                a.tags
+                    .insert(addr::TAG_REVISION.to_string(), or_none(revision).to_string());
             }
         });
         Ok(())

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fabrs_cloud::Store;
 use fabrs_config::secrets::Secrets;
-use fabrs_config::{Environment, RoleKind};
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_exec::apply::ApplyOptions;
 use fabrs_exec::deploy::{
     self, Actor, Clock, DeployError, Deployer, LockHolder, Note, Operation, Prepared, Record, Report, Settings,
@@ -18,7 +19,6 @@ use fabrs_exec::deploy::{
 use fabrs_exec::fake::MemStore;
 use fabrs_exec::fake_fleet::{FakeFleet, FakeRemote, VirtualClock};
 use fabrs_exec::ops::{converge, make_plan};
-use fabrs_exec::store::Store;
 use fabrs_plan::deploy::GroupNow;
 use fabrs_plan::resource::LaunchRef;
 use fabrs_render::Renderer;
@@ -56,7 +56,7 @@ async fn rig(remote: FakeRemote) -> Rig {
         &fleet,
         &env,
         &renderer,
-        Some("r0"),
+        Some(&rev("r0")),
         &secrets,
         &ApplyOptions::default(),
         None,
@@ -96,8 +96,12 @@ fn actor() -> Actor {
     }
 }
 
-fn deploy_op(rev: &str) -> Operation {
-    Operation::Deploy { revision: rev.into() }
+fn rev(r: &str) -> Revision {
+    Revision::parse(r).unwrap()
+}
+
+fn deploy_op(r: &str) -> Operation {
+    Operation::Deploy { revision: rev(r) }
 }
 
 type Driver<'a> = Deployer<'a, FakeFleet, MemStore, FakeRemote, VirtualClock>;
@@ -180,7 +184,7 @@ async fn a_deploy_migrates_once_rolls_worker_then_web_from_one_discovery_and_lea
     let (web, worker) = (r.group(WEB).await, r.group(WORKER).await);
     for (g, g0) in [(&web, &web0), (&worker, &worker0)] {
         assert!(lc(g).contains("-r1-"), "{}", lc(g));
-        assert_eq!(g.revision.as_deref(), Some("r1"));
+        assert_eq!(g.revision, Some(rev("r1")));
         assert!(ids(g).is_disjoint(&ids(g0)), "every old instance replaced");
         assert_eq!(g.desired, g0.desired);
         assert_eq!(healthy(g), g0.desired as usize);
@@ -226,7 +230,7 @@ async fn a_deploy_migrates_once_rolls_worker_then_web_from_one_discovery_and_lea
 async fn a_later_role_that_never_turns_healthy_rolls_back_and_sends_the_earlier_one_back_too() {
     let r = rig(FakeRemote::new()).await;
     let (web0, worker0) = (r.group(WEB).await, r.group(WORKER).await);
-    r.fleet.sicken("web", "r1");
+    r.fleet.sicken(RoleKind::Web, &rev("r1"));
     let err = r.deploy("r1").await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DeployError::RolledBack(_)), "{msg}");
@@ -238,8 +242,8 @@ async fn a_later_role_that_never_turns_healthy_rolls_back_and_sends_the_earlier_
     let (web, worker) = (r.group(WEB).await, r.group(WORKER).await);
     assert_eq!(lc(&web), lc(&web0));
     assert_eq!(lc(&worker), lc(&worker0));
-    assert_eq!(web.revision.as_deref(), Some("r0"));
-    assert_eq!(worker.revision.as_deref(), Some("r0"));
+    assert_eq!(web.revision, Some(rev("r0")));
+    assert_eq!(worker.revision, Some(rev("r0")));
     assert_eq!(healthy(&web), 2, "{web:?}");
     assert_eq!(healthy(&worker), 1, "{worker:?}");
     assert!(

@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fabrs_config::{Environment, RoleKind};
+use fabrs_config::revision::or_none;
+use fabrs_config::{Environment, Revision, RoleKind};
 
 use crate::addr;
 use crate::plan::{Action as PlanAction, Change, Plan};
@@ -20,7 +21,7 @@ use crate::rollout::Event;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
     Deploy {
-        revision: String,
+        revision: Revision,
     },
     /// The same revision, launch settings from the current file.
     Rotate {
@@ -28,7 +29,7 @@ pub enum Operation {
     },
     /// Back to the revision before the current one, or the one named.
     Rollback {
-        to: Option<String>,
+        to: Option<Revision>,
     },
 }
 
@@ -58,8 +59,8 @@ pub struct GroupNow {
     /// the group has no load balancer), launch (as the cloud reports it: not
     /// trustworthy right after a switch, see test-peers.md).
     pub members: Vec<Member>,
-    /// The `fabrs:revision` tag.
-    pub revision: Option<String>,
+    /// The `fabrs:revision` tag (`None`: no tag, or `none`).
+    pub revision: Option<Revision>,
 }
 
 impl GroupNow {
@@ -94,7 +95,7 @@ pub struct RolePlan {
     pub desired: u32,
     /// What the group uses now (for the switch back), and its revision.
     pub from_launch: LaunchRef,
-    pub from_revision: Option<String>,
+    pub from_revision: Option<Revision>,
     /// The launch configuration to create or the template to add a version to.
     pub change: Change,
     /// Human summary of the launch change (`+ launch configuration …`).
@@ -119,9 +120,9 @@ pub struct DeployInput<'a> {
     pub operation: &'a Operation,
     /// The revision to put in place (resolved: for a rotate the current one,
     /// for a rollback the previous one).
-    pub revision: &'a str,
+    pub revision: &'a Revision,
     /// The revision the environment runs now.
-    pub current: Option<&'a str>,
+    pub current: Option<&'a Revision>,
     /// The planner's plan for the environment at `revision`.
     pub plan: &'a Plan,
     pub inventory: &'a Inventory,
@@ -135,29 +136,10 @@ pub fn groups_to_read(env: &Environment, inventory: &Inventory) -> BTreeMap<Role
     [RoleKind::Worker, RoleKind::Web, env.deploy.migrate_on]
         .into_iter()
         .filter_map(|role| {
-            let g = inventory.resources.get(&addr::autoscaling_group(role.as_str()))?;
+            let g = inventory.resources.get(&addr::autoscaling_group(role))?;
             Some((role, g.id.clone()))
         })
         .collect()
-}
-
-/// `[A-Za-z0-9._-]{1,64}`: it goes into launch configuration names, object
-/// keys and shell commands.
-pub fn check_revision(rev: &str) -> Result<(), String> {
-    let ok = !rev.is_empty()
-        && rev.len() <= 64
-        && rev != "none"
-        && rev
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-        && !rev.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{rev}` is not a usable revision: 1-64 letters, digits, '.', '_' or '-' (not starting with '-' or '.'), and not `none`"
-        ))
-    }
 }
 
 /// Decide what the operation does, or refuse (the message says why and what
@@ -182,7 +164,7 @@ pub fn plan_deploy(i: &DeployInput<'_>) -> Result<DeployPlan, String> {
         let Some(change) = launch_changes.remove(&role) else {
             continue;
         };
-        let group_addr = addr::autoscaling_group(role.as_str());
+        let group_addr = addr::autoscaling_group(role);
         let Some(g) = i.groups.get(&role) else {
             return Err(format!(
                 "{group_addr} does not exist: run `fabrs create-env {}` first; nothing was changed",
@@ -197,7 +179,7 @@ pub fn plan_deploy(i: &DeployInput<'_>) -> Result<DeployPlan, String> {
                     None => i
                         .inventory
                         .resources
-                        .get(&addr::launch_template(role.as_str()))
+                        .get(&addr::launch_template(role))
                         .and_then(template_version)
                         .ok_or_else(|| {
                             format!("launch template {name}: its current version is unknown; nothing was changed")
@@ -214,7 +196,8 @@ pub fn plan_deploy(i: &DeployInput<'_>) -> Result<DeployPlan, String> {
             Some(Spec::LaunchConfiguration(lc)) => format!("+ launch configuration {}", lc.name),
             Some(Spec::LaunchTemplate(lt)) => format!(
                 "+ launch template {} new version (revision {})",
-                lt.name, lt.launch.revision
+                lt.name,
+                or_none(lt.launch.revision.as_ref())
             ),
             _ => format!("{}", change.address),
         };
@@ -272,7 +255,7 @@ fn launch_changes(env: &Environment, operation: &Operation, plan: &Plan) -> Resu
                 if c.diffs
                     .iter()
                     .all(|d| d.attribute == "launch" || d.attribute == format!("tags.{}", addr::TAG_REVISION)) => {}
-            (Kind::Instance, _) if !c.address.name.starts_with("cache[") => {
+            (Kind::Instance, _) if instance_role(c) != Some(RoleKind::Cache) => {
                 return Err(format!(
                     "role {} runs fixed instances: deploy rolls autoscaling groups only (use `launch: configuration` \
                      or `launch: template` with `autoscaling:`); nothing was changed",
@@ -295,6 +278,14 @@ fn launch_changes(env: &Environment, operation: &Operation, plan: &Plan) -> Resu
     Ok(out)
 }
 
+/// The role of a fixed instance's change.
+fn instance_role(c: &Change) -> Option<RoleKind> {
+    match c.desired.as_ref().or(c.current.as_ref().map(|o| &o.spec))? {
+        Spec::Instance(i) => Some(i.role),
+        _ => None,
+    }
+}
+
 /// The servers of `deploy.migrate_on` that may run the migrations: the
 /// group's InService instances, then the role's fixed instance, sorted.
 fn migrate_candidates(env: &Environment, inventory: &Inventory, groups: &BTreeMap<RoleKind, GroupNow>) -> Vec<String> {
@@ -308,7 +299,7 @@ fn migrate_candidates(env: &Environment, inventory: &Inventory, groups: &BTreeMa
                 .map(|m| m.id.clone()),
         );
     }
-    if let Some(i) = inventory.resources.get(&addr::instance(role.as_str(), 0)) {
+    if let Some(i) = inventory.resources.get(&addr::instance(role, 0)) {
         candidates.push(i.id.clone());
     }
     candidates.sort();
@@ -352,7 +343,7 @@ pub fn prune_list(
     let mut mine: Vec<(String, String)> = inventory
         .launch_configurations
         .iter()
-        .filter(|(n, lc)| lc.launch.role == role.as_str() && !protected.contains(n.as_str()))
+        .filter(|(n, lc)| lc.launch.role == role && !protected.contains(n.as_str()))
         .map(|(n, _)| (created.get(n).cloned().unwrap_or_default(), n.clone()))
         .collect();
     // Newest first.
@@ -427,16 +418,6 @@ impl RollWatch {
 mod tests {
     use super::*;
 
-    #[test]
-    fn revisions() {
-        for ok in ["3f9c2e1", "v1.2.3", "release_7", "a"] {
-            assert!(check_revision(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "none", "-x", ".x", "a b", "a/b", "$(rm)", &"x".repeat(65)] {
-            assert!(check_revision(bad).is_err(), "{bad}");
-        }
-    }
-
     fn member(id: &str, state: &str, health: &str) -> Member {
         Member {
             id: id.into(),
@@ -455,7 +436,7 @@ mod tests {
             launch: LaunchRef::Configuration("lc".into()),
             load_balancers: vec!["lb".into()],
             members,
-            revision: Some("r1".into()),
+            revision: Revision::read_back("r1"),
         }
     }
 

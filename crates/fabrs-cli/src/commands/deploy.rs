@@ -7,11 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, S3Store};
+use fabrs_cloud::{Cloud, Fleet, PutOutcome, Remote, RemoteOutput, Store};
 use fabrs_config::{Environment, RoleKind};
-use fabrs_exec::cloud::{Cloud, Fleet};
 use fabrs_exec::deploy::{self, Actor, DeployError, Deployer, Operation, Settings, SystemClock};
-use fabrs_exec::remote::{Remote, RemoteOutput};
-use fabrs_exec::store::{PutOutcome, Store};
 use fabrs_plan::addr;
 use fabrs_plan::desired::sha256_hex;
 use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
@@ -169,7 +167,7 @@ impl Remote for Ssh {
 async fn role_instances(
     cloud: &AwsCloud,
     env: &Environment,
-    role: &str,
+    role: RoleKind,
 ) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
     let inv = cloud.discover(&fabrs_exec::ops::scope(env, &names_only)).await?;
@@ -204,7 +202,7 @@ async fn role_instances(
 async fn run_on_role(
     cloud: &AwsCloud,
     env: &Environment,
-    role: &str,
+    role: RoleKind,
     ssh: &Ssh,
     command: &str,
     printer: &mut Printer,
@@ -249,7 +247,7 @@ pub fn ssh(global: &GlobalArgs, args: &SshCmdArgs, printer: &mut Printer) -> any
     let rt = runtime()?;
     let ok = rt.block_on(async {
         let cloud = connect(global, &env).await?;
-        run_on_role(&cloud, &env, role.as_str(), &ssh, &command, printer).await
+        run_on_role(&cloud, &env, role, &ssh, &command, printer).await
     })?;
     Ok(if ok { Outcome::Ok } else { Outcome::Failed })
 }
@@ -265,7 +263,7 @@ pub fn maintenance(global: &GlobalArgs, args: &MaintenanceArgs, printer: &mut Pr
     let rt = runtime()?;
     let ok = rt.block_on(async {
         let cloud = connect(global, &env).await?;
-        run_on_role(&cloud, &env, "web", &ssh, &command, printer).await
+        run_on_role(&cloud, &env, RoleKind::Web, &ssh, &command, printer).await
     })?;
     if ok {
         printer.success(&format!(
@@ -321,16 +319,8 @@ fn actor() -> Actor {
 }
 
 pub fn deploy(global: &GlobalArgs, args: &DeployArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
-    roll(
-        global,
-        &args.env,
-        Operation::Deploy {
-            revision: args.revision.clone(),
-        },
-        &args.roll,
-        &args.ssh,
-        printer,
-    )
+    let operation = deploy::check_revision(&args.revision).map(|revision| Operation::Deploy { revision });
+    roll(global, &args.env, operation, &args.roll, &args.ssh, printer)
 }
 
 pub fn rotate(global: &GlobalArgs, args: &RotateArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
@@ -344,7 +334,7 @@ pub fn rotate(global: &GlobalArgs, args: &RotateArgs, printer: &mut Printer) -> 
     roll(
         global,
         &args.env,
-        Operation::Rotate { roles },
+        Ok(Operation::Rotate { roles }),
         &args.roll,
         &args.ssh,
         printer,
@@ -355,7 +345,11 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: &mut Printer)
     roll(
         global,
         &args.env,
-        Operation::Rollback { to: args.to.clone() },
+        args.to
+            .as_deref()
+            .map(deploy::check_revision)
+            .transpose()
+            .map(|to| Operation::Rollback { to }),
         &args.roll,
         &args.ssh,
         printer,
@@ -365,7 +359,8 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: &mut Printer)
 fn roll(
     global: &GlobalArgs,
     env_arg: &str,
-    operation: Operation,
+    // A bad revision is reported after the environment file's problems, as before.
+    operation: Result<Operation, DeployError>,
     roll: &RollArgs,
     ssh_args: &SshArgs,
     printer: &mut Printer,
@@ -373,9 +368,7 @@ fn roll(
     let Some(env) = super::load(env_arg, &global.dir, printer) else {
         return Ok(Outcome::Failed);
     };
-    if let Operation::Deploy { revision } = &operation {
-        deploy::check_revision(revision)?;
-    }
+    let operation = operation?;
     let Some(secrets) = resolve_secrets(&env, printer) else {
         return Ok(Outcome::Failed);
     };
@@ -442,7 +435,9 @@ fn roll(
                     operation.verb(),
                     env.project,
                     env.name,
-                    rec.from_revision.as_deref().unwrap_or("none"),
+                    rec.from_revision
+                        .as_deref()
+                        .unwrap_or(fabrs_config::revision::NO_REVISION),
                     rec.revision,
                     rec.duration_secs
                 ));

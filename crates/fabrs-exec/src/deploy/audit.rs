@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use fabrs_config::Environment;
+use fabrs_cloud::{CloudError, Store};
+use fabrs_config::{Environment, Revision};
 use serde::{Deserialize, Serialize};
 
 use super::DeployError;
 use super::clock::compact_time;
-use crate::cloud::CloudError;
-use crate::store::Store;
 
 pub fn history_prefix(env: &Environment) -> String {
     format!("{}/{}/{}/history/", env.artifacts.prefix, env.project, env.name)
@@ -73,15 +72,20 @@ pub async fn history<S: Store>(store: &S, env: &Environment) -> Result<Vec<Recor
 pub async fn previous_revision<S: Store>(
     store: &S,
     env: &Environment,
-    current: Option<&str>,
-) -> Result<String, DeployError> {
+    current: Option<&Revision>,
+) -> Result<Revision, DeployError> {
     let records = history(store, env).await?;
     let current = current.ok_or_else(|| DeployError::Refused("nothing is deployed: nothing to roll back".into()))?;
     records
         .iter()
         .rev()
-        .filter(|r| r.result == "succeeded" && r.revision == current)
-        .find_map(|r| r.from_revision.clone().filter(|f| f != current && f != "none"))
+        .filter(|r| r.result == "succeeded" && r.revision == current.as_str())
+        .find_map(|r| {
+            r.from_revision
+                .as_deref()
+                .and_then(Revision::read_back)
+                .filter(|f| f != current)
+        })
         .ok_or_else(|| {
             DeployError::Refused(format!(
                 "the audit trail names no revision before {current}: use `fabrs rollback {} --to REV`",

@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fabrs_cloud::{CloudError, PutOutcome, Store};
 use fabrs_config::Environment;
 use serde::{Deserialize, Serialize};
 
 use super::clock::{Clock, epoch_of, human_duration};
 use super::{DeployError, Note, Notes, Settings};
-use crate::cloud::CloudError;
-use crate::store::{PutOutcome, Store};
 
 pub fn lock_key(env: &Environment) -> String {
     format!("{}/{}/{}/deploy.lock", env.artifacts.prefix, env.project, env.name)

@@ -34,8 +34,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
-use fabrs_config::{Environment, RoleKind};
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_plan::deploy::{
     DeployInput, GroupNow, RolePlan, groups_to_read, launch_label, plan_deploy, template_version,
 };
@@ -49,10 +50,9 @@ pub use self::clock::{Clock, SystemClock, compact_time, epoch, human_duration, r
 pub use self::lock::{Lock, LockHolder, acquire, lock_key};
 pub use fabrs_plan::deploy::Operation;
 
-use crate::cloud::{ApplyCtx, Cloud, CloudError, Fleet};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, Fleet, Remote, Store};
+
 use crate::ops::{OpError, current_revision};
-use crate::remote::Remote;
-use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -139,13 +139,13 @@ pub struct MigrateStep {
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub operation: Operation,
-    pub revision: String,
-    pub from_revision: Option<String>,
+    pub revision: Revision,
+    pub from_revision: Option<Revision>,
     pub artifact: Option<String>,
     pub roles: Vec<RolePlan>,
     pub migrate: Option<MigrateStep>,
     inventory: Inventory,
-    user_data: BTreeMap<String, String>,
+    user_data: BTreeMap<RoleKind, String>,
     /// The groups as they were read, to tell under the lock whether another
     /// deploy changed them since.
     groups: BTreeMap<RoleKind, GroupNow>,
@@ -159,7 +159,7 @@ impl Prepared {
     /// The steps, for `--dry-run` and the log.
     pub fn steps(&self, env: &Environment, settings: &Settings) -> Vec<String> {
         let mut out = Vec::new();
-        let from = self.from_revision.as_deref().unwrap_or("none");
+        let from = or_none(self.from_revision.as_ref());
         out.push(format!(
             "{} {} / {}: revision {from} -> {}",
             self.operation.verb(),
@@ -214,8 +214,8 @@ impl Prepared {
 
 /// `[A-Za-z0-9._-]{1,64}`: it goes into launch configuration names, object
 /// keys and shell commands.
-pub fn check_revision(rev: &str) -> Result<(), DeployError> {
-    fabrs_plan::deploy::check_revision(rev).map_err(DeployError::Refused)
+pub fn check_revision(rev: &str) -> Result<Revision, DeployError> {
+    Revision::parse(rev).map_err(|e| DeployError::Refused(e.to_string()))
 }
 
 /// The result of a run that did not fail outright.
@@ -254,7 +254,7 @@ where
         let (env, store) = (self.env, self.store);
         let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
         let inventory = self.cloud.discover(&crate::ops::scope(env, &names_only)).await?;
-        let current = current_revision(&inventory).filter(|r| r != "none");
+        let current = current_revision(&inventory);
         let revision = match operation {
             Operation::Deploy { revision } => revision.clone(),
             Operation::Rotate { .. } => current.clone().ok_or_else(|| {
@@ -264,10 +264,9 @@ where
                 ))
             })?,
             Operation::Rollback { to: Some(r) } => r.clone(),
-            Operation::Rollback { to: None } => audit::previous_revision(store, env, current.as_deref()).await?,
+            Operation::Rollback { to: None } => audit::previous_revision(store, env, current.as_ref()).await?,
         };
-        check_revision(&revision)?;
-        let artifact = env.artifact_key(&revision);
+        let artifact = env.artifact_key(revision.as_str());
         if store.head(&artifact).await?.is_none() {
             return Err(DeployError::Refused(format!(
                 "revision {revision} has no release artifact at s3://{}/{artifact}: push it first with \
@@ -276,13 +275,14 @@ where
                 env.name
             )));
         }
-        let (plan, rendered) = crate::ops::plan_from(env, self.renderer, &inventory, &revision, Some(self.secrets))?;
+        let (plan, rendered) =
+            crate::ops::plan_from(env, self.renderer, &inventory, Some(&revision), Some(self.secrets))?;
         let groups = self.read_groups(&groups_to_read(env, &inventory)).await?;
         let dp = plan_deploy(&DeployInput {
             env,
             operation,
             revision: &revision,
-            current: current.as_deref(),
+            current: current.as_ref(),
             plan: &plan,
             inventory: &inventory,
             groups: &groups,
@@ -316,7 +316,7 @@ where
         Ok(out)
     }
 
-    async fn migrate_step(&self, candidates: &[String], revision: &str) -> Result<MigrateStep, DeployError> {
+    async fn migrate_step(&self, candidates: &[String], revision: &Revision) -> Result<MigrateStep, DeployError> {
         let addresses = self.cloud.addresses(candidates).await?;
         let Some((instance, address)) = candidates
             .iter()
@@ -330,7 +330,7 @@ where
         Ok(MigrateStep {
             instance,
             address,
-            command: self.env.deploy.migrate_command.replace("{revision}", revision),
+            command: self.env.deploy.migrate_command.replace("{revision}", revision.as_str()),
         })
     }
 
@@ -349,8 +349,8 @@ where
         let started = self.clock.elapsed();
         let operation = prepared.operation.clone();
         let target = match &operation {
-            Operation::Deploy { revision } => revision.clone(),
-            Operation::Rollback { to: Some(r) } => r.clone(),
+            Operation::Deploy { revision } => revision.to_string(),
+            Operation::Rollback { to: Some(r) } => r.to_string(),
             _ => "(current)".into(),
         };
         let holder = LockHolder {
@@ -441,8 +441,8 @@ where
     async fn locked(&self, prepared: Prepared, record: &mut Record) -> Result<bool, DeployError> {
         let (env, notes, settings) = (self.env, self.notes, self.settings);
         let p = self.recheck(prepared).await?;
-        record.revision = p.revision.clone();
-        record.from_revision = p.from_revision.clone();
+        record.revision = p.revision.to_string();
+        record.from_revision = p.from_revision.as_ref().map(Revision::to_string);
         if p.is_empty() {
             notes(Note::Info(format!(
                 "nothing to change: {} / {} already runs revision {} with these launch settings",
@@ -482,12 +482,21 @@ where
             notes(Note::Step(format!("{}: {}", r.role, r.summary)));
             let ctx = ApplyCtx {
                 ids: ids.clone(),
-                user_data: p.user_data.get(r.role.as_str()).cloned(),
+                user_data: p.user_data.get(&r.role).cloned(),
                 db_password: None,
             };
             let new_launch = self.create_launch(r, &ctx).await?;
             record.launches.insert(r.role.to_string(), launch_label(&new_launch));
-            let outcome = roll::roll_role(self.cloud, self.clock, r, &new_launch, &p.revision, settings, notes).await;
+            let outcome = roll::roll_role(
+                self.cloud,
+                self.clock,
+                r,
+                &new_launch,
+                Some(&p.revision),
+                settings,
+                notes,
+            )
+            .await;
             if let Ok(Outcome::Done) = outcome {
                 done.push((r, new_launch));
                 continue;
@@ -500,7 +509,7 @@ where
                     r.role,
                     human_duration(settings.health_timeout),
                     launch_label(&r.from_launch),
-                    r.from_revision.as_deref().unwrap_or("none")
+                    or_none(r.from_revision.as_ref())
                 )),
                 Ok(_) => DeployError::Aborted(format!(
                     "{}: the rollback itself did not complete in time; the group points at {} but \
@@ -559,7 +568,7 @@ where
                 "{}: back to {} (revision {})",
                 d.role,
                 launch_label(&d.from_launch),
-                d.from_revision.as_deref().unwrap_or("none")
+                or_none(d.from_revision.as_ref())
             )));
             let fresh = self.cloud.group(&d.group).await?;
             let back = RolePlan {
@@ -567,18 +576,8 @@ where
                 desired: fresh.desired,
                 ..(*d).clone()
             };
-            let rev = d.from_revision.clone().unwrap_or_else(|| "none".into());
-            match roll::roll_role(
-                self.cloud,
-                self.clock,
-                &back,
-                &d.from_launch,
-                &rev,
-                self.settings,
-                notes,
-            )
-            .await
-            {
+            let rev = d.from_revision.as_ref();
+            match roll::roll_role(self.cloud, self.clock, &back, &d.from_launch, rev, self.settings, notes).await {
                 Ok(Outcome::Done) => undone.push(d.role.to_string()),
                 Ok(o) => notes(Note::Info(format!("{}: going back ended {o:?}", d.role))),
                 Err(e) => notes(Note::Info(format!("{}: going back failed: {e}", d.role))),

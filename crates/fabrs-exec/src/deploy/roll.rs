@@ -5,9 +5,11 @@ use fabrs_plan::deploy::{RolePlan, RollWatch, launch_label, prune_list};
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
 use fabrs_plan::rollout::{self, Outcome, Rollout, RolloutConfig};
 
+use fabrs_cloud::{Cloud, Fleet};
+use fabrs_config::Revision;
+
 use super::clock::{Clock, human_duration};
 use super::{DeployError, Note, Notes, Settings, floor_for};
-use crate::cloud::{Cloud, Fleet};
 
 /// Point the group at `launch` and replace `r.old` with instances of it.
 pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
@@ -15,7 +17,7 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
     clock: &K,
     r: &RolePlan,
     launch: &LaunchRef,
-    revision: &str,
+    revision: Option<&Revision>,
     settings: &Settings,
     notes: Notes<'_>,
 ) -> Result<Outcome, DeployError> {
@@ -81,8 +83,9 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
                         r.group,
                         launch_label(&r.from_launch)
                     )));
-                    let rev = r.from_revision.as_deref().unwrap_or("none");
-                    cloud.switch_launch(&r.group, &r.from_launch, rev).await?;
+                    cloud
+                        .switch_launch(&r.group, &r.from_launch, r.from_revision.as_ref())
+                        .await?;
                     if cancel > 0 {
                         desired = desired.saturating_sub(cancel);
                         cloud.set_capacity(&r.group, desired, max).await?;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use fabrs_config::Revision;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::resource::{Address, Inventory, Observed, Spec, VpcRef};
 
@@ -130,8 +131,8 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 }
 
-/// An autoscaling group as a roll sees it (pure data, next to the deploy
-/// plan that decides from it).
+/// An autoscaling group as a roll sees it (pure data, defined next to the
+/// deploy plan that decides from it).
 pub use fabrs_plan::deploy::GroupNow;
 
 /// The operations a rolling replacement needs beyond create/update/delete.
@@ -144,12 +145,13 @@ pub trait Fleet: Send + Sync {
     fn set_capacity(&self, name: &str, desired: u32, max: u32) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Point the group at a launch configuration / template version and tag
-    /// it with the revision that launch installs. Capacity is unchanged.
+    /// it with the revision that launch installs (`None` is tagged `none`).
+    /// Capacity is unchanged.
     fn switch_launch(
         &self,
         name: &str,
         launch: &fabrs_plan::resource::LaunchRef,
-        revision: &str,
+        revision: Option<&Revision>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Take instances out of a classic load balancer.
