@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use fabrs_aws::{AwsCloud, ConnectOptions, S3Store};
 use fabrs_cloud::ErrorKind;
