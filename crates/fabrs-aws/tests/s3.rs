@@ -3,8 +3,8 @@
 //! binary; each test its own bucket.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use fabrs_aws::{AwsCloud, ConnectOptions, S3Store};
 use fabrs_cloud::ErrorKind;

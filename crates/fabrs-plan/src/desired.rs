@@ -80,9 +80,9 @@ pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> Stri
 }
 
 fn tags(env: &Environment, role: Option<&str>, name: &str, extra: &[(&str, String)]) -> Tags {
-    let mut t: Tags = env.ownership_tags();
+    let mut t: Tags = addr::ownership_tags(env);
     if let Some(r) = role {
-        t.insert(fabrs_config::TAG_ROLE.into(), r.into());
+        t.insert(addr::TAG_ROLE.into(), r.into());
     }
     t.insert(TAG_NAME.into(), name.into());
     for (k, v) in extra {
@@ -334,7 +334,11 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
-        _ => true,
+        Spec::SecurityGroup(_)
+        | Spec::LoadBalancer(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_)
+        | Spec::DbInstance(_) => true,
     }
 }
 
