@@ -14,8 +14,6 @@
 //! crate) may name tags and print. `#[cfg(test)]` modules inside `src/` are
 //! checked like the rest.
 
-use std::path::{Path, PathBuf};
-
 /// Crates that are not fabrs's product code: refapp (the application fabrs
 /// deploys) and the test-support crate (test code, like `tests/`).
 fn exempt(path: &str) -> bool {
