@@ -2,37 +2,16 @@
 //! environment, and an explicit endpoint that wins over it. One test in its
 //! own binary, because it sets process environment variables.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use fabrs_aws::{AwsCloud, ConnectOptions};
 use fabrs_cloud::{Cloud, Scope};
 use fabrs_plan::resource::VpcRef;
+use fabrs_test_support::{Moto, free_port};
 
 #[test]
 fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/setup (it installs moto into .venv)",
-        bin.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut moto = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let moto = Moto::start();
+    let port = moto.port;
+    let dead = free_port();
     // SAFETY: the only test of this binary, before any other thread exists.
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
@@ -79,7 +58,6 @@ fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
         c.discover(&scope).await?;
         Ok::<_, fabrs_cloud::CloudError>(())
     });
-    let _ = moto.kill();
-    let _ = moto.wait();
+    drop(moto);
     result.expect("connect and discover");
 }

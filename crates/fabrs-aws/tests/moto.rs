@@ -3,11 +3,7 @@
 //! deleted. One moto per test binary; each test its own environment name.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fabrs_aws::{AwsCloud, ConnectOptions, LC_UNSUPPORTED};
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Scope};
@@ -16,68 +12,10 @@ use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::addr::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT, TAG_ROLE};
 use fabrs_plan::resource::*;
-
-// ------------------------------------------------------------------ moto
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let bin = root.join(".venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run scripts/setup (it installs moto into .venv)",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // A watchdog shell: moto goes away with this test binary even when
-        // statics are never dropped.
-        let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; exit 0' TERM INT; trap 'kill $m 2>/dev/null' EXIT; \
-             while kill -0 {} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done",
-            bin.display(),
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto_server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use fabrs_test_support::{Moto, aws};
 
 fn moto() -> &'static Moto {
-    static M: OnceLock<Moto> = OnceLock::new();
-    M.get_or_init(Moto::start)
+    Moto::shared()
 }
 
 async fn cloud_at(url: &str, key: &str, secret: &str) -> AwsCloud {
@@ -955,27 +893,7 @@ async fn errors_are_one_line_and_classified() {
 async fn launch_configurations_refused_by_the_account() {
     // IAM enforcement is server-wide: this test has a moto of its own.
     let m = Moto::start();
-    let aws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/aws");
-    assert!(
-        aws.exists(),
-        "{} is missing: run scripts/setup (it installs awscli into .venv)",
-        aws.display()
-    );
-    let run = |args: &[&str]| -> String {
-        let out = Command::new(&aws)
-            .args(["--endpoint-url", &m.url(), "--region", "us-east-1", "--output", "json"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .output()
-            .expect("run aws");
-        assert!(
-            out.status.success(),
-            "aws {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| aws(&m, args);
     // The next 3 requests are free (the IAM set-up); everything after is checked.
     let r = std::process::Command::new("curl")
         .args([
@@ -1004,13 +922,7 @@ async fn launch_configurations_refused_by_the_account() {
         policy,
     ]);
     let key = run(&["iam", "create-access-key", "--user-name", "newaccount"]);
-    let field = |name: &str| -> String {
-        let i = key.find(&format!("\"{name}\"")).unwrap();
-        let rest = &key[i + name.len() + 2..];
-        let start = rest.find('"').unwrap() + 1;
-        let end = start + rest[start..].find('"').unwrap();
-        rest[start..end].to_string()
-    };
+    let field = |name: &str| key["AccessKey"][name].as_str().unwrap().to_string();
     let c = cloud_at(&m.url(), &field("AccessKeyId"), &field("SecretAccessKey")).await;
     let env = Env::new("nolc");
     // A raw group id passes through: no security group is created here

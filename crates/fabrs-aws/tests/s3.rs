@@ -3,77 +3,17 @@
 //! binary; each test its own bucket.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use fabrs_aws::{AwsCloud, ConnectOptions, S3Store};
 use fabrs_cloud::ErrorKind;
 use fabrs_cloud::{ObjectMeta, PutOutcome, Store};
+use fabrs_test_support::Moto;
 use futures::StreamExt;
 
-// ------------------------------------------------------------------ moto
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let bin = root.join(".venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run scripts/setup (it installs moto into .venv)",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // A watchdog shell: moto goes away with this test binary even when
-        // statics are never dropped.
-        let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null; exit 0' TERM INT; trap 'kill $m 2>/dev/null' EXIT; \
-             while kill -0 {} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done",
-            bin.display(),
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto_server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn moto() -> &'static Moto {
-    static M: OnceLock<Moto> = OnceLock::new();
-    M.get_or_init(Moto::start)
+    Moto::shared()
 }
 
 async fn cloud() -> AwsCloud {

@@ -4,12 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 /// `fabrs` run from the repository root, with no FABRS_SECRET_* inherited.
 fn fabrs(args: &[&str], env: &[(&str, &str)]) -> Output {

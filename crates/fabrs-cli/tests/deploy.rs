@@ -11,10 +11,6 @@
 //! and, where a test needs it, the project name.
 
 mod common;
-#[path = "../../fabrs-remote/tests/common/nginx.rs"]
-mod nginx;
-#[path = "../../fabrs-remote/tests/common/mod.rs"]
-mod sshd;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +18,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+use fabrs_test_support::{nginx, sshd};
 use serde_json::Value;
 
 /// A project directory of the test's own.
@@ -116,8 +113,13 @@ struct Stage {
 
 impl Stage {
     fn new(env: &str, project: &str, extra: &[(&str, &str)], addrs: &[&str]) -> Stage {
-        let moto = Moto::start();
-        let p = Project::new(env, project, extra);
+        Stage::on(Moto::start(), Project::new(env, project, extra), addrs)
+    }
+
+    /// create-env of `p` on `moto`, the bucket, the sshds.
+    fn on(moto: Moto, p: Project, addrs: &[&str]) -> Stage {
+        let env = p.env.clone();
+        let env = env.as_str();
         ok(&fabrs_in(&p, &moto.url(), &["create-env", env, "--yes"], &[]));
         aws(&moto, &["s3api", "create-bucket", "--bucket", &p.bucket()]);
         let sshd = sshd::Sshd::start(addrs);
@@ -738,4 +740,49 @@ fn rotate_makes_new_launch_configurations_from_the_file_with_the_same_revision()
     assert_eq!(s.p.migrations().len(), migrations, "the same revision: no migrations");
     let json: Value = serde_json::from_slice(&s.fabrs(&["history", "staging", "--json"]).stdout).unwrap();
     assert_eq!(json.as_array().unwrap().last().unwrap()["operation"], "rotate");
+}
+
+/// The output of `fabrs plan`, `status`, `deploy --dry-run` and `history`
+/// against moto, as insta snapshots (`cargo insta review` shows a change as a
+/// diff). What moto makes up or the clock decides is normalised: instance,
+/// group, subnet and VPC ids, addresses, DNS names, content hashes in launch
+/// configuration names, times and durations.
+#[test]
+fn plan_status_dry_run_and_history_output_as_snapshots() {
+    let moto = Moto::start();
+    let p = Project::new("staging", "myproject", &[]);
+    let stdout = |o: &Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout.clone()).unwrap()
+    };
+    let mut settings = insta::Settings::clone_current();
+    for (re, to) in [
+        (r"\b(i|sg|subnet|vpc|lt)-[0-9a-f]{8,17}\b", "$1-[id]"),
+        // moto's private addresses (the file's CIDRs stay).
+        (r"\b(?:10|172)\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", "[ip]"),
+        (r"\b[a-z0-9-]+\.(?:[a-z0-9]+\.)*amazonaws\.com\b", "[dns]"),
+        // The user-data hash of app servers depends on moto's addresses.
+        (
+            r"(myproject-staging-(?:web|worker)-[A-Za-z0-9._]+)-[0-9a-f]{8}\b",
+            "$1-[hash]",
+        ),
+        (r"\S*/\.tmp\w+/", "[project]/"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[time]"),
+        (r"\b\d+s  ", "[took]  "),
+        (r"(?m)  \S+@\S+$", "  [who]@[host]"),
+    ] {
+        settings.add_filter(re, to);
+    }
+    let _guard = settings.bind_to_scope();
+
+    insta::assert_snapshot!(
+        "plan_empty_account",
+        stdout(&fabrs_in(&p, &moto.url(), &["plan", "staging"], &[]))
+    );
+    let s = Stage::on(moto, p, &["127.0.0.2"]);
+    insta::assert_snapshot!("status_after_create_env", stdout(&s.fabrs(&["status", "staging"])));
+    s.push("r1");
+    insta::assert_snapshot!("deploy_dry_run", stdout(&s.deploy("r1", &["--dry-run"])));
+    ok(&s.deploy("r1", &[]));
+    insta::assert_snapshot!("history_after_one_deploy", stdout(&s.fabrs(&["history", "staging"])));
 }

@@ -14,24 +14,15 @@
 //! crate) may name tags and print. `#[cfg(test)]` modules inside `src/` are
 //! checked like the rest.
 
-use std::path::{Path, PathBuf};
-
 /// Crates that are not fabrs's product code: refapp (the application fabrs
 /// deploys) and the test-support crate (test code, like `tests/`).
 fn exempt(path: &str) -> bool {
     path.starts_with("crates/refapp/") || path.starts_with("crates/fabrs-test-support/")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 /// Every `.rs` file under `crates/*/src`, as (path relative to the root, text).
 fn sources() -> Vec<(String, String)> {
-    let root = repo_root();
+    let root = fabrs_test_support::root();
     let mut out = Vec::new();
     let mut stack = vec![root.join("crates")];
     while let Some(dir) = stack.pop() {
@@ -123,9 +114,9 @@ fn only_the_printer_prints() {
 /// The checks above must be able to fail.
 #[test]
 fn the_checks_see_what_they_look_for() {
-    let printer = std::fs::read_to_string(repo_root().join("crates/fabrs-cli/src/printer.rs")).unwrap();
+    let printer = std::fs::read_to_string(fabrs_test_support::root().join("crates/fabrs-cli/src/printer.rs")).unwrap();
     assert!(!hits(&printer, "eprintln!").is_empty());
-    let addr = std::fs::read_to_string(repo_root().join("crates/fabrs-plan/src/addr.rs")).unwrap();
+    let addr = std::fs::read_to_string(fabrs_test_support::root().join("crates/fabrs-plan/src/addr.rs")).unwrap();
     assert!(!hits(&addr, "\"fabrs:").is_empty());
     assert!(
         sources()

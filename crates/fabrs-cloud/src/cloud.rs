@@ -131,25 +131,9 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 }
 
-/// An autoscaling group as a roll sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupNow {
-    pub name: String,
-    pub min: u32,
-    pub max: u32,
-    pub desired: u32,
-    /// The group's launch configuration, or template at an explicit version
-    /// (`None`: `$Latest` / `$Default`).
-    pub launch: fabrs_plan::resource::LaunchRef,
-    pub load_balancers: Vec<String>,
-    /// Instances: id, lifecycle state (`Pending`, `InService`,
-    /// `Terminating`…), ELB health (`InService`, `OutOfService`, empty when
-    /// the group has no load balancer), launch (as the cloud reports it: not
-    /// trustworthy right after a switch, see test-peers.md).
-    pub members: Vec<fabrs_plan::resource::Member>,
-    /// The `fabrs:revision` tag (`None`: no tag, or `none`).
-    pub revision: Option<Revision>,
-}
+/// An autoscaling group as a roll sees it (pure data, defined next to the
+/// deploy plan that decides from it).
+pub use fabrs_plan::deploy::GroupNow;
 
 /// The operations a rolling replacement needs beyond create/update/delete.
 pub trait Fleet: Send + Sync {

@@ -4,4 +4,5 @@
 pub mod apply;
 pub mod deploy;
 pub mod fake;
+pub mod fake_fleet;
 pub mod ops;

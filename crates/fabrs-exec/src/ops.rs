@@ -160,10 +160,21 @@ pub async fn make_plan<C: Cloud>(
     let names_only = desired_state(env, &BTreeMap::new());
     let inventory = cloud.discover(&scope(env, &names_only)).await?;
     let revision = revision.cloned().or_else(|| current_revision(&inventory));
-    let rendered = render_launches(env, renderer, &inventory, revision.as_ref(), secrets)?;
-    let desired = desired_state(env, &rendered.launches);
-    let p = plan(&env.project, &env.name, &desired, &inventory);
+    let (p, rendered) = plan_from(env, renderer, &inventory, revision.as_ref(), secrets)?;
     Ok((p, inventory, rendered))
+}
+
+/// Render and plan against an inventory already discovered.
+pub fn plan_from(
+    env: &Environment,
+    renderer: &Renderer,
+    inventory: &Inventory,
+    revision: Option<&Revision>,
+    secrets: Option<&Secrets>,
+) -> Result<(Plan, Rendered), OpError> {
+    let rendered = render_launches(env, renderer, inventory, revision, secrets)?;
+    let desired = desired_state(env, &rendered.launches);
+    Ok((plan(&env.project, &env.name, &desired, inventory), rendered))
 }
 
 /// Apply until the account matches the file: each pass discovers, plans and

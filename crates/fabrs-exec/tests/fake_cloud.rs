@@ -1,7 +1,6 @@
 //! The apply driver and the converge loop on the in-memory cloud: fast
 //! scenarios, with AWS's ordering rules enforced (which moto does not).
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use fabrs_config::secrets::Secrets;
@@ -13,13 +12,7 @@ use fabrs_plan::addr;
 use fabrs_plan::plan::Action;
 use fabrs_plan::resource::Spec;
 use fabrs_render::Renderer;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 fn env(name: &str) -> Environment {
     fabrs_config::load_file(&root().join(format!("environments/{name}.yaml"))).unwrap()

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabrs_cloud::Store;
-use fabrs_exec::deploy::{self, DeployError, LockHolder, Note, Record, Settings};
+use fabrs_exec::deploy::{self, DeployError, LockHolder, Note, Record, Settings, SystemClock};
 use fabrs_exec::fake::MemStore;
 
 fn env() -> fabrs_config::Environment {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    fabrs_config::load_file(&root.join("environments/staging.yaml")).unwrap()
+    fabrs_config::load_file(&fabrs_test_support::root().join("environments/staging.yaml")).unwrap()
 }
 
 fn holder(who: &str) -> LockHolder {
@@ -34,14 +33,25 @@ fn settings(wait: Duration) -> Settings {
 
 fn quiet(_: Note) {}
 
+/// `who` takes the lock, on the real clock.
+async fn take(
+    store: &MemStore,
+    env: &fabrs_config::Environment,
+    who: &str,
+    settings: &Settings,
+    notes: deploy::Notes<'_>,
+) -> Result<deploy::Lock, DeployError> {
+    deploy::acquire(&SystemClock::new(), store, env, &holder(who), settings, notes).await
+}
+
 #[tokio::test]
 async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(&*store, &env, &holder("alice"), &settings(Duration::ZERO), &quiet)
+    let a = take(&store, &env, "alice", &settings(Duration::ZERO), &quiet)
         .await
         .unwrap();
-    let err = match deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::ZERO), &quiet).await {
+    let err = match take(&store, &env, "bob", &settings(Duration::ZERO), &quiet).await {
         Err(DeployError::Locked(m)) => m,
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("two holders"),
@@ -54,7 +64,7 @@ async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
     a.release(&*store).await.unwrap();
     assert!(store.keys().is_empty());
     // Free again.
-    deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::ZERO), &quiet)
+    take(&store, &env, "bob", &settings(Duration::ZERO), &quiet)
         .await
         .unwrap();
 }
@@ -63,7 +73,7 @@ async fn of_two_takers_one_gets_the_lock_and_the_other_is_told_who_holds_it() {
 async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_only_on_request() {
     let env = env();
     let store = Arc::new(MemStore::new("b"));
-    let a = deploy::acquire(&*store, &env, &holder("alice"), &settings(Duration::ZERO), &quiet)
+    let a = take(&store, &env, "alice", &settings(Duration::ZERO), &quiet)
         .await
         .unwrap();
     let s2 = store.clone();
@@ -74,7 +84,7 @@ async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_on
     let t = Instant::now();
     let notes = std::sync::Mutex::new(Vec::new());
     let note = |n: Note| notes.lock().unwrap().push(format!("{n:?}"));
-    deploy::acquire(&*store, &env, &holder("bob"), &settings(Duration::from_secs(30)), &note)
+    take(&store, &env, "bob", &settings(Duration::from_secs(30)), &note)
         .await
         .unwrap();
     assert!(t.elapsed() >= Duration::from_millis(600));
@@ -82,15 +92,13 @@ async fn a_waiter_gets_the_lock_once_it_is_released_and_a_stale_one_is_broken_on
     release.await.unwrap();
     // bob's lock is now "stale" (bob died): carol is refused, then breaks it on request.
     assert!(
-        deploy::acquire(&*store, &env, &holder("carol"), &settings(Duration::ZERO), &quiet)
+        take(&store, &env, "carol", &settings(Duration::ZERO), &quiet)
             .await
             .is_err()
     );
     let mut s = settings(Duration::ZERO);
     s.break_lock = true;
-    deploy::acquire(&*store, &env, &holder("carol"), &s, &quiet)
-        .await
-        .unwrap();
+    take(&store, &env, "carol", &s, &quiet).await.unwrap();
     let body = store.get(&deploy::lock_key(&env)).await.unwrap().unwrap();
     assert_eq!(serde_json::from_slice::<LockHolder>(&body).unwrap().who, "carol");
 }

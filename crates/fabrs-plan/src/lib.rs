@@ -2,6 +2,7 @@
 //! clock, no environment variables: the same inputs always give the same plan.
 
 pub mod addr;
+pub mod deploy;
 pub mod desired;
 pub mod display;
 pub mod plan;

@@ -3,16 +3,13 @@
 //! (fabrs_render::Layout); the flag stays at its production path,
 //! /srv/<project>/maintenance.on, with a project name of this test's own.
 
-mod common;
-#[path = "common/nginx.rs"]
-mod nginx;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
 use fabrs_remote::{Outcome, maintenance_command, run_all};
-use nginx::*;
+use fabrs_test_support::nginx::*;
+use fabrs_test_support::root;
+use fabrs_test_support::sshd::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_on_and_off_over_ssh_with_real_nginx() {

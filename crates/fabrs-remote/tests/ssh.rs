@@ -1,12 +1,10 @@
 //! run_all against real sshds on 127.0.0.2-4 (tests/peers/sshd-up).
 
-mod common;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::*;
 use fabrs_remote::{Outcome, Target, parse_endpoints, prefixed_lines, run_all};
+use fabrs_test_support::sshd::*;
 
 /// Each server says which address it was reached on (the third field of
 /// $SSH_CONNECTION); 127.0.0.3 exits 3.

@@ -40,12 +40,7 @@ fn role_ip(role: RoleKind) -> String {
     format!("10.213.0.{}", 10 + role_index(role))
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 fn script(name: &str) -> PathBuf {
     root().join("tests/peers").join(name)

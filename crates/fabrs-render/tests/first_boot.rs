@@ -11,12 +11,7 @@ use std::process::{Command, Stdio};
 use fabrs_config::{Environment, RoleKind};
 use fabrs_render::{Options, Renderer};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 fn shipped() -> Vec<Environment> {
     let root = root();

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,13 +14,7 @@ use std::time::{Duration, Instant};
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, RoleKind};
 use fabrs_render::{Facts, Layout, Options, Renderer, SecretMode};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::{free_port, is_root, root};
 
 /// Every environment file the project ships: environments/ and examples/.
 fn shipped() -> Vec<Environment> {
@@ -48,11 +41,6 @@ fn tool(name: &str) -> PathBuf {
         }
     }
     panic!("`{name}` is not installed: run scripts/setup");
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -211,10 +199,6 @@ fn unprivileged_nginx_layout(dir: &Path) -> Layout {
     l.nginx_access_log = format!("{d}/access.log");
     l.nginx_temp_dir = Some(d.to_string());
     l
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn psql(args: &[&str], password: Option<&str>) -> std::process::Output {

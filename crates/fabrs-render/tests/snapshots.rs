@@ -1,16 +1,8 @@
 //! Snapshot of every rendered file for staging and production (secrets as placeholders).
 //! A template change shows up as a reviewable diff: `cargo insta review`.
 
-use std::path::{Path, PathBuf};
-
 use fabrs_render::{Options, Renderer};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use fabrs_test_support::root;
 
 fn snapshot_env(name: &str) {
     let root = root();

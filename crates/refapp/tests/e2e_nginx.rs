@@ -16,23 +16,9 @@ use common::*;
 use fabrs_config::RoleKind;
 use fabrs_config::secrets::Secrets;
 use fabrs_render::{Facts, Layout, Options, Renderer, SecretMode};
+use fabrs_test_support::{is_root, root};
 
 const HOST: &str = "staging.myproject.example";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 fn uid_gid(user: &str) -> (u32, u32) {
     let id = |f: &str| {

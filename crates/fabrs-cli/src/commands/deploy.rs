@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, S3Store};
 use fabrs_cloud::{Cloud, Fleet, PutOutcome, Remote, RemoteOutput, Store};
 use fabrs_config::{Environment, RoleKind};
-use fabrs_exec::deploy::{self, Actor, DeployError, Operation, Settings};
+use fabrs_exec::deploy::{self, Actor, DeployError, Deployer, Operation, Settings, SystemClock};
 use fabrs_plan::addr;
 use fabrs_plan::desired::sha256_hex;
 use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
@@ -319,16 +319,8 @@ fn actor() -> Actor {
 }
 
 pub fn deploy(global: &GlobalArgs, args: &DeployArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
-    roll(
-        global,
-        &args.env,
-        Operation::Deploy {
-            revision: args.revision.clone(),
-        },
-        &args.roll,
-        &args.ssh,
-        printer,
-    )
+    let operation = deploy::check_revision(&args.revision).map(|revision| Operation::Deploy { revision });
+    roll(global, &args.env, operation, &args.roll, &args.ssh, printer)
 }
 
 pub fn rotate(global: &GlobalArgs, args: &RotateArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
@@ -342,7 +334,7 @@ pub fn rotate(global: &GlobalArgs, args: &RotateArgs, printer: &mut Printer) -> 
     roll(
         global,
         &args.env,
-        Operation::Rotate { roles },
+        Ok(Operation::Rotate { roles }),
         &args.roll,
         &args.ssh,
         printer,
@@ -353,7 +345,11 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: &mut Printer)
     roll(
         global,
         &args.env,
-        Operation::Rollback { to: args.to.clone() },
+        args.to
+            .as_deref()
+            .map(deploy::check_revision)
+            .transpose()
+            .map(|to| Operation::Rollback { to }),
         &args.roll,
         &args.ssh,
         printer,
@@ -363,7 +359,8 @@ pub fn rollback(global: &GlobalArgs, args: &RollbackArgs, printer: &mut Printer)
 fn roll(
     global: &GlobalArgs,
     env_arg: &str,
-    operation: Operation,
+    // A bad revision is reported after the environment file's problems, as before.
+    operation: Result<Operation, DeployError>,
     roll: &RollArgs,
     ssh_args: &SshArgs,
     printer: &mut Printer,
@@ -371,9 +368,7 @@ fn roll(
     let Some(env) = super::load(env_arg, &global.dir, printer) else {
         return Ok(Outcome::Failed);
     };
-    if let Operation::Deploy { revision } = &operation {
-        deploy::check_revision(revision)?;
-    }
+    let operation = operation?;
     let Some(secrets) = resolve_secrets(&env, printer) else {
         return Ok(Outcome::Failed);
     };
@@ -384,10 +379,22 @@ fn roll(
     rt.block_on(async {
         let cloud = connect(global, &env).await?;
         let store: S3Store = cloud.store(&env.artifacts.bucket);
+        let clock = SystemClock::new();
+        // The preflight says nothing; its refusals are the error.
+        let silent = |_: deploy::Note| {};
+        let preflight = Deployer {
+            cloud: &cloud,
+            store: &store,
+            remote: &ssh,
+            clock: &clock,
+            env: &env,
+            renderer: &renderer,
+            secrets: &secrets,
+            settings: &settings,
+            notes: &silent,
+        };
         // Preflight without the lock: fail fast, or show the steps.
-        let prepared = deploy::prepare(&cloud, &store, &env, &renderer, &secrets, &operation)
-            .await
-            .map_err(deploy_error)?;
+        let prepared = preflight.prepare(&operation).await.map_err(deploy_error)?;
         if roll.dry_run {
             for s in prepared.steps(&env, &settings) {
                 printer.data(&s);
@@ -404,23 +411,14 @@ fn roll(
         }
         let progress = Progress::new(printer_quiet(printer));
         let notes = |n| progress.note(n);
+        let deployer = Deployer {
+            notes: &notes,
+            ..preflight
+        };
         let cancel = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let r = deploy::run(
-            &cloud,
-            &store,
-            &ssh,
-            &env,
-            &renderer,
-            &secrets,
-            &operation,
-            &settings,
-            &actor(),
-            &notes,
-            cancel,
-        )
-        .await;
+        let r = deployer.run(prepared, &actor(), cancel).await;
         progress.bar.finish_and_clear();
         match r {
             Ok(report) if !report.changed => {
@@ -437,7 +435,9 @@ fn roll(
                     operation.verb(),
                     env.project,
                     env.name,
-                    rec.from_revision.as_deref().unwrap_or("none"),
+                    rec.from_revision
+                        .as_deref()
+                        .unwrap_or(fabrs_config::revision::NO_REVISION),
                     rec.revision,
                     rec.duration_secs
                 ));

@@ -1,19 +1,13 @@
 //! Helpers shared by the tests that run real programs on rendered files.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fabrs_config::Environment;
 use fabrs_render::Layout;
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+pub use fabrs_test_support::{free_port, is_root, root};
 
 pub fn staging() -> Environment {
     fabrs_config::load_file(&root().join("environments/staging.yaml")).unwrap_or_else(|d| panic!("{}", d.render()))
@@ -30,20 +24,11 @@ pub fn tool(name: &str) -> PathBuf {
     panic!("`{name}` is not installed: run scripts/setup");
 }
 
-pub fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
 /// A temp dir other users (pgbouncer's, rabbitmq's) can traverse.
 pub fn tempdir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     d
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// nginx paths and ports moved into `dir` (test-peers.md), same directives.

@@ -5,12 +5,10 @@
 //!     REFAPP_TEST_PG_ADMIN_URL (a URL to the maintenance database);
 //!   Redis redis://127.0.0.1:6379 — REFAPP_TEST_REDIS_URL;
 //!   RabbitMQ amqp://guest:guest@127.0.0.1:5672/%2f — REFAPP_TEST_AMQP_URL;
-//!   moto: $CARGO_MANIFEST_DIR/../../.venv/bin/moto_server (started per test).
+//!   moto: fabrs-test-support's launcher (.venv/bin/moto_server, started per test).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,20 +27,7 @@ pub fn amqp_url() -> String {
     std::env::var("REFAPP_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub fn wait_port(port: u16, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+pub use fabrs_test_support::{Moto, free_port, wait_port};
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -116,50 +101,6 @@ impl Drop for TestDb {
     }
 }
 
-/// A moto S3 server of our own on a free port.
-pub struct Moto {
-    pub child: Child,
-    pub url: String,
-}
-
-pub fn moto_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
-}
-
-impl Moto {
-    pub fn start() -> Moto {
-        let path = moto_path();
-        assert!(
-            path.exists(),
-            "moto_server not found at {}: run the project's setup script (it creates .venv with moto[server] \
-             and Pillow) before running refapp's tests",
-            path.display()
-        );
-        let port = free_port();
-        let child = Command::new(&path)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        assert!(
-            wait_port(port, Duration::from_secs(30)),
-            "moto_server did not start on port {port}"
-        );
-        Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Everything one test needs.
 pub struct Env {
     pub db: TestDb,
@@ -186,8 +127,8 @@ impl Env {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("S3_ENDPOINT_URL", moto.url.clone()),
-            ("RENDITION_BASE_URL", format!("{}/refapp-{tag}/", moto.url)),
+            ("S3_ENDPOINT_URL", moto.url()),
+            ("RENDITION_BASE_URL", format!("{}/refapp-{tag}/", moto.url())),
             (
                 "REFAPP_STATIC_DIR",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),

@@ -1,19 +1,12 @@
 //! Real sshds on loopback addresses, started by tests/peers/sshd-up.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fabrs_remote::{SshOptions, Target, parse_endpoints};
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use crate::root;
 
 pub fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();

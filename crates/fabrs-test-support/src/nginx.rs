@@ -1,24 +1,21 @@
 //! fabrs's rendered nginx.conf running for real on loopback: only ports and
 //! the log/pid/temp paths move (fabrs_render::Layout); the maintenance flag
 //! stays at its production path, /srv/<project>/maintenance.on, so a test
-//! gives the environment a project name of its own. Shared by fabrs-remote's
-//! and the CLI's tests (`#[path]`).
-#![allow(dead_code)]
+//! gives the environment a project name of its own. Used by fabrs-remote's
+//! and the CLI's tests.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fabrs_config::{Environment, RoleKind};
 use fabrs_render::{Options, Renderer};
 
-pub const HOST: &str = "staging.myproject.example";
+use crate::{free_port, wait_port};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub const HOST: &str = "staging.myproject.example";
 
 /// nginx stops on SIGTERM to its master, which takes its workers along.
 pub struct Nginx(Child);
@@ -68,17 +65,6 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, body.to_string())
-}
-
-pub fn wait_port(port: u16, within: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// The flag nginx.conf tests: the path in its `if (-f …)` lines, which must
