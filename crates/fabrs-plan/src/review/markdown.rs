@@ -81,7 +81,12 @@ fn section(c: &Change, extras: &Extras) -> String {
         s.push_str(&fenced("diff", &lines.join("\n")));
     }
     if let Some(files) = user_data_diffs(c, extras) {
-        let _ = writeln!(s, "\nUser-data ({} section{} changed):\n", files.len(), plural(files.len()));
+        let _ = writeln!(
+            s,
+            "\nUser-data ({} section{} changed):\n",
+            files.len(),
+            plural(files.len())
+        );
         for f in files {
             let _ = writeln!(s, "{} ({})\n", code(&f.path), f.status);
             s.push_str(&fenced("diff", &f.diff));
@@ -128,7 +133,9 @@ pub fn markdown(plan: &Plan, extras: &Extras) -> String {
     let destroys: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action == Action::Delete || (c.action == Action::Replace && c.address.kind != Kind::LaunchConfiguration))
+        .filter(|c| {
+            c.action == Action::Delete || (c.action == Action::Replace && c.address.kind != Kind::LaunchConfiguration)
+        })
         .collect();
     if !destroys.is_empty() {
         head.push_str("> [!WARNING]\n> **Destroys and replacements**\n>\n");

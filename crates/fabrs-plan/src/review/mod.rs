@@ -104,7 +104,10 @@ pub fn body(c: &Change, extras: &Extras) -> Vec<String> {
         };
         if !d.sensitive
             && let Some((removed, added, same)) = rules::rule_changes(d.before.as_ref(), d.after.as_ref())
-            && matches!((&d.before, &d.after), (Some(Value::Array(_)), _) | (_, Some(Value::Array(_))))
+            && matches!(
+                (&d.before, &d.after),
+                (Some(Value::Array(_)), _) | (_, Some(Value::Array(_)))
+            )
         {
             let sign = if d.before.is_none() { "+" } else { "~" };
             out.push(format!("{sign} {} = [{replace}", d.attribute));
@@ -262,21 +265,16 @@ pub fn concise(plan: &Plan) -> String {
         return out;
     }
     let _ = writeln!(out, "{} / {}:", plan.project, plan.environment);
-    let groups: [(&str, fn(&Change) -> bool, bool); 4] = [
-        ("Destroy", |c| c.action == Action::Delete, false),
-        (
-            "Replace",
-            |c| c.action == Action::Replace && c.address.kind != Kind::LaunchConfiguration,
-            true,
-        ),
-        (
-            "Update in place",
-            |c| c.action == Action::Update || (c.action == Action::Replace && c.address.kind == Kind::LaunchConfiguration),
-            true,
-        ),
-        ("Create", |c| c.action == Action::Create, false),
+    // A new launch configuration is a create (the old one is kept), with
+    // the reason it is needed.
+    let new_lc = |c: &Change| c.action == Action::Replace && c.address.kind == Kind::LaunchConfiguration;
+    let groups: [(&str, &dyn Fn(&Change) -> bool); 4] = [
+        ("Destroy", &|c| c.action == Action::Delete),
+        ("Replace", &|c| c.action == Action::Replace && !new_lc(c)),
+        ("Update in place", &|c| c.action == Action::Update),
+        ("Create", &|c| c.action == Action::Create || new_lc(c)),
     ];
-    for (title, select, with_reason) in groups {
+    for (title, select) in groups {
         let list: Vec<&Change> = plan.changes.iter().filter(|c| select(c)).collect();
         if list.is_empty() {
             continue;
@@ -284,20 +282,21 @@ pub fn concise(plan: &Plan) -> String {
         let _ = writeln!(out, "\n{title} ({}):", list.len());
         for c in list {
             let (symbol, _) = verb(c);
-            let symbol = if c.action == Action::Replace && c.address.kind == Kind::LaunchConfiguration {
-                "+"
-            } else {
-                symbol
-            };
-            if with_reason {
-                let reason = if c.address.kind == Kind::LaunchConfiguration {
-                    format!("new launch configuration: {}", c.reason)
-                } else {
-                    c.reason.clone()
-                };
-                let _ = writeln!(out, "  {symbol:>3} {}: {reason}", c.address);
-            } else {
-                let _ = writeln!(out, "  {symbol:>3} {}", c.address);
+            match c.action {
+                Action::Create | Action::Delete => {
+                    let _ = writeln!(out, "  {symbol:>3} {}", c.address);
+                }
+                _ if new_lc(c) => {
+                    let _ = writeln!(
+                        out,
+                        "  {symbol:>3} {}: a new one, as {}",
+                        c.address,
+                        c.reason.replace(" (forces replacement)", "")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "  {symbol:>3} {}: {}", c.address, c.reason);
+                }
             }
         }
     }
@@ -331,7 +330,10 @@ pub fn json(plan: &Plan, extras: &Extras) -> Value {
                         continue;
                     }
                     if let Some((removed, added, _)) = rules::rule_changes(d.before.as_ref(), d.after.as_ref())
-                        && matches!((&d.before, &d.after), (Some(Value::Array(_)), _) | (_, Some(Value::Array(_))))
+                        && matches!(
+                            (&d.before, &d.after),
+                            (Some(Value::Array(_)), _) | (_, Some(Value::Array(_)))
+                        )
                     {
                         jd["rules_removed"] = json!(removed);
                         jd["rules_added"] = json!(added);

@@ -83,7 +83,10 @@ pub fn sections(user_data: &str) -> Vec<(String, String)> {
         if trimmed.starts_with("content: |") {
             let lead = line.len() - trimmed.len();
             content = Some(lead + 2);
-            files.push((path.clone().unwrap_or_else(|| format!("file {}", files.len() + 1)), String::new()));
+            files.push((
+                path.clone().unwrap_or_else(|| format!("file {}", files.len() + 1)),
+                String::new(),
+            ));
         }
         own.push_str(line);
         own.push('\n');
@@ -265,7 +268,10 @@ pub fn changes(
             (None, _) => (None, Some("the current user-data could not be read".to_string())),
             (Some(_), None) => (
                 None,
-                Some("the current user-data holds secret values and the secrets are not available here to hide them".to_string()),
+                Some(
+                    "the current user-data holds secret values and the secrets are not available here to hide them"
+                        .to_string(),
+                ),
             ),
             (Some(text), Some(forms)) => (Some(redact(text, forms)), None),
         };
@@ -294,7 +300,13 @@ mod tests {
         assert_eq!(s[0].0, CLOUD_CONFIG);
         assert!(!s[0].1.contains("fabrs:user-data-sha256"));
         assert!(s[0].1.contains("hostname: h"));
-        assert_eq!(s[1], ("/etc/app.env".into(), "A=1\nREV=r1\n\nDB=postgres://u:__secret_db_password__@h/db\n".into()));
+        assert_eq!(
+            s[1],
+            (
+                "/etc/app.env".into(),
+                "A=1\nREV=r1\n\nDB=postgres://u:__secret_db_password__@h/db\n".into()
+            )
+        );
         assert_eq!(s[2], ("/etc/other".into(), "x\n".into()));
     }
 
