@@ -40,6 +40,9 @@ VALUES = {
     "github.event.pull_request.number": "1",
 }
 
+# The human output (stderr) of each step, by (workflow, step name).
+STDERR = {}
+
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
@@ -122,7 +125,12 @@ def run_workflow(path):
             env["GITHUB_PATH"] = os.path.join(temp, "path")
             map_instances()
             print(f"ci-examples: {name} / {label}: running", flush=True)
-            r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", fill(script, outputs)], env=env)
+            r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", fill(script, outputs)],
+                               env=env, stderr=subprocess.PIPE, text=True)
+            sys.stdout.flush()
+            sys.stderr.write(r.stderr)
+            sys.stderr.flush()
+            STDERR[(name, label)] = r.stderr
             if r.returncode != 0:
                 sys.exit(f"ci-examples: {name} / {label}: exit {r.returncode}")
             ran += 1
@@ -167,13 +175,36 @@ def main():
         check(ev and ev[-1]["event"] == "result" and ev[-1]["outcome"] == "ok",
               "the deploy's last event is its successful result")
         check(any(e["event"] == "instance_healthy" for e in ev), "the deploy reports healthy new instances")
-        checks += 2
+        human = [l[4:] for l in STDERR[("fabrs deploy", "Deploy")].splitlines() if l.startswith("==> ")]
+        steps = [e["step"] for e in ev if e["event"] == "step_started"]
+        check(steps and steps == human, "the deploy's step events are the human output's steps, in order")
+        check([e["seq"] for e in ev] == list(range(1, len(ev) + 1)), "the events are numbered in order")
+        check(ev[0]["event"] == "started", "the first event says what runs")
+        launched = {e["instance"] for e in ev if e["event"] == "instance_launched"}
+        healthy = {e["instance"] for e in ev if e["event"] == "instance_healthy"}
+        check(launched and launched == healthy, "every instance launched became healthy")
+        checks += 6
     # A stale reviewed plan is refused: the account changed since.
     r = subprocess.run(["fabrs", "create-env", "staging", "--plan", os.path.join(temp, "reviewed-plan.json")],
                        capture_output=True, text=True)
     check(r.returncode != 0 and "changed since the plan was made" in r.stderr,
           "create-env refuses the reviewed plan once it is stale")
     checks += 1
+
+    # The user-data diff end to end: what moto holds (secret values in it)
+    # against a new revision's render.
+    r = subprocess.run(["fabrs", "plan", "staging", "--revision", "nextrev1", "--format", "markdown"],
+                       capture_output=True, text=True)
+    check(r.returncode == 0 and "+REFAPP_REVISION=nextrev1" in r.stdout and f"-REFAPP_REVISION={SHA}" in r.stdout,
+          "the plan of a new revision shows the changed line of the app environment")
+    secrets = [os.environ[k] for k in ("FABRS_SECRET_DB_PASSWORD", "FABRS_SECRET_CACHE_PASSWORD", "FABRS_SECRET_QUEUE_PASSWORD")]
+    check("__secret_db_password__" in r.stdout and not any(v in r.stdout for v in secrets),
+          "the observed user-data's secret values show as placeholders")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FABRS_SECRET_")}
+    r = subprocess.run(["fabrs", "plan", "staging", "--revision", "nextrev1"], capture_output=True, text=True, env=env)
+    check(r.returncode == 0 and "user-data diff not shown" in r.stdout and not any(v in r.stdout for v in secrets),
+          "without the secrets the current user-data is withheld")
+    checks += 3
 
     # 3. The AMI parameter moves: the scheduled job rotates onto it.
     subprocess.run(["aws", "ssm", "put-parameter", "--name", "/fabrs-ci/ami", "--type", "String",

@@ -54,16 +54,7 @@ impl Events {
         let obj = fields.as_object_mut().expect("event fields are an object");
         obj.insert("event".into(), event.into());
         obj.insert("seq".into(), st.seq.into());
-        // `event` and `seq` first, for people reading the stream.
-        let mut ordered = serde_json::Map::new();
-        ordered.insert("event".into(), event.into());
-        ordered.insert("seq".into(), st.seq.into());
-        for (k, v) in obj.iter() {
-            if k != "event" && k != "seq" {
-                ordered.insert(k.clone(), v.clone());
-            }
-        }
-        self.out.emit(&Value::Object(ordered));
+        self.out.emit(&fields);
     }
 
     fn finish_step(&self, st: &mut State) {
@@ -103,7 +94,11 @@ impl Events {
                 self.emit(&mut st, "remote_output", json!({ "host": host, "line": line }));
             }
             Note::Info(s) => {
-                let (role, rest) = s.split_once(": ").unwrap_or(("", s.as_str()));
+                // `<role>: …` from the roll (a role is one word).
+                let (role, rest) = match s.split_once(": ") {
+                    Some((r, rest)) if !r.is_empty() && !r.contains(' ') => (r, rest),
+                    _ => ("", s.as_str()),
+                };
                 let role = role.to_string();
                 let rest = rest.to_string();
                 if let Some(list) = rest
@@ -136,7 +131,7 @@ impl Events {
                         self.healthy(&mut st, &role);
                     }
                     let role = (!role.is_empty()).then_some(role);
-                    self.emit(&mut st, "info", json!({ "role": role, "message": s }));
+                    self.emit(&mut st, "info", json!({ "role": role, "message": rest }));
                 }
             }
         }
