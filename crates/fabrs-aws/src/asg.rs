@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, LaunchConfiguration, LaunchTemplateSpecification, Tag,
 };
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_config::model::TAG_ROLE;
-use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{
     Address, AutoScalingGroupSpec, LaunchConfigurationSpec, LaunchRef, LaunchSpec, Member, Observed, Spec, Status, Tags,
@@ -20,7 +21,7 @@ use crate::{AwsCloud, VpcInfo, err};
 /// Owner marker, and the spec, of a launch configuration.
 pub(crate) fn lc_to_spec(
     lc: &LaunchConfiguration,
-    role: &str,
+    role: RoleKind,
     gmap: &GroupMap,
 ) -> (Option<String>, LaunchConfigurationSpec) {
     let ud = lc.user_data().and_then(util::unb64).unwrap_or_default();
@@ -28,7 +29,7 @@ pub(crate) fn lc_to_spec(
     let spec = LaunchConfigurationSpec {
         name: lc.launch_configuration_name().unwrap_or_default().to_string(),
         launch: LaunchSpec {
-            role: role.to_string(),
+            role,
             image_id: lc.image_id().unwrap_or_default().to_string(),
             instance_type: lc.instance_type().unwrap_or_default().to_string(),
             security_groups: gmap.keys(lc.security_groups().iter().map(String::as_str)),
@@ -40,7 +41,7 @@ pub(crate) fn lc_to_spec(
                 .unwrap_or(0)
                 .max(0) as u32,
             user_data_sha256: sha,
-            revision: rev.unwrap_or_default(),
+            revision: rev.as_deref().and_then(Revision::read_back),
         },
     };
     (owner, spec)
@@ -83,7 +84,7 @@ pub(crate) async fn read_lc(
     c: &AwsCloud,
     address: &Address,
     name: &str,
-    role: &str,
+    role: RoleKind,
     gmap: &GroupMap,
 ) -> Result<Option<Observed>, CloudError> {
     let res = format!("launch configuration {name}");
@@ -252,7 +253,7 @@ pub(crate) fn asg_to_observed(
     vpc: &VpcInfo,
 ) -> Option<Observed> {
     let tags = asg_tags(g);
-    let role = tags.get(TAG_ROLE)?.clone();
+    let role = RoleKind::parse(tags.get(TAG_ROLE)?)?;
     let name = g.auto_scaling_group_name()?.to_string();
     let launch = match (g.launch_configuration_name(), g.launch_template()) {
         (Some(lc), _) => LaunchRef::Configuration(lc.to_string()),
@@ -273,7 +274,7 @@ pub(crate) fn asg_to_observed(
         .map(str::to_string)
         .collect();
     Some(Observed {
-        address: addr::autoscaling_group(&role),
+        address: addr::autoscaling_group(role),
         id: name.clone(),
         spec: Spec::AutoScalingGroup(AutoScalingGroupSpec {
             name,
@@ -344,7 +345,7 @@ fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Resu
         return Ok(n.to_string());
     }
     ctx.ids
-        .get(&addr::launch_configuration(&s.role))
+        .get(&addr::launch_configuration(s.role))
         .cloned()
         .ok_or_else(|| {
             err::not_found(

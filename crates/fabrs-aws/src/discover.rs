@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::Filter;
-use fabrs_exec::cloud::{CloudError, Scope};
+use fabrs_cloud::{CloudError, Scope};
+use fabrs_config::RoleKind;
 use fabrs_plan::addr;
 use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
 
@@ -350,7 +351,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         .collect();
 
     // Auto scaling groups (and which launch configuration each uses).
-    let mut lc_roles: BTreeMap<String, String> = BTreeMap::new();
+    let mut lc_roles: BTreeMap<String, RoleKind> = BTreeMap::new();
     for g in &asgs {
         if !util::owned(&asg::asg_tags(g), p, e) {
             continue;
@@ -360,7 +361,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 && let LaunchRef::Configuration(n) = &s.launch
                 && !n.is_empty()
             {
-                lc_roles.insert(n.clone(), s.role.clone());
+                lc_roles.insert(n.clone(), s.role);
             }
             inv.resources.entry(o.address.clone()).or_insert(o);
         }
@@ -390,12 +391,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         }
         let role = lc_roles
             .get(name)
-            .cloned()
-            .unwrap_or_else(|| asg::role_from_lc_name(name, &scope.launch_configuration_prefix));
-        let (lc_owner, spec) = asg::lc_to_spec(lc, &role, &gmap);
-        if lc_owner.as_deref() == Some(owner.as_str()) {
+            .copied()
+            .or_else(|| RoleKind::parse(&asg::role_from_lc_name(name, &scope.launch_configuration_prefix)));
+        // Owned: a role of fabrs's, and this environment's owner line.
+        let owned = role
+            .map(|role| (role, asg::lc_to_spec(lc, role, &gmap)))
+            .filter(|(_, (lc_owner, _))| lc_owner.as_deref() == Some(owner.as_str()));
+        if let Some((role, (_, spec))) = owned {
             if lc_roles.contains_key(name) {
-                let address = addr::launch_configuration(&role);
+                let address = addr::launch_configuration(role);
                 if let Some(ud) = lc.user_data().and_then(util::unb64) {
                     inv.user_data.insert(address.clone(), ud);
                 }

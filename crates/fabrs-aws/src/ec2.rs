@@ -8,8 +8,10 @@ use aws_sdk_ec2::types::{
     LaunchTemplateVersion, RequestLaunchTemplateData, ResourceType, SecurityGroup, Tag, TagSpecification,
     UserIdGroupPair, VolumeType,
 };
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_config::model::TAG_ROLE;
-use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_config::revision::or_none;
+use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{
     Address, IngressRule, InstanceSpec, LaunchSpec, LaunchTemplateSpec, Observed, RuleSource, SecurityGroupSpec, Spec,
@@ -429,7 +431,7 @@ pub(crate) fn lt_to_observed(
     gmap: &GroupMap,
 ) -> Option<Observed> {
     let tags = from_ec2_tags(lt.tags());
-    let role = tags.get(TAG_ROLE)?.clone();
+    let role = RoleKind::parse(tags.get(TAG_ROLE)?)?;
     let data = ver.and_then(|v| v.launch_template_data());
     let ud = data
         .and_then(|d| d.user_data())
@@ -442,9 +444,10 @@ pub(crate) fn lt_to_observed(
                 .and_then(|d| d.strip_prefix("revision "))
                 .map(str::to_string)
         })
-        .unwrap_or_default();
+        .as_deref()
+        .and_then(Revision::read_back);
     let launch = LaunchSpec {
-        role: role.clone(),
+        role,
         image_id: data.and_then(|d| d.image_id()).unwrap_or_default().to_string(),
         instance_type: data
             .and_then(|d| d.instance_type())
@@ -473,7 +476,7 @@ pub(crate) fn lt_to_observed(
         .map(|n| n.to_string())
         .unwrap_or_default();
     Some(Observed {
-        address: addr::launch_template(&role),
+        address: addr::launch_template(role),
         id: lt.launch_template_id()?.to_string(),
         spec: Spec::LaunchTemplate(LaunchTemplateSpec {
             name: lt.launch_template_name().unwrap_or_default().to_string(),
@@ -548,7 +551,7 @@ pub(crate) async fn create_lt(
         .ec2
         .create_launch_template()
         .launch_template_name(&s.name)
-        .version_description(format!("revision {}", s.launch.revision))
+        .version_description(format!("revision {}", or_none(s.launch.revision.as_ref())))
         .launch_template_data(data)
         .tag_specifications(tag_spec(ResourceType::LaunchTemplate, &s.tags))
         .send()
@@ -604,7 +607,7 @@ pub(crate) async fn update_lt(
             .ec2
             .create_launch_template_version()
             .launch_template_id(id)
-            .version_description(format!("revision {}", des.launch.revision))
+            .version_description(format!("revision {}", or_none(des.launch.revision.as_ref())))
             .launch_template_data(data)
             .send()
             .await
@@ -679,7 +682,7 @@ pub(crate) fn instance_to_observed(
     if i.tags().iter().any(|t| t.key() == Some("aws:autoscaling:groupName")) {
         return None;
     }
-    let role = tags.get(TAG_ROLE)?.clone();
+    let role = RoleKind::parse(tags.get(TAG_ROLE)?)?;
     let index: u32 = tags.get(addr::TAG_INDEX)?.parse().ok()?;
     let id = i.instance_id()?.to_string();
     // The root device's volume (moto names the root one device but maps
@@ -698,7 +701,7 @@ pub(crate) fn instance_to_observed(
     let ud = x.user_data.get(&id).cloned().unwrap_or_default();
     let (_, sha, rev) = addr::parse_user_data_markers(&ud);
     let launch = LaunchSpec {
-        role: role.clone(),
+        role,
         image_id: i.image_id().unwrap_or_default().to_string(),
         instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
         security_groups: gmap.keys(i.security_groups().iter().filter_map(|g| g.group_id())),
@@ -707,7 +710,8 @@ pub(crate) fn instance_to_observed(
         user_data_sha256: sha,
         revision: rev
             .or_else(|| tags.get(addr::TAG_REVISION).cloned())
-            .unwrap_or_default(),
+            .as_deref()
+            .and_then(Revision::read_back),
     };
     let load_balancer = x
         .lb_members
@@ -719,7 +723,7 @@ pub(crate) fn instance_to_observed(
         .filter(|s| !vpc.default_subnets.values().any(|d| d == s))
         .map(str::to_string);
     Some(Observed {
-        address: addr::instance(&role, index),
+        address: addr::instance(role, index),
         id,
         spec: Spec::Instance(InstanceSpec {
             role,
@@ -846,7 +850,7 @@ pub(crate) async fn create_instance(
     // A rerun after a crash: the instance may exist already (moto ignores
     // ClientToken, and a token only lives so long on AWS): find it by tags.
     let mut filters = owner_filters(&project, &env);
-    filters.push(filter(&format!("tag:{TAG_ROLE}"), &s.role));
+    filters.push(filter(&format!("tag:{TAG_ROLE}"), s.role.as_str()));
     filters.push(filter(&format!("tag:{}", addr::TAG_INDEX), &s.index.to_string()));
     filters.push(
         Filter::builder()
@@ -882,7 +886,7 @@ pub(crate) async fn create_instance(
             let root = c.root_device(&s.launch.image_id).await;
             let base_token = util::digest(&format!(
                 "{project}/{env}/{address}/{}/{}",
-                s.launch.revision,
+                or_none(s.launch.revision.as_ref()),
                 util::digest(ud)
             ));
             let mut token = base_token.clone();

@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancing::types::{
     ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Instance as LbInstance, Listener, LoadBalancerAttributes,
     LoadBalancerDescription, Tag, TagKeyOnly,
 };
-use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{
     Address, HealthCheckSpec, ListenerSpec, LoadBalancerSpec, Member, Observed, Spec, Status, Tags,

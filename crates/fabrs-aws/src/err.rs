@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use fabrs_exec::cloud::{CloudError, ErrorKind};
+use fabrs_cloud::{CloudError, ErrorKind};
 
 pub const LC_UNSUPPORTED: &str = "this account cannot create launch configurations (AWS stopped allowing them for accounts created after 2024-10-01): set `launch: template` for this role in the environment file";
 

@@ -30,7 +30,7 @@ use aws_sdk_ec2::config::interceptors::{
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
-use fabrs_exec::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 
 pub use err::LC_UNSUPPORTED;
@@ -329,7 +329,7 @@ impl AwsCloud {
         match spec {
             Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
             Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
-            Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, &s.launch.role, gmap).await,
+            Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, s.launch.role, gmap).await,
             Spec::LaunchTemplate(_) => ec2::read_lt(self, address, id, gmap).await,
             Spec::AutoScalingGroup(_) => asg::read_asg(self, address, id).await,
             Spec::Instance(_) => ec2::read_instance(self, address, id, gmap).await,

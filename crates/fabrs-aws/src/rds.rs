@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_rds::types::{ApplyMethod, DbInstance, DbParameterGroup, DbSubnetGroup, Parameter, Tag};
-use fabrs_exec::cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{
     Address, DbInstanceSpec, DbParameterGroupSpec, DbSubnetGroupSpec, Observed, Spec, Status, Tags,

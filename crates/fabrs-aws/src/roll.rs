@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_autoscaling::types::Tag;
-use fabrs_exec::cloud::{CloudError, ErrorKind, Fleet, GroupNow};
+use fabrs_cloud::{CloudError, ErrorKind, Fleet, GroupNow};
+use fabrs_config::Revision;
+use fabrs_config::revision::or_none;
 use fabrs_plan::addr;
 use fabrs_plan::resource::LaunchRef;
 
@@ -42,7 +44,9 @@ impl Fleet for AwsCloud {
             launch,
             load_balancers: g.load_balancer_names().to_vec(),
             members: asg_members(&g, &health),
-            revision: asg_tags(&g).get(addr::TAG_REVISION).cloned(),
+            revision: asg_tags(&g)
+                .get(addr::TAG_REVISION)
+                .and_then(|r| Revision::read_back(r)),
         })
     }
 
@@ -58,7 +62,12 @@ impl Fleet for AwsCloud {
         Ok(())
     }
 
-    async fn switch_launch(&self, name: &str, launch: &LaunchRef, revision: &str) -> Result<(), CloudError> {
+    async fn switch_launch(
+        &self,
+        name: &str,
+        launch: &LaunchRef,
+        revision: Option<&Revision>,
+    ) -> Result<(), CloudError> {
         let res = group_res(name);
         let req = self.asg.update_auto_scaling_group().auto_scaling_group_name(name);
         let req = match launch {
@@ -77,7 +86,7 @@ impl Fleet for AwsCloud {
             .resource_id(name)
             .resource_type("auto-scaling-group")
             .key(addr::TAG_REVISION)
-            .value(revision)
+            .value(or_none(revision))
             .propagate_at_launch(true)
             .build();
         self.asg

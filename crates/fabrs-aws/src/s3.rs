@@ -7,8 +7,8 @@ use std::path::Path;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use fabrs_exec::cloud::{CloudError, ErrorKind};
-use fabrs_exec::store::{ObjectMeta, PutOutcome, Store};
+use fabrs_cloud::{CloudError, ErrorKind};
+use fabrs_cloud::{ObjectMeta, PutOutcome, Store};
 
 use crate::err;
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fabrs_aws::{AwsCloud, ConnectOptions};
-use fabrs_exec::cloud::{Cloud, Scope};
+use fabrs_cloud::{Cloud, Scope};
 use fabrs_plan::resource::VpcRef;
 
 #[test]
@@ -77,7 +77,7 @@ fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
         })
         .await?;
         c.discover(&scope).await?;
-        Ok::<_, fabrs_exec::cloud::CloudError>(())
+        Ok::<_, fabrs_cloud::CloudError>(())
     });
     let _ = moto.kill();
     let _ = moto.wait();

@@ -10,9 +10,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fabrs_aws::{AwsCloud, ConnectOptions, LC_UNSUPPORTED};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Scope};
 use fabrs_config::model::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT, TAG_ROLE};
 use fabrs_config::secrets::SecretValue;
-use fabrs_exec::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Scope};
+use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::resource::*;
 
@@ -179,14 +180,14 @@ impl Env {
     }
     fn launch(&self, role: &str, rev: &str, groups: &[&str]) -> LaunchSpec {
         LaunchSpec {
-            role: role.into(),
+            role: RoleKind::parse(role).unwrap(),
             image_id: "ami-12c6146b".into(),
             instance_type: "t3.micro".into(),
             security_groups: groups.iter().map(|g| g.to_string()).collect(),
             key_name: Some("deploy".into()),
             volume_gb: 20,
             user_data_sha256: Some(sha_of(role, rev)),
-            revision: rev.into(),
+            revision: Revision::parse_wire(rev).unwrap(),
         }
     }
     fn lb(&self) -> Spec {
@@ -477,7 +478,7 @@ async fn launch_configuration_and_group_with_load_balancer() {
     let mut ids = vec![(a_lbsg.clone(), lbsg.id.clone()), (a_web.clone(), websg.id.clone())];
     let lb = c.create(&addr::load_balancer(), &env.lb(), &ctx(&ids)).await.unwrap();
 
-    let a_lc = addr::launch_configuration("web");
+    let a_lc = addr::launch_configuration(RoleKind::Web);
     let lc_name = env.name("web-r1-0123abcd");
     let lc = Spec::LaunchConfiguration(LaunchConfigurationSpec {
         name: lc_name.clone(),
@@ -496,10 +497,10 @@ async fn launch_configuration_and_group_with_load_balancer() {
     assert_eq!(c.create(&a_lc, &lc, &lctx).await.expect("adopt lc").id, lc_name);
     ids.push((a_lc.clone(), lc_name.clone()));
 
-    let a_asg = addr::autoscaling_group("web");
+    let a_asg = addr::autoscaling_group(RoleKind::Web);
     let asg = AutoScalingGroupSpec {
         name: env.name("web-asg"),
-        role: "web".into(),
+        role: RoleKind::Web,
         min: 1,
         max: 4,
         desired: 2,
@@ -578,7 +579,7 @@ async fn launch_template_and_group() {
     let a_w = addr::security_group("worker");
     let sg = c.create(&a_w, &env.sg("worker", &[]), &ctx(&[])).await.unwrap();
     let ids = vec![(a_w.clone(), sg.id.clone())];
-    let a_lt = addr::launch_template("worker");
+    let a_lt = addr::launch_template(RoleKind::Worker);
     let lt = LaunchTemplateSpec {
         name: env.name("worker"),
         launch: env.launch("worker", "r1", &["worker"]),
@@ -599,10 +600,10 @@ async fn launch_template_and_group() {
         o.id
     );
 
-    let a_asg = addr::autoscaling_group("worker");
+    let a_asg = addr::autoscaling_group(RoleKind::Worker);
     let asg = AutoScalingGroupSpec {
         name: env.name("worker-asg"),
-        role: "worker".into(),
+        role: RoleKind::Worker,
         min: 1,
         max: 2,
         desired: 1,
@@ -663,10 +664,10 @@ async fn fixed_instance_on_the_load_balancer() {
     let ids = vec![(a_lbsg.clone(), lbsg.id.clone()), (a_web.clone(), websg.id.clone())];
     let lb = c.create(&addr::load_balancer(), &env.lb(), &ctx(&ids)).await.unwrap();
 
-    let a = addr::instance("web", 0);
+    let a = addr::instance(RoleKind::Web, 0);
     let name = env.name("web-0");
     let spec = InstanceSpec {
-        role: "web".into(),
+        role: RoleKind::Web,
         index: 0,
         launch: env.launch("web", "r1", &["web"]),
         load_balancer: Some(env.name("lb")),
@@ -879,7 +880,7 @@ async fn errors_are_one_line_and_classified() {
     // An ASG naming a launch configuration that does not exist.
     let asg = AutoScalingGroupSpec {
         name: env.name("web-asg"),
-        role: "web".into(),
+        role: RoleKind::Web,
         min: 1,
         max: 1,
         desired: 1,
@@ -891,7 +892,11 @@ async fn errors_are_one_line_and_classified() {
         tags: env.tags(&[(TAG_ROLE, "web")]),
     };
     let e = c
-        .create(&addr::autoscaling_group("web"), &Spec::AutoScalingGroup(asg), &ctx(&[]))
+        .create(
+            &addr::autoscaling_group(RoleKind::Web),
+            &Spec::AutoScalingGroup(asg),
+            &ctx(&[]),
+        )
         .await
         .expect_err("no such LC");
     assert_one_line(&e);
@@ -926,7 +931,7 @@ async fn errors_are_one_line_and_classified() {
     let e = c
         .wait(
             &Observed {
-                address: addr::instance("web", 0),
+                address: addr::instance(RoleKind::Web, 0),
                 id: "i-0000000000000000a".into(),
                 spec: env.lb(),
                 status: Status::default(),
@@ -1018,7 +1023,7 @@ async fn launch_configurations_refused_by_the_account() {
     let mut lctx = ctx(&[]);
     lctx.user_data = Some(env.user_data("web", "r1"));
     let e = c
-        .create(&addr::launch_configuration("web"), &lc, &lctx)
+        .create(&addr::launch_configuration(RoleKind::Web), &lc, &lctx)
         .await
         .expect_err("denied");
     assert_eq!(e.kind, ErrorKind::LaunchConfigurationsUnsupported, "{e}");

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fabrs_aws::{AwsCloud, ConnectOptions, S3Store};
-use fabrs_exec::cloud::ErrorKind;
-use fabrs_exec::store::{ObjectMeta, PutOutcome, Store};
+use fabrs_cloud::ErrorKind;
+use fabrs_cloud::{ObjectMeta, PutOutcome, Store};
 use futures::StreamExt;
 
 // ------------------------------------------------------------------ moto
@@ -184,7 +184,7 @@ async fn missing_key_is_none() {
 async fn missing_bucket_is_not_found_naming_the_bucket() {
     let cloud = cloud().await;
     let store = cloud.store("fabrs-no-such-bucket");
-    let check = |op: &str, e: fabrs_exec::cloud::CloudError| {
+    let check = |op: &str, e: fabrs_cloud::CloudError| {
         assert_eq!(e.kind, ErrorKind::NotFound, "{op}: {e}");
         assert_eq!(e.resource, "s3 bucket fabrs-no-such-bucket", "{op}: {e}");
         assert_eq!(e.operation, op, "{e}");

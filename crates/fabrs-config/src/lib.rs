@@ -11,6 +11,7 @@ mod lint;
 pub mod model;
 pub mod network;
 mod node;
+pub mod revision;
 pub mod secrets;
 mod wire;
 
@@ -20,6 +21,7 @@ pub use decode::{At, parse_duration};
 pub use diag::{Diagnostic, Diagnostics, Loc};
 pub use lint::RULES as LINT_RULES;
 pub use model::*;
+pub use revision::Revision;
 
 /// Load an environment file from disk.
 pub fn load_file(file: &Path) -> Result<Environment, Diagnostics> {

@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use fabrs_config::RoleKind;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::desired::is_known;
 use fabrs_plan::plan::{Action, Change, Plan};
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
 use futures::StreamExt;
 
-use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind};
 
 /// The order resources are created in; deletion runs it backwards. A read
 /// replica needs its master; launch configurations need groups and the
@@ -41,7 +42,7 @@ pub struct ApplyOptions {
     pub db_password: Option<SecretValue>,
     /// Full user-data per role (secrets resolved, marker lines included), for
     /// roles whose user-data is fully known in this pass.
-    pub user_data: BTreeMap<String, String>,
+    pub user_data: BTreeMap<RoleKind, String>,
 }
 
 impl Default for ApplyOptions {
@@ -91,11 +92,11 @@ pub struct ApplyError {
     pub report: ApplyReport,
 }
 
-fn role_of(spec: &Spec) -> Option<&str> {
+fn role_of(spec: &Spec) -> Option<RoleKind> {
     match spec {
-        Spec::Instance(s) => Some(&s.launch.role),
-        Spec::LaunchConfiguration(s) => Some(&s.launch.role),
-        Spec::LaunchTemplate(s) => Some(&s.launch.role),
+        Spec::Instance(s) => Some(s.launch.role),
+        Spec::LaunchConfiguration(s) => Some(s.launch.role),
+        Spec::LaunchTemplate(s) => Some(s.launch.role),
         _ => None,
     }
 }
@@ -107,14 +108,14 @@ fn blocked(change: &Change, deferred: &BTreeSet<Address>, opts: &ApplyOptions) -
         return Some("its user-data depends on addresses not known yet".into());
     }
     if let Some(role) = role_of(spec) {
-        if !opts.user_data.contains_key(role) {
+        if !opts.user_data.contains_key(&role) {
             return Some(format!("the {role} user-data is not rendered yet"));
         }
     }
     if let Spec::AutoScalingGroup(asg) = spec {
         let dep = match &asg.launch {
-            LaunchRef::Configuration(_) => fabrs_plan::addr::launch_configuration(&asg.role),
-            LaunchRef::Template { .. } => fabrs_plan::addr::launch_template(&asg.role),
+            LaunchRef::Configuration(_) => fabrs_plan::addr::launch_configuration(asg.role),
+            LaunchRef::Template { .. } => fabrs_plan::addr::launch_template(asg.role),
         };
         if deferred.contains(&dep) {
             return Some(format!("{dep} is deferred"));
@@ -387,7 +388,7 @@ async fn run_change<C: Cloud>(
     });
     let ctx = ApplyCtx {
         ids,
-        user_data: role_of(spec).and_then(|r| opts.user_data.get(r).cloned()),
+        user_data: role_of(spec).and_then(|r| opts.user_data.get(&r).cloned()),
         db_password: match spec {
             Spec::DbInstance(db) if db.replica_of.is_none() => opts.db_password.clone(),
             _ => None,

@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
-use fabrs_config::{Environment, RoleKind};
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::plan::{Action as PlanAction, Change};
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
@@ -28,10 +29,9 @@ use fabrs_plan::rollout::{self, Event, Outcome, Rollout, RolloutConfig};
 use fabrs_render::Renderer;
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::{ApplyCtx, Cloud, CloudError, Fleet};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, Fleet, PutOutcome, Remote, Store};
+
 use crate::ops::{OpError, current_revision, make_plan};
-use crate::remote::Remote;
-use crate::store::{PutOutcome, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -131,7 +131,7 @@ pub type Notes<'a> = &'a (dyn Fn(Note) + Send + Sync);
 /// One role's part of a deploy.
 #[derive(Clone, Debug)]
 pub struct RolePlan {
-    pub role: String,
+    pub role: RoleKind,
     pub group: String,
     pub load_balancer: Option<String>,
     /// The instances to replace (the group's members now).
@@ -163,7 +163,7 @@ pub struct Prepared {
     pub roles: Vec<RolePlan>,
     pub migrate: Option<MigrateStep>,
     inventory: Inventory,
-    user_data: BTreeMap<String, String>,
+    user_data: BTreeMap<RoleKind, String>,
 }
 
 impl Prepared {
@@ -233,21 +233,8 @@ fn floor_for(settings: &Settings, desired: u32) -> u32 {
 
 /// `[A-Za-z0-9._-]{1,64}`: it goes into launch configuration names, object
 /// keys and shell commands.
-pub fn check_revision(rev: &str) -> Result<(), DeployError> {
-    let ok = !rev.is_empty()
-        && rev.len() <= 64
-        && rev != "none"
-        && rev
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-        && !rev.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployError::Refused(format!(
-            "`{rev}` is not a usable revision: 1-64 letters, digits, '.', '_' or '-' (not starting with '-' or '.'), and not `none`"
-        )))
-    }
+pub fn check_revision(rev: &str) -> Result<Revision, DeployError> {
+    Revision::parse(rev).map_err(|e| DeployError::Refused(e.to_string()))
 }
 
 pub fn lock_key(env: &Environment) -> String {
@@ -269,7 +256,7 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
 ) -> Result<Prepared, DeployError> {
     let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
     let found = cloud.discover(&crate::ops::scope(env, &names_only)).await?;
-    let current = current_revision(&found).filter(|r| r != "none");
+    let current = current_revision(&found).map(|r| r.to_string());
     let revision = match operation {
         Operation::Deploy { revision } => revision.clone(),
         Operation::Rotate { .. } => current.clone().ok_or_else(|| {
@@ -281,7 +268,7 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
         Operation::Rollback { to: Some(r) } => r.clone(),
         Operation::Rollback { to: None } => previous_revision(store, env, current.as_deref()).await?,
     };
-    check_revision(&revision)?;
+    let typed = check_revision(&revision)?;
     let artifact = env.artifact_key(&revision);
     match store.head(&artifact).await? {
         Some(_) => {}
@@ -295,7 +282,7 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
         }
     }
 
-    let (plan, inventory, rendered) = make_plan(cloud, env, renderer, Some(&revision), Some(secrets)).await?;
+    let (plan, inventory, rendered) = make_plan(cloud, env, renderer, Some(&typed), Some(secrets)).await?;
     if !plan.conflicts.is_empty() {
         return Err(DeployError::Refused(format!(
             "the plan has conflicts: {}",
@@ -364,8 +351,8 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
     // Worker first (it runs the new code against the migrated schema before
     // users see it), then web.
     let mut roles = Vec::new();
-    for role in ["worker", "web"] {
-        let Some(change) = launch_changes.remove(role) else {
+    for role in [RoleKind::Worker, RoleKind::Web] {
+        let Some(change) = launch_changes.remove(role.as_str()) else {
             continue;
         };
         let group_addr = addr::autoscaling_group(role);
@@ -409,19 +396,20 @@ pub async fn prepare<C: Cloud + Fleet, S: Store>(
             (Some(Spec::LaunchTemplate(lt)), _) => {
                 format!(
                     "+ launch template {} new version (revision {})",
-                    lt.name, lt.launch.revision
+                    lt.name,
+                    or_none(lt.launch.revision.as_ref())
                 )
             }
             _ => format!("{}", change.address),
         };
         roles.push(RolePlan {
-            role: role.to_string(),
+            role,
             group: g.name.clone(),
             load_balancer: g.load_balancers.first().cloned(),
             desired: g.desired,
             old,
             from_launch,
-            from_revision: g.revision.clone(),
+            from_revision: g.revision.as_ref().map(Revision::to_string),
             change,
             summary,
         });
@@ -464,7 +452,7 @@ async fn migrate_target<C: Cloud + Fleet>(
     inventory: &Inventory,
     revision: &str,
 ) -> Result<MigrateStep, DeployError> {
-    let role = env.deploy.migrate_on.as_str();
+    let role = env.deploy.migrate_on;
     let mut candidates: Vec<String> = Vec::new();
     if let Some(g) = inventory.resources.get(&addr::autoscaling_group(role)) {
         let now = cloud.group(&g.id).await?;
@@ -880,7 +868,7 @@ where
             }
             other => unreachable!("not a launch change: {:?}", other.kind()),
         };
-        record.launches.insert(r.role.clone(), launch_label(&new_launch));
+        record.launches.insert(r.role.to_string(), launch_label(&new_launch));
         let outcome = roll_role(cloud, r, &new_launch, &p.revision, settings, notes).await;
         match outcome {
             Ok(Outcome::Done) => done.push((r, new_launch)),
@@ -907,7 +895,7 @@ where
                     };
                     let rev = d.from_revision.clone().unwrap_or_else(|| "none".into());
                     match roll_role(cloud, &back, &d.from_launch, &rev, settings, notes).await {
-                        Ok(Outcome::Done) => undone.push(d.role.clone()),
+                        Ok(Outcome::Done) => undone.push(d.role.to_string()),
                         Ok(o) => notes(Note::Info(format!("{}: going back ended {o:?}", d.role))),
                         Err(e) => notes(Note::Info(format!("{}: going back failed: {e}", d.role))),
                     }
@@ -965,7 +953,8 @@ async fn roll_role<C: Cloud + Fleet>(
     notes: Notes<'_>,
 ) -> Result<Outcome, DeployError> {
     let before = cloud.group(&r.group).await?;
-    cloud.switch_launch(&r.group, launch, revision).await?;
+    let revision = Revision::parse_wire(revision).map_err(|e| DeployError::Refused(e.to_string()))?;
+    cloud.switch_launch(&r.group, launch, revision.as_ref()).await?;
     notes(Note::Info(format!(
         "{}: group {} now uses {}",
         r.role,
@@ -1026,8 +1015,8 @@ async fn roll_role<C: Cloud + Fleet>(
                         r.group,
                         launch_label(&r.from_launch)
                     )));
-                    let rev = r.from_revision.as_deref().unwrap_or("none");
-                    cloud.switch_launch(&r.group, &r.from_launch, rev).await?;
+                    let rev = r.from_revision.as_deref().and_then(|f| Revision::parse(f).ok());
+                    cloud.switch_launch(&r.group, &r.from_launch, rev.as_ref()).await?;
                     if cancel > 0 {
                         desired = desired.saturating_sub(cancel);
                         cloud.set_capacity(&r.group, desired, max).await?;

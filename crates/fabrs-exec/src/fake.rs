@@ -10,7 +10,7 @@ use std::time::Duration;
 use fabrs_plan::addr;
 use fabrs_plan::resource::*;
 
-use crate::cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
 
 #[derive(Default)]
 pub struct FakeCloud {
@@ -85,9 +85,9 @@ impl Cloud for FakeCloud {
                 let used = s.resources.values().any(|g| matches!(&g.spec, Spec::AutoScalingGroup(asg) if asg.launch == LaunchRef::Configuration(lc.name.clone())));
                 if used {
                     inv.resources.insert(
-                        addr::launch_configuration(&lc.launch.role),
+                        addr::launch_configuration(lc.launch.role),
                         Observed {
-                            address: addr::launch_configuration(&lc.launch.role),
+                            address: addr::launch_configuration(lc.launch.role),
                             ..o.clone()
                         },
                     );
@@ -297,17 +297,17 @@ impl MemStore {
     }
 }
 
-impl crate::store::Store for MemStore {
+impl fabrs_cloud::Store for MemStore {
     fn bucket(&self) -> &str {
         &self.bucket
     }
-    async fn head(&self, key: &str) -> Result<Option<crate::store::ObjectMeta>, CloudError> {
+    async fn head(&self, key: &str) -> Result<Option<fabrs_cloud::ObjectMeta>, CloudError> {
         Ok(self
             .objects
             .lock()
             .unwrap()
             .get(key)
-            .map(|(b, m)| crate::store::ObjectMeta {
+            .map(|(b, m)| fabrs_cloud::ObjectMeta {
                 size: b.len() as u64,
                 metadata: m.clone(),
             }))
@@ -320,20 +320,20 @@ impl crate::store::Store for MemStore {
         key: &str,
         body: Vec<u8>,
         metadata: BTreeMap<String, String>,
-    ) -> Result<crate::store::PutOutcome, CloudError> {
+    ) -> Result<fabrs_cloud::PutOutcome, CloudError> {
         let mut o = self.objects.lock().unwrap();
         if o.contains_key(key) {
-            return Ok(crate::store::PutOutcome::AlreadyExists);
+            return Ok(fabrs_cloud::PutOutcome::AlreadyExists);
         }
         o.insert(key.into(), (body, metadata));
-        Ok(crate::store::PutOutcome::Created)
+        Ok(fabrs_cloud::PutOutcome::Created)
     }
     async fn put_file_new(
         &self,
         key: &str,
         path: &std::path::Path,
         metadata: BTreeMap<String, String>,
-    ) -> Result<crate::store::PutOutcome, CloudError> {
+    ) -> Result<fabrs_cloud::PutOutcome, CloudError> {
         let body = std::fs::read(path)
             .map_err(|e| CloudError::new(ErrorKind::Other, "PutObject", path.display().to_string(), e.to_string()))?;
         self.put_new(key, body, metadata).await

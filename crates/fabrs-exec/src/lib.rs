@@ -1,11 +1,7 @@
-//! fabrs-exec: the `Cloud` trait and the drivers that carry out plans.
+//! fabrs-exec: the drivers that carry out plans (apply, converge, deploy)
+//! over the traits of `fabrs-cloud`, and an in-memory cloud for tests.
 
 pub mod apply;
-pub mod cloud;
 pub mod deploy;
 pub mod fake;
 pub mod ops;
-pub mod remote;
-pub mod store;
-
-pub use cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use fabrs_cloud::{Cloud, CloudError, Scope};
+use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
-use fabrs_config::{Environment, RoleKind};
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::desired::{Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex};
 use fabrs_plan::plan::{Action, Change, Plan, plan};
@@ -12,7 +14,6 @@ use fabrs_plan::resource::{Address, Inventory, Kind, LaunchConfigurationSpec, Ob
 use fabrs_render::{Facts, Options, Renderer, SecretMode};
 
 use crate::apply::{ApplyError, ApplyOptions, ApplyReport, Event, apply};
-use crate::cloud::{Cloud, CloudError, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -54,7 +55,7 @@ pub fn facts(env: &Environment, inventory: &Inventory) -> Option<Facts> {
     let cache_host = if env.roles.contains_key(&RoleKind::Cache) {
         inventory
             .resources
-            .get(&addr::instance("cache", 0))
+            .get(&addr::instance(RoleKind::Cache, 0))
             .and_then(|o| o.status.private_ip.clone())?
     } else {
         "127.0.0.1".into()
@@ -68,22 +69,23 @@ pub fn facts(env: &Environment, inventory: &Inventory) -> Option<Facts> {
 
 /// The revision servers should install: the one asked for, else the one the
 /// web role runs now, else none yet.
-pub fn current_revision(inventory: &Inventory) -> Option<String> {
-    inventory.resources.values().find_map(|o| match &o.spec {
-        Spec::AutoScalingGroup(a) if a.role == "web" => a.tags.get(addr::TAG_REVISION).cloned(),
-        Spec::Instance(i) if i.role == "web" => i.tags.get(addr::TAG_REVISION).cloned(),
+pub fn current_revision(inventory: &Inventory) -> Option<Revision> {
+    let tag = inventory.resources.values().find_map(|o| match &o.spec {
+        Spec::AutoScalingGroup(a) if a.role == RoleKind::Web => a.tags.get(addr::TAG_REVISION),
+        Spec::Instance(i) if i.role == RoleKind::Web => i.tags.get(addr::TAG_REVISION),
         _ => None,
-    })
+    })?;
+    Revision::read_back(tag)
 }
 
 /// Per role: the user-data fingerprint (when knowable) and, when secrets are
 /// given, the full user-data to launch with.
 pub struct Rendered {
     pub launches: BTreeMap<RoleKind, RoleLaunch>,
-    pub user_data: BTreeMap<String, String>,
+    pub user_data: BTreeMap<RoleKind, String>,
     /// Per role, the review render (secrets as placeholders), when knowable:
     /// the "after" side of the plan's user-data diff.
-    pub review: BTreeMap<String, String>,
+    pub review: BTreeMap<RoleKind, String>,
     /// With secrets: every form each secret value takes in the rendered
     /// user-data (raw, URL-encoded, quoted…) and its placeholder, to hide
     /// the values in the observed user-data (`review::userdata::redact`).
@@ -108,7 +110,7 @@ pub fn render_launches(
     env: &Environment,
     renderer: &Renderer,
     inventory: &Inventory,
-    revision: &str,
+    revision: Option<&Revision>,
     secrets: Option<&Secrets>,
 ) -> Result<Rendered, OpError> {
     let known = facts(env, inventory);
@@ -128,22 +130,22 @@ pub fn render_launches(
             (_, None) => None,
         };
         // The cache server installs no release: a new revision must not replace it.
-        let revision = if *role == RoleKind::Cache { "none" } else { revision };
+        let revision = if *role == RoleKind::Cache { None } else { revision };
         let Some(f) = role_facts else {
             launches.insert(
                 *role,
                 RoleLaunch {
                     user_data_sha256: None,
-                    revision: revision.into(),
+                    revision: revision.cloned(),
                 },
             );
             continue;
         };
-        let mut opts = Options::review(env, revision);
+        let mut opts = Options::review(env, or_none(revision));
         opts.facts = f;
         let review = renderer.render_role(env, *role, &opts)?;
         let sha = sha256_hex(review.user_data.as_bytes());
-        review_texts.insert(role.as_str().to_string(), review.user_data.clone());
+        review_texts.insert(*role, review.user_data.clone());
         if let Some(secrets) = secrets {
             opts.secrets = SecretMode::Values(secrets);
             let full = renderer.render_role(env, *role, &opts)?;
@@ -153,16 +155,13 @@ pub fn render_launches(
                     &full.user_data,
                 ));
             }
-            user_data.insert(
-                role.as_str().to_string(),
-                with_markers(&full.user_data, env, &sha, revision),
-            );
+            user_data.insert(*role, with_markers(&full.user_data, env, &sha, revision));
         }
         launches.insert(
             *role,
             RoleLaunch {
                 user_data_sha256: Some(sha),
-                revision: revision.into(),
+                revision: revision.cloned(),
             },
         );
     }
@@ -176,8 +175,9 @@ pub fn render_launches(
 
 /// The marker lines after `#cloud-config` that let fabrs recognise its
 /// launch configurations (which cannot carry tags).
-pub fn with_markers(user_data: &str, env: &Environment, sha: &str, revision: &str) -> String {
+pub fn with_markers(user_data: &str, env: &Environment, sha: &str, revision: Option<&Revision>) -> String {
     let (first, rest) = user_data.split_once('\n').unwrap_or((user_data, ""));
+    let revision = or_none(revision);
     format!(
         "{first}\n{}{}\n{}{sha}\n{}{revision}\n{rest}",
         addr::UD_OWNER,
@@ -192,17 +192,14 @@ pub async fn make_plan<C: Cloud>(
     cloud: &C,
     env: &Environment,
     renderer: &Renderer,
-    revision: Option<&str>,
+    revision: Option<&Revision>,
     secrets: Option<&Secrets>,
 ) -> Result<(Plan, Inventory, Rendered), OpError> {
     // Names are needed for discovery; they do not depend on the inventory.
     let names_only = desired_state(env, &BTreeMap::new());
     let inventory = cloud.discover(&scope(env, &names_only)).await?;
-    let revision = revision
-        .map(String::from)
-        .or_else(|| current_revision(&inventory))
-        .unwrap_or_else(|| "none".into());
-    let rendered = render_launches(env, renderer, &inventory, &revision, secrets)?;
+    let revision = revision.cloned().or_else(|| current_revision(&inventory));
+    let rendered = render_launches(env, renderer, &inventory, revision.as_ref(), secrets)?;
     let desired = desired_state(env, &rendered.launches);
     let p = plan(&env.project, &env.name, &desired, &inventory);
     Ok((p, inventory, rendered))
@@ -215,7 +212,7 @@ pub async fn converge<C: Cloud>(
     cloud: &C,
     env: &Environment,
     renderer: &Renderer,
-    revision: Option<&str>,
+    revision: Option<&Revision>,
     secrets: &Secrets,
     base: &ApplyOptions,
     first: Option<(Plan, Inventory, Rendered)>,

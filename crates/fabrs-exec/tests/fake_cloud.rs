@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use fabrs_config::Environment;
 use fabrs_config::secrets::Secrets;
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::fake::FakeCloud;
 use fabrs_exec::ops::{converge, destroy_plan, make_plan};
@@ -49,7 +49,7 @@ async fn converges_from_empty_in_two_passes_then_has_nothing_to_do() {
             &cloud,
             &env,
             &renderer,
-            Some("3f9c2e1"),
+            Some(&rev("3f9c2e1")),
             &secrets(),
             &ApplyOptions::default(),
             None,
@@ -62,7 +62,12 @@ async fn converges_from_empty_in_two_passes_then_has_nothing_to_do() {
             2,
             "{name}: infrastructure first, then the app servers that need its addresses"
         );
-        assert!(deferred.lock().unwrap().contains(&addr::autoscaling_group("web")));
+        assert!(
+            deferred
+                .lock()
+                .unwrap()
+                .contains(&addr::autoscaling_group(RoleKind::Web))
+        );
         let (p, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
         assert!(
             p.is_empty(),
@@ -98,7 +103,7 @@ async fn drift_is_planned_and_repaired() {
         &cloud,
         &env,
         &renderer,
-        Some("3f9c2e1"),
+        Some(&rev("3f9c2e1")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -106,7 +111,7 @@ async fn drift_is_planned_and_repaired() {
     )
     .await
     .unwrap();
-    cloud.tamper(&addr::autoscaling_group("worker"), |s| {
+    cloud.tamper(&addr::autoscaling_group(RoleKind::Worker), |s| {
         if let Spec::AutoScalingGroup(a) = s {
             a.max = 9;
         }
@@ -115,7 +120,7 @@ async fn drift_is_planned_and_repaired() {
     assert_eq!(p.changes.len(), 1);
     assert_eq!(
         (p.changes[0].address.clone(), p.changes[0].action),
-        (addr::autoscaling_group("worker"), Action::Update)
+        (addr::autoscaling_group(RoleKind::Worker), Action::Update)
     );
     assert_eq!(p.changes[0].diffs[0].attribute, "max");
     converge(
@@ -148,7 +153,7 @@ async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
         &cloud,
         &env,
         &renderer,
-        Some("3f9c2e1"),
+        Some(&rev("3f9c2e1")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -156,18 +161,20 @@ async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
     )
     .await
     .unwrap();
-    let (p, _, _) = make_plan(&cloud, &env, &renderer, Some("a1b2c3d"), None).await.unwrap();
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, Some(&rev("a1b2c3d")), None)
+        .await
+        .unwrap();
     let lc = p
         .changes
         .iter()
-        .find(|c| c.address == addr::launch_configuration("web"))
+        .find(|c| c.address == addr::launch_configuration(RoleKind::Web))
         .unwrap();
     assert_eq!(lc.action, Action::Replace);
     converge(
         &cloud,
         &env,
         &renderer,
-        Some("a1b2c3d"),
+        Some(&rev("a1b2c3d")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -194,7 +201,7 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
         &cloud,
         &env,
         &renderer,
-        Some("3f9c2e1"),
+        Some(&rev("3f9c2e1")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -232,7 +239,7 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
         &cloud,
         &env,
         &renderer,
-        Some("3f9c2e1"),
+        Some(&rev("3f9c2e1")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -265,7 +272,7 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
         &cloud,
         &env,
         &renderer,
-        Some("3f9c2e1"),
+        Some(&rev("3f9c2e1")),
         &secrets(),
         &ApplyOptions::default(),
         None,
@@ -280,4 +287,8 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
             .0
             .is_empty()
     );
+}
+
+fn rev(r: &str) -> Revision {
+    Revision::parse(r).unwrap()
 }

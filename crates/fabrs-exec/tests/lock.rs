@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fabrs_cloud::Store;
 use fabrs_exec::deploy::{self, DeployError, LockHolder, Note, Record, Settings};
 use fabrs_exec::fake::MemStore;
-use fabrs_exec::store::Store;
 
 fn env() -> fabrs_config::Environment {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

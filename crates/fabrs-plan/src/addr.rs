@@ -1,6 +1,8 @@
 //! Addresses of an environment's resources, and the tags and user-data lines
 //! that let the cloud layer map what it finds back to them.
 
+use fabrs_config::RoleKind;
+
 use crate::resource::{Address, Kind};
 
 /// On security groups: the group key (`base`, `lb`, `web`, `worker`, `cache`, `queue`, `db`).
@@ -30,16 +32,16 @@ pub fn security_group(key: &str) -> Address {
 pub fn load_balancer() -> Address {
     Address::new(Kind::LoadBalancer, "main")
 }
-pub fn launch_configuration(role: &str) -> Address {
-    Address::new(Kind::LaunchConfiguration, role)
+pub fn launch_configuration(role: RoleKind) -> Address {
+    Address::new(Kind::LaunchConfiguration, role.as_str())
 }
-pub fn launch_template(role: &str) -> Address {
-    Address::new(Kind::LaunchTemplate, role)
+pub fn launch_template(role: RoleKind) -> Address {
+    Address::new(Kind::LaunchTemplate, role.as_str())
 }
-pub fn autoscaling_group(role: &str) -> Address {
-    Address::new(Kind::AutoScalingGroup, role)
+pub fn autoscaling_group(role: RoleKind) -> Address {
+    Address::new(Kind::AutoScalingGroup, role.as_str())
 }
-pub fn instance(role: &str, index: u32) -> Address {
+pub fn instance(role: RoleKind, index: u32) -> Address {
     Address::new(Kind::Instance, format!("{role}[{index}]"))
 }
 pub fn db_subnet_group() -> Address {

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use fabrs_config::network::{role_groups, security_groups};
-use fabrs_config::{Environment, Launch, RoleKind, Scaling, Source};
+use fabrs_config::revision::or_none;
+use fabrs_config::{Environment, Launch, Revision, RoleKind, Scaling, Source};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,7 @@ use crate::resource::*;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleLaunch {
     pub user_data_sha256: Option<String>,
-    pub revision: String,
+    pub revision: Option<Revision>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +71,12 @@ pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> Stri
     }
     let digest = Sha256::digest(serde_json::to_vec(launch).expect("specs serialize"));
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{hash}", base(env), launch.role, launch.revision)
+    format!(
+        "{}-{}-{}-{hash}",
+        base(env),
+        launch.role,
+        or_none(launch.revision.as_ref())
+    )
 }
 
 fn tags(env: &Environment, role: Option<&str>, name: &str, extra: &[(&str, String)]) -> Tags {
@@ -219,10 +225,10 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         let name = kind.as_str();
         let launch_info = launches.get(kind).cloned().unwrap_or(RoleLaunch {
             user_data_sha256: None,
-            revision: "none".into(),
+            revision: None,
         });
         let launch = LaunchSpec {
-            role: name.into(),
+            role: *kind,
             image_id: role.ami.clone(),
             instance_type: role.instance_type.clone(),
             security_groups: role_groups(env, *kind).iter().map(|g| g.as_str().to_string()).collect(),
@@ -244,7 +250,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                     Launch::Configuration => {
                         let lc_name = launch_configuration_name(env, &launch);
                         r.insert(
-                            addr::launch_configuration(name),
+                            addr::launch_configuration(*kind),
                             Spec::LaunchConfiguration(LaunchConfigurationSpec {
                                 name: lc_name.clone(),
                                 launch: launch.clone(),
@@ -254,7 +260,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                     }
                     Launch::Template => {
                         r.insert(
-                            addr::launch_template(name),
+                            addr::launch_template(*kind),
                             Spec::LaunchTemplate(LaunchTemplateSpec {
                                 name: group_name.clone(),
                                 launch: launch.clone(),
@@ -268,10 +274,10 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                     }
                 };
                 r.insert(
-                    addr::autoscaling_group(name),
+                    addr::autoscaling_group(*kind),
                     Spec::AutoScalingGroup(AutoScalingGroupSpec {
                         name: group_name.clone(),
-                        role: name.into(),
+                        role: *kind,
                         min,
                         max,
                         desired,
@@ -284,7 +290,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                             env,
                             Some(name),
                             &format!("{b}-{name}"),
-                            &[(TAG_REVISION, launch.revision.clone())],
+                            &[(TAG_REVISION, or_none(launch.revision.as_ref()).to_string())],
                         ),
                     }),
                 );
@@ -295,9 +301,9 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                     let subnet = (!env.network.subnets.is_empty())
                         .then(|| env.network.subnets[i as usize % env.network.subnets.len()].clone());
                     r.insert(
-                        addr::instance(name, i),
+                        addr::instance(*kind, i),
                         Spec::Instance(InstanceSpec {
-                            role: name.into(),
+                            role: *kind,
                             index: i,
                             launch: launch.clone(),
                             load_balancer: on_lb.then(|| lb_name.clone()),
@@ -306,7 +312,10 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                                 env,
                                 Some(name),
                                 &inst_name,
-                                &[(TAG_INDEX, i.to_string()), (TAG_REVISION, launch.revision.clone())],
+                                &[
+                                    (TAG_INDEX, i.to_string()),
+                                    (TAG_REVISION, or_none(launch.revision.as_ref()).to_string()),
+                                ],
                             ),
                         }),
                     );
@@ -325,7 +334,11 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
-        _ => true,
+        Spec::SecurityGroup(_)
+        | Spec::LoadBalancer(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_)
+        | Spec::DbInstance(_) => true,
     }
 }
 

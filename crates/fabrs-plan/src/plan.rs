@@ -106,7 +106,7 @@ pub fn fingerprint(inventory: &Inventory) -> String {
 }
 
 /// How the planner treats one attribute of a kind.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rule {
     /// Changes in place.
     Update,
@@ -116,25 +116,115 @@ enum Rule {
     Ignore,
 }
 
-fn rule(kind: Kind, top: &str) -> Rule {
-    use Kind::*;
-    match (kind, top) {
-        (SecurityGroup, "key") => Rule::Ignore,
-        (SecurityGroup, "name" | "description" | "vpc") => Rule::Replace,
-        (LoadBalancer, "name" | "subnets") => Rule::Replace,
-        (LaunchConfiguration, "name") => Rule::Ignore,
-        (LaunchConfiguration, _) => Rule::Replace,
-        (AutoScalingGroup, "role") => Rule::Ignore,
-        (AutoScalingGroup, "name") => Rule::Replace,
-        (Instance, "role" | "index") => Rule::Ignore,
-        (Instance, "launch" | "subnet") => Rule::Replace,
-        (DbSubnetGroup, "name") => Rule::Replace,
-        (DbParameterGroup, "name" | "family") => Rule::Replace,
-        (DbInstance, "password_secret") => Rule::Ignore,
-        (DbInstance, "identifier" | "replica_of" | "engine" | "db_name" | "username" | "subnet_group") => Rule::Replace,
-        (LaunchTemplate, "name") => Rule::Replace,
-        _ => Rule::Update,
+/// A kind's rules: one per field of its spec, written like the spec itself.
+/// The macro also writes the spec as a struct expression of exactly these
+/// fields: a spec field without a rule ("missing field") or a rule for no
+/// field ("has no field") does not compile.
+macro_rules! rules {
+    ($spec:ident { $($field:ident: $rule:ident),* $(,)? }) => {{
+        #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
+        fn exhaustive() -> $spec {
+            $spec { $($field: unreachable!()),* }
+        }
+        &[$((stringify!($field), Rule::$rule)),*]
+    }};
+}
+
+/// How each top-level attribute of a kind changes: in place (`Update`), by a
+/// new resource (`Replace`), or never compared (`Ignore`: identity kept in
+/// the address, or unreadable like a password's secret name). No default:
+/// a new kind names a rule for each of its attributes.
+fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
+    match kind {
+        Kind::SecurityGroup => rules!(SecurityGroupSpec {
+            key: Ignore,
+            name: Replace,
+            description: Replace,
+            vpc: Replace,
+            ingress: Update,
+            tags: Update,
+        }),
+        Kind::LoadBalancer => rules!(LoadBalancerSpec {
+            name: Replace,
+            listeners: Update,
+            health_check: Update,
+            security_groups: Update,
+            subnets: Replace,
+            cross_zone: Update,
+            idle_timeout_secs: Update,
+            tags: Update,
+        }),
+        Kind::DbSubnetGroup => rules!(DbSubnetGroupSpec {
+            name: Replace,
+            description: Update,
+            subnets: Update,
+            tags: Update,
+        }),
+        Kind::DbParameterGroup => rules!(DbParameterGroupSpec {
+            name: Replace,
+            family: Replace,
+            description: Update,
+            parameters: Update,
+            tags: Update,
+        }),
+        Kind::DbInstance => rules!(DbInstanceSpec {
+            identifier: Replace,
+            replica_of: Replace,
+            instance_class: Update,
+            engine: Replace,
+            engine_version: Update,
+            storage_gb: Update,
+            db_name: Replace,
+            username: Replace,
+            password_secret: Ignore,
+            multi_az: Update,
+            publicly_accessible: Update,
+            backup_retention_days: Update,
+            security_groups: Update,
+            subnet_group: Replace,
+            parameter_group: Update,
+            tags: Update,
+        }),
+        Kind::Instance => rules!(InstanceSpec {
+            role: Ignore,
+            index: Ignore,
+            launch: Replace,
+            load_balancer: Update,
+            subnet: Replace,
+            tags: Update,
+        }),
+        // The name hashes the content: a new configuration is made beside the old one.
+        Kind::LaunchConfiguration => rules!(LaunchConfigurationSpec {
+            name: Ignore,
+            launch: Replace,
+        }),
+        Kind::LaunchTemplate => rules!(LaunchTemplateSpec {
+            name: Replace,
+            launch: Update,
+            tags: Update,
+        }),
+        Kind::AutoScalingGroup => rules!(AutoScalingGroupSpec {
+            name: Replace,
+            role: Ignore,
+            min: Update,
+            max: Update,
+            desired: Update,
+            launch: Update,
+            load_balancers: Update,
+            subnets: Update,
+            health_check_type: Update,
+            health_check_grace_secs: Update,
+            tags: Update,
+        }),
     }
+}
+
+fn rule(kind: Kind, top: &str) -> Rule {
+    kind_rules(kind)
+        .iter()
+        .find(|(field, _)| *field == top)
+        .map(|(_, r)| *r)
+        .unwrap_or_else(|| unreachable!("{} has no rule for `{top}`", kind.as_str()))
 }
 
 /// A spec as attribute path → value. Objects are flattened one level deeper

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use fabrs_config::{Revision, RoleKind};
 use serde::{Deserialize, Serialize};
 
 pub type Tags = BTreeMap<String, String>;
@@ -141,7 +142,7 @@ pub struct LoadBalancerSpec {
 /// configurations, launch templates and fixed instances.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchSpec {
-    pub role: String,
+    pub role: RoleKind,
     pub image_id: String,
     pub instance_type: String,
     /// Group keys (`base`, `web`…).
@@ -152,8 +153,10 @@ pub struct LaunchSpec {
     /// real user-data carries it in a `# fabrs:user-data-sha256=` line. `None`:
     /// known only after apply (it depends on addresses not yet known).
     pub user_data_sha256: Option<String>,
-    /// The release revision the user-data installs.
-    pub revision: String,
+    /// The release revision the user-data installs (`None`: no release, as
+    /// on the cache server; written `none`).
+    #[serde(with = "fabrs_config::revision::serde_or_none")]
+    pub revision: Option<Revision>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +189,7 @@ pub enum LaunchRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoScalingGroupSpec {
     pub name: String,
-    pub role: String,
+    pub role: RoleKind,
     pub min: u32,
     pub max: u32,
     pub desired: u32,
@@ -204,7 +207,7 @@ pub struct AutoScalingGroupSpec {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
-    pub role: String,
+    pub role: RoleKind,
     pub index: u32,
     pub launch: LaunchSpec,
     /// Registered with the load balancer (fixed web servers).

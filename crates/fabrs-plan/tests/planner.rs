@@ -97,7 +97,7 @@ fn apply_variant(base: &Environment, v: &Variant) -> (Environment, BTreeMap<Role
                 *r,
                 RoleLaunch {
                     user_data_sha256: Some(ud),
-                    revision: rev.into(),
+                    revision: fabrs_config::Revision::parse_wire(rev).unwrap(),
                 },
             )
         })
@@ -264,7 +264,9 @@ fn drift_is_an_update_with_the_attribute_named() {
     if let Some(Observed {
         spec: Spec::AutoScalingGroup(asg),
         ..
-    }) = inv.resources.get_mut(&fabrs_plan::addr::autoscaling_group("web"))
+    }) = inv
+        .resources
+        .get_mut(&fabrs_plan::addr::autoscaling_group(RoleKind::Web))
     {
         asg.desired = 3;
     }
@@ -282,7 +284,7 @@ fn plan_from_empty_account() {
         RoleKind::Cache,
         RoleLaunch {
             user_data_sha256: Some("c0ffee".into()),
-            revision: "none".into(),
+            revision: None,
         },
     )]
     .into_iter()

@@ -81,9 +81,9 @@ fn launches(rendered: &BTreeMap<RoleKind, (String, String)>, revision: &str) -> 
                 RoleLaunch {
                     user_data_sha256: Some(sha256_hex(review.as_bytes())),
                     revision: if *role == RoleKind::Cache {
-                        "none".into()
+                        None
                     } else {
-                        revision.into()
+                        fabrs_config::Revision::parse_wire(revision).unwrap()
                     },
                 },
             )
@@ -111,13 +111,12 @@ fn observed_from(desired: &Desired) -> Inventory {
 fn with_user_data(inv: &mut Inventory, rendered: &BTreeMap<RoleKind, (String, String)>) {
     for (a, o) in &inv.resources {
         let role = match &o.spec {
-            Spec::LaunchConfiguration(l) => &l.launch.role,
-            Spec::LaunchTemplate(l) => &l.launch.role,
-            Spec::Instance(i) => &i.launch.role,
+            Spec::LaunchConfiguration(l) => l.launch.role,
+            Spec::LaunchTemplate(l) => l.launch.role,
+            Spec::Instance(i) => i.launch.role,
             _ => continue,
         };
-        let kind = RoleKind::ALL.iter().find(|k| k.as_str() == role).unwrap();
-        inv.user_data.insert(a.clone(), rendered[kind].1.clone());
+        inv.user_data.insert(a.clone(), rendered[&role].1.clone());
     }
 }
 
@@ -133,10 +132,7 @@ fn extras(p: &Plan, inv: &Inventory, desired: &BTreeMap<RoleKind, (String, Strin
     for (name, v) in s.iter() {
         forms.push((v.expose().to_string(), format!("__secret_{name}__")));
     }
-    let by_role = desired
-        .iter()
-        .map(|(r, (review, _))| (r.as_str().to_string(), review.clone()))
-        .collect();
+    let by_role = desired.iter().map(|(r, (review, _))| (*r, review.clone())).collect();
     Extras {
         user_data: userdata::changes(p, &inv.user_data, &by_role, Some(&forms)),
     }
@@ -377,10 +373,7 @@ fn without_secrets_the_current_user_data_is_withheld() {
     with_user_data(&mut inv, &old);
     let desired = desired_state(&env, &launches(&new, "a1b2c3d"));
     let p = plan("myproject", "staging", &desired, &inv);
-    let by_role = new
-        .iter()
-        .map(|(r, (rv, _))| (r.as_str().to_string(), rv.clone()))
-        .collect();
+    let by_role = new.iter().map(|(r, (rv, _))| (*r, rv.clone())).collect();
     let x = Extras {
         user_data: userdata::changes(&p, &inv.user_data, &by_role, None),
     };

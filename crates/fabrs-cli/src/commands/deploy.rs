@@ -7,11 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, S3Store};
+use fabrs_cloud::{Cloud, Fleet, PutOutcome, Remote, RemoteOutput, Store};
 use fabrs_config::{Environment, RoleKind};
-use fabrs_exec::cloud::{Cloud, Fleet};
 use fabrs_exec::deploy::{self, Actor, DeployError, Operation, Settings};
-use fabrs_exec::remote::{Remote, RemoteOutput};
-use fabrs_exec::store::{PutOutcome, Store};
 use fabrs_plan::addr;
 use fabrs_plan::desired::sha256_hex;
 use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
@@ -170,7 +168,7 @@ impl Remote for Ssh {
 async fn role_instances(
     cloud: &AwsCloud,
     env: &Environment,
-    role: &str,
+    role: RoleKind,
 ) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
     let inv = cloud.discover(&fabrs_exec::ops::scope(env, &names_only)).await?;
@@ -205,7 +203,7 @@ async fn role_instances(
 async fn run_on_role(
     cloud: &AwsCloud,
     env: &Environment,
-    role: &str,
+    role: RoleKind,
     ssh: &Ssh,
     command: &str,
     printer: &mut Printer,
@@ -250,7 +248,7 @@ pub fn ssh(global: &GlobalArgs, args: &SshCmdArgs, printer: &mut Printer) -> any
     let rt = runtime()?;
     let ok = rt.block_on(async {
         let cloud = connect(global, &env).await?;
-        run_on_role(&cloud, &env, role.as_str(), &ssh, &command, printer).await
+        run_on_role(&cloud, &env, role, &ssh, &command, printer).await
     })?;
     Ok(if ok { Outcome::Ok } else { Outcome::Failed })
 }
@@ -266,7 +264,7 @@ pub fn maintenance(global: &GlobalArgs, args: &MaintenanceArgs, printer: &mut Pr
     let rt = runtime()?;
     let ok = rt.block_on(async {
         let cloud = connect(global, &env).await?;
-        run_on_role(&cloud, &env, "web", &ssh, &command, printer).await
+        run_on_role(&cloud, &env, RoleKind::Web, &ssh, &command, printer).await
     })?;
     if ok {
         printer.success(&format!(

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, ConnectOptions};
-use fabrs_config::Environment;
 use fabrs_config::secrets::Secrets;
+use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::ops::{self, OpError};
 use fabrs_plan::desired::sha256_hex;
@@ -23,7 +23,8 @@ use crate::printer::{Printer, Progress, confirm};
 #[derive(Serialize, Deserialize)]
 struct SavedPlan {
     fabrs_saved_plan: u32,
-    revision: String,
+    #[serde(with = "fabrs_config::revision::serde_or_none")]
+    revision: Option<Revision>,
     environment_file_sha256: String,
     plan: Plan,
 }
@@ -76,11 +77,12 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
     // With the secrets at hand, the user-data diff can show the current
     // user-data with its secret values hidden; without, it is withheld.
     let secrets = fabrs_config::secrets::resolve(&env, |k| std::env::var(k).ok()).ok();
+    let revision = revision_arg(args.revision.as_deref())?;
     let rt = runtime()?;
     let (plan, inventory, rendered) = rt
         .block_on(async {
             let cloud = connect(global, &env).await?;
-            let r = ops::make_plan(&cloud, &env, &renderer, args.revision.as_deref(), secrets.as_ref())
+            let r = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), secrets.as_ref())
                 .await
                 .map_err(op_error);
             let (ops_n, attempts) = cloud.api_calls();
@@ -103,7 +105,7 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
         PlanFormat::Human => printer.data(&fabrs_plan::review::human(&plan, &extras)),
     }
     if let Some(out) = &args.out {
-        let revision = plan_revision(&plan).unwrap_or_else(|| args.revision.clone().unwrap_or_else(|| "none".into()));
+        let revision = plan_revision(&plan).or(revision);
         let saved = SavedPlan {
             fabrs_saved_plan: 1,
             revision,
@@ -129,12 +131,17 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
     })
 }
 
+/// `--revision`, validated.
+fn revision_arg(r: Option<&str>) -> anyhow::Result<Option<Revision>> {
+    r.map(Revision::parse).transpose().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// The revision the plan's launch specs install.
-fn plan_revision(plan: &Plan) -> Option<String> {
+fn plan_revision(plan: &Plan) -> Option<Revision> {
     plan.changes.iter().find_map(|c| match c.desired.as_ref()? {
-        Spec::LaunchConfiguration(lc) => Some(lc.launch.revision.clone()),
-        Spec::LaunchTemplate(lt) => Some(lt.launch.revision.clone()),
-        Spec::Instance(i) if i.role != "cache" => Some(i.launch.revision.clone()),
+        Spec::LaunchConfiguration(lc) => lc.launch.revision.clone(),
+        Spec::LaunchTemplate(lt) => lt.launch.revision.clone(),
+        Spec::Instance(i) if i.role != RoleKind::Cache => i.launch.revision.clone(),
         _ => None,
     })
 }
@@ -173,12 +180,13 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
         None => None,
     };
     let renderer = Renderer::new(&env.project_dir)?;
+    let revision = revision_arg(args.revision.as_deref())?;
     let rt = runtime()?;
     let quiet = global.quiet;
     rt.block_on(async {
         let cloud = connect(global, &env).await?;
-        let revision = saved.as_ref().map(|s| s.revision.clone()).or_else(|| args.revision.clone());
-        let (plan, inventory, rendered) = ops::make_plan(&cloud, &env, &renderer, revision.as_deref(), Some(&secrets)).await.map_err(op_error)?;
+        let revision = saved.as_ref().and_then(|s| s.revision.clone()).or(revision);
+        let (plan, inventory, rendered) = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), Some(&secrets)).await.map_err(op_error)?;
         if let Some(saved) = &saved {
             let now = fingerprint(&inventory);
             if now != saved.plan.inventory_fingerprint {
@@ -204,7 +212,7 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
         let progress = Progress::new(quiet);
         let events = |e: Event| progress.event(e);
         let started = Instant::now();
-        let reports = ops::converge(&cloud, &env, &renderer, revision.as_deref(), &secrets, &opts, Some((plan, inventory, rendered)), &events)
+        let reports = ops::converge(&cloud, &env, &renderer, revision.as_ref(), &secrets, &opts, Some((plan, inventory, rendered)), &events)
             .await
             .map_err(op_error);
         progress.bar.finish_and_clear();
@@ -305,7 +313,7 @@ fn status_report(env: &Environment, inv: &Inventory) -> serde_json::Value {
         let mut revision = serde_json::Value::Null;
         for o in inv.resources.values() {
             match &o.spec {
-                Spec::AutoScalingGroup(a) if a.role == name => {
+                Spec::AutoScalingGroup(a) if a.role == *role => {
                     launch = serde_json::to_value(&a.launch).unwrap_or_default();
                     revision = a.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
                     for m in &o.status.members {
@@ -314,7 +322,7 @@ fn status_report(env: &Environment, inv: &Inventory) -> serde_json::Value {
                         );
                     }
                 }
-                Spec::Instance(i) if i.role == name => {
+                Spec::Instance(i) if i.role == *role => {
                     revision = i.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
                     let health = lb_health(inv, &o.id);
                     instances.push(serde_json::json!({ "id": o.id, "state": o.status.state, "health": health, "private_ip": o.status.private_ip }));

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
+use fabrs_config::RoleKind;
+
 use crate::addr::{UD_OWNER, UD_REVISION, UD_SHA};
 use crate::plan::Plan;
 use crate::resource::{Address, Spec};
@@ -238,11 +240,11 @@ pub fn redact(text: &str, forms: &[(String, String)]) -> String {
 /// role.
 ///
 /// `observed` is keyed by address (what discovery read back); `desired` by
-/// role (`web`, `worker`, `cache`) and holds review renders (placeholders).
+/// role and holds review renders (placeholders).
 pub fn changes(
     plan: &Plan,
     observed: &BTreeMap<Address, String>,
-    desired: &BTreeMap<String, String>,
+    desired: &BTreeMap<RoleKind, String>,
     forms: Option<&[(String, String)]>,
 ) -> BTreeMap<Address, UserDataChange> {
     let mut out = BTreeMap::new();

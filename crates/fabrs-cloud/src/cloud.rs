@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use fabrs_config::Revision;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::resource::{Address, Inventory, Observed, Spec, VpcRef};
 
@@ -146,8 +147,8 @@ pub struct GroupNow {
     /// the group has no load balancer), launch (as the cloud reports it: not
     /// trustworthy right after a switch, see test-peers.md).
     pub members: Vec<fabrs_plan::resource::Member>,
-    /// The `fabrs:revision` tag.
-    pub revision: Option<String>,
+    /// The `fabrs:revision` tag (`None`: no tag, or `none`).
+    pub revision: Option<Revision>,
 }
 
 /// The operations a rolling replacement needs beyond create/update/delete.
@@ -160,12 +161,13 @@ pub trait Fleet: Send + Sync {
     fn set_capacity(&self, name: &str, desired: u32, max: u32) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Point the group at a launch configuration / template version and tag
-    /// it with the revision that launch installs. Capacity is unchanged.
+    /// it with the revision that launch installs (`None` is tagged `none`).
+    /// Capacity is unchanged.
     fn switch_launch(
         &self,
         name: &str,
         launch: &fabrs_plan::resource::LaunchRef,
-        revision: &str,
+        revision: Option<&Revision>,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Take instances out of a classic load balancer.
