@@ -385,3 +385,73 @@ fn without_secrets_the_current_user_data_is_withheld() {
         }
     }
 }
+
+/// Render staging's roles at a revision with the given secret values: per
+/// role (review, real with markers).
+fn render_with(env: &Environment, revision: &str, values: &[(&str, String)]) -> BTreeMap<RoleKind, (String, String)> {
+    let renderer = Renderer::new(root()).unwrap();
+    let s = fabrs_config::secrets::Secrets::from_pairs(values.iter().map(|(n, v)| (*n, v.as_str())));
+    env.roles
+        .keys()
+        .map(|role| {
+            let mut opts = Options::review(env, revision);
+            opts.facts = facts();
+            let review = renderer.render_role(env, *role, &opts).unwrap().user_data;
+            opts.secrets = SecretMode::Values(&s);
+            let full = renderer.render_role(env, *role, &opts).unwrap().user_data;
+            (*role, (review, full))
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever the secret values (any character a template must quote or
+    /// encode), none reaches any format of the plan: the observed user-data
+    /// holds them, the review shows placeholders.
+    #[test]
+    fn no_secret_value_reaches_a_review(
+        db in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
+        cache in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
+        queue in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
+    ) {
+        let env = staging();
+        let values = [("db_password", db.clone()), ("cache_password", cache.clone()), ("queue_password", queue.clone())];
+        let old = render_with(&env, "3f9c2e1", &values);
+        let new = render_with(&env, "a1b2c3d", &values);
+        let mut inv = observed_from(&desired_state(&env, &launches(&old, "3f9c2e1")));
+        with_user_data(&mut inv, &old);
+        let desired = desired_state(&env, &launches(&new, "a1b2c3d"));
+        let p = plan("myproject", "staging", &desired, &inv);
+        // What the CLI does: forms learned from the desired renders, plus the raw values.
+        let mut forms: Vec<(String, String)> = values.iter().map(|(n, v)| (v.clone(), format!("__secret_{n}__"))).collect();
+        for (review, full) in new.values() {
+            forms.extend(userdata::secret_forms(review, full));
+        }
+        let by_role = new.iter().map(|(r, (rv, _))| (*r, rv.clone())).collect();
+        let x = Extras { user_data: userdata::changes(&p, &inv.user_data, &by_role, Some(&forms)) };
+        proptest::prop_assert!(x.user_data.values().all(|u| u.before.is_some()));
+        // Every string of the JSON document, unescaped, joined.
+        fn strings(v: &serde_json::Value, out: &mut String) {
+            match v {
+                serde_json::Value::String(s) => { out.push_str(s); out.push('\n'); }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let mut json_text = String::new();
+        strings(&json(&p, &x), &mut json_text);
+        let outputs = [human(&p, &x), markdown(&p, &x), json_text];
+        for out in &outputs {
+            for (_, v) in &values {
+                let encoded: String = v.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+                proptest::prop_assert!(!out.contains(v.as_str()), "raw value in the output");
+                proptest::prop_assert!(!out.contains(&encoded), "URL-encoded value in the output");
+            }
+        }
+        // The diff is still there: the revision line changed.
+        proptest::prop_assert!(outputs[0].contains("+REFAPP_REVISION=a1b2c3d"));
+    }
+}
