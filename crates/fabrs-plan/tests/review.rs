@@ -432,6 +432,8 @@ proptest::proptest! {
         let by_role = new.iter().map(|(r, (rv, _))| (*r, rv.clone())).collect();
         let x = Extras { user_data: userdata::changes(&p, &inv.user_data, &by_role, Some(&forms)) };
         proptest::prop_assert!(x.user_data.values().all(|u| u.before.is_some()));
+        // Not vacuous: the observed user-data does hold the values.
+        proptest::prop_assert!(inv.user_data.values().any(|t| t.contains("Zq") && !t.contains("__secret_db_password__")));
         // Every string of the JSON document, unescaped, joined.
         fn strings(v: &serde_json::Value, out: &mut String) {
             match v {

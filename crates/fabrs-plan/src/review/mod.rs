@@ -168,12 +168,10 @@ pub fn body(c: &Change, extras: &Extras) -> Vec<String> {
             out.push(format!("  # ({unchanged} unchanged tag{} hidden)", plural(unchanged)));
         }
     }
-    if let Some(u) = ud {
-        if let Some(why) = &u.withheld
-            && c.action != Action::Create
-        {
-            out.push(format!("  # (user-data diff not shown: {why})"));
-        }
+    if let Some(why) = ud.and_then(|u| u.withheld.as_ref())
+        && c.action != Action::Create
+    {
+        out.push(format!("  # (user-data diff not shown: {why})"));
     }
     out
 }
@@ -268,7 +266,8 @@ pub fn concise(plan: &Plan) -> String {
     // A new launch configuration is a create (the old one is kept), with
     // the reason it is needed.
     let new_lc = |c: &Change| c.action == Action::Replace && c.address.kind == Kind::LaunchConfiguration;
-    let groups: [(&str, &dyn Fn(&Change) -> bool); 4] = [
+    type Select<'a> = &'a dyn Fn(&Change) -> bool;
+    let groups: [(&str, Select); 4] = [
         ("Destroy", &|c| c.action == Action::Delete),
         ("Replace", &|c| c.action == Action::Replace && !new_lc(c)),
         ("Update in place", &|c| c.action == Action::Update),
