@@ -6,9 +6,8 @@ use aws_sdk_autoscaling::types::{
     AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, LaunchConfiguration, LaunchTemplateSpecification, Tag,
 };
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
-use fabrs_config::model::TAG_ROLE;
 use fabrs_config::{Revision, RoleKind};
-use fabrs_plan::addr;
+use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::resource::{
     Address, AutoScalingGroupSpec, LaunchConfigurationSpec, LaunchRef, LaunchSpec, Member, Observed, Spec, Status, Tags,
 };
@@ -195,9 +194,9 @@ pub(crate) async fn delete_lc(c: &AwsCloud, name: &str) -> Result<(), CloudError
 
 pub(crate) fn asg_filters(project: &str, environment: &str) -> Vec<Filter> {
     [
-        (fabrs_config::model::TAG_PROJECT, project),
-        (fabrs_config::model::TAG_ENVIRONMENT, environment),
-        (fabrs_config::model::TAG_MANAGED_BY, fabrs_config::model::MANAGED_BY),
+        (addr::TAG_PROJECT, project),
+        (addr::TAG_ENVIRONMENT, environment),
+        (addr::TAG_MANAGED_BY, addr::MANAGED_BY),
     ]
     .iter()
     .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(*v).build())

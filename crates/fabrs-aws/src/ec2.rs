@@ -9,10 +9,9 @@ use aws_sdk_ec2::types::{
     UserIdGroupPair, VolumeType,
 };
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
-use fabrs_config::model::TAG_ROLE;
 use fabrs_config::revision::or_none;
 use fabrs_config::{Revision, RoleKind};
-use fabrs_plan::addr;
+use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::resource::{
     Address, IngressRule, InstanceSpec, LaunchSpec, LaunchTemplateSpec, Observed, RuleSource, SecurityGroupSpec, Spec,
     Status, Tags, VpcRef,
@@ -45,12 +44,9 @@ pub(crate) fn filter(name: &str, value: &str) -> Filter {
 /// The tag filters that select one environment's resources.
 pub(crate) fn owner_filters(project: &str, environment: &str) -> Vec<Filter> {
     vec![
-        filter(&format!("tag:{}", fabrs_config::model::TAG_PROJECT), project),
-        filter(&format!("tag:{}", fabrs_config::model::TAG_ENVIRONMENT), environment),
-        filter(
-            &format!("tag:{}", fabrs_config::model::TAG_MANAGED_BY),
-            fabrs_config::model::MANAGED_BY,
-        ),
+        filter(&format!("tag:{}", addr::TAG_PROJECT), project),
+        filter(&format!("tag:{}", addr::TAG_ENVIRONMENT), environment),
+        filter(&format!("tag:{}", addr::TAG_MANAGED_BY), addr::MANAGED_BY),
     ]
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use fabrs_cloud::{ApplyCtx, CloudError};
-use fabrs_config::model::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
+use fabrs_plan::addr::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
 use fabrs_plan::resource::{Address, Kind, Spec, Tags};
 
 use crate::err;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use fabrs_aws::{AwsCloud, ConnectOptions, LC_UNSUPPORTED};
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Scope};
-use fabrs_config::model::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT, TAG_ROLE};
 use fabrs_config::secrets::SecretValue;
 use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr;
+use fabrs_plan::addr::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT, TAG_ROLE};
 use fabrs_plan::resource::*;
 
 // ------------------------------------------------------------------ moto

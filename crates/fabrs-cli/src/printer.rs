@@ -1,6 +1,9 @@
 //! The one output channel: data to stdout, everything else to stderr.
 //! Nothing else in fabrs writes to the terminal.
 
+// The one module allowed to print (see [workspace.lints] in Cargo.toml).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 
 use anstream::{AutoStream, ColorChoice as StreamChoice};
@@ -68,8 +71,8 @@ impl Printer {
         }
     }
 
-    pub fn json(&mut self, value: &serde_json::Value) {
-        let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    pub fn json(&mut self, value: &impl serde::Serialize) {
+        let text = serde_json::to_string_pretty(value).expect("reports serialize");
         self.data(&text);
     }
 

@@ -42,15 +42,6 @@ impl Environment {
         self.roles.get(&kind)
     }
 
-    /// Tags every resource of this environment carries; how fabrs finds them again.
-    pub fn ownership_tags(&self) -> BTreeMap<String, String> {
-        let mut t = self.tags.clone();
-        t.insert(TAG_PROJECT.into(), self.project.clone());
-        t.insert(TAG_ENVIRONMENT.into(), self.name.clone());
-        t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
-        t
-    }
-
     /// Where a revision's release artifact lives in the artifact bucket:
     /// `releases/<project>/<revision>/<app>.tar.gz`.
     pub fn artifact_key(&self, revision: &str) -> String {
@@ -70,11 +61,13 @@ impl Environment {
     }
 }
 
-pub const TAG_PROJECT: &str = "fabrs:project";
-pub const TAG_ENVIRONMENT: &str = "fabrs:environment";
-pub const TAG_ROLE: &str = "fabrs:role";
-pub const TAG_MANAGED_BY: &str = "managed-by";
-pub const MANAGED_BY: &str = "fabrs";
+/// The file's `tags:` may not set these keys: fabrs writes its own tags
+/// (their names live in fabrs-plan's `addr`, which checks that each is
+/// reserved here) and AWS reserves `aws:`.
+const TAG_MANAGED_BY: &str = "managed-by";
+pub fn is_reserved_tag_key(key: &str) -> bool {
+    key.starts_with("fabrs:") || key == TAG_MANAGED_BY || key.starts_with("aws:")
+}
 
 #[derive(Clone, Debug)]
 pub struct Network {

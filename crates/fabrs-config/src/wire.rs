@@ -184,7 +184,7 @@ fn tags(sink: &mut Sink, n: &Node) -> Option<BTreeMap<String, String>> {
     let mut ok = true;
     if let Value::Map(entries) = &n.value {
         for (k, _) in entries {
-            if k.name.starts_with("fabrs:") || k.name == TAG_MANAGED_BY || k.name.starts_with("aws:") {
+            if is_reserved_tag_key(&k.name) {
                 let d = sink.error(k.loc, "tags", format!("tag `{}` is reserved", k.name));
                 d.hint = Some("fabrs sets its ownership tags itself".into());
                 ok = false;

@@ -1,9 +1,22 @@
 //! Addresses of an environment's resources, and the tags and user-data lines
 //! that let the cloud layer map what it finds back to them.
 
-use fabrs_config::RoleKind;
+use std::collections::BTreeMap;
+
+use fabrs_config::{Environment, RoleKind};
 
 use crate::resource::{Address, Kind};
+
+/// Every tag name fabrs writes or reads lives in this module.
+///
+/// Ownership: every resource fabrs creates carries these three, set in the
+/// create call; discovery returns only resources that carry all three.
+pub const TAG_PROJECT: &str = "fabrs:project";
+pub const TAG_ENVIRONMENT: &str = "fabrs:environment";
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const MANAGED_BY: &str = "fabrs";
+/// On role resources (groups, templates, instances): `web`, `worker`, `cache`.
+pub const TAG_ROLE: &str = "fabrs:role";
 
 /// On security groups: the group key (`base`, `lb`, `web`, `worker`, `cache`, `queue`, `db`).
 pub const TAG_GROUP: &str = "fabrs:group";
@@ -21,6 +34,16 @@ pub const TAG_NAME: &str = "Name";
 pub const UD_OWNER: &str = "# fabrs:owner=";
 pub const UD_SHA: &str = "# fabrs:user-data-sha256=";
 pub const UD_REVISION: &str = "# fabrs:revision=";
+
+/// The tags every resource of this environment carries (the file's `tags:`
+/// plus the ownership tags); how fabrs finds them again.
+pub fn ownership_tags(env: &Environment) -> BTreeMap<String, String> {
+    let mut t = env.tags.clone();
+    t.insert(TAG_PROJECT.into(), env.project.clone());
+    t.insert(TAG_ENVIRONMENT.into(), env.name.clone());
+    t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+    t
+}
 
 pub fn owner_value(project: &str, environment: &str) -> String {
     format!("{project}/{environment}")
@@ -106,6 +129,22 @@ mod tests {
             assert_eq!(db_from_tag(&db_tag(&a)), Some(a));
         }
         assert_eq!(db_from_tag("replica-x"), None);
+    }
+
+    #[test]
+    fn the_file_cannot_set_fabrs_tags() {
+        for k in [
+            TAG_PROJECT,
+            TAG_ENVIRONMENT,
+            TAG_MANAGED_BY,
+            TAG_ROLE,
+            TAG_GROUP,
+            TAG_INDEX,
+            TAG_DB_ROLE,
+            TAG_REVISION,
+        ] {
+            assert!(fabrs_config::is_reserved_tag_key(k), "{k}");
+        }
     }
 
     #[test]

@@ -80,9 +80,9 @@ pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> Stri
 }
 
 fn tags(env: &Environment, role: Option<&str>, name: &str, extra: &[(&str, String)]) -> Tags {
-    let mut t: Tags = env.ownership_tags();
+    let mut t: Tags = addr::ownership_tags(env);
     if let Some(r) = role {
-        t.insert(fabrs_config::TAG_ROLE.into(), r.into());
+        t.insert(addr::TAG_ROLE.into(), r.into());
     }
     t.insert(TAG_NAME.into(), name.into());
     for (k, v) in extra {

@@ -1,6 +1,7 @@
 //! `fabrs plan`, `create-env`, `status`, `destroy-env`: thin wrappers over
 //! `fabrs_exec::ops` with the AWS cloud, the printer and progress bars.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -11,7 +12,7 @@ use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::ops::{self, OpError};
 use fabrs_plan::desired::sha256_hex;
 use fabrs_plan::plan::{Plan, fingerprint};
-use fabrs_plan::resource::{Inventory, Kind, Spec};
+use fabrs_plan::resource::{Inventory, Kind, LaunchRef, Observed, Spec};
 use fabrs_render::Renderer;
 use serde::{Deserialize, Serialize};
 
@@ -304,59 +305,146 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs, printer: &mut Printer) -> 
     Ok(Outcome::Ok)
 }
 
-fn status_report(env: &Environment, inv: &Inventory) -> serde_json::Value {
-    let mut roles = serde_json::Map::new();
+/// What `status` shows, built from the inventory. Fields are in alphabetical
+/// order: that is the order of the JSON keys (`status --json`).
+#[derive(Serialize)]
+struct StatusReport {
+    database: DatabaseStatus,
+    environment: String,
+    launch_configurations: Vec<String>,
+    load_balancer: Option<LoadBalancerStatus>,
+    project: String,
+    region: String,
+    /// By role name (`cache`, `web`, `worker`).
+    roles: BTreeMap<&'static str, RoleStatus>,
+}
+
+#[derive(Serialize)]
+struct LoadBalancerStatus {
+    dns_name: Option<String>,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct RoleStatus {
+    instances: Vec<InstanceStatus>,
+    /// The group's launch configuration or template version (fixed instances: none).
+    launch: Option<LaunchRef>,
+    /// The role's `fabrs:revision` tag, as found.
+    revision: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum InstanceStatus {
+    /// A member of an autoscaling group.
+    Member {
+        health: String,
+        id: String,
+        launch: String,
+        state: String,
+    },
+    /// A fixed instance.
+    Fixed {
+        health: String,
+        id: String,
+        private_ip: Option<String>,
+        state: String,
+    },
+}
+
+impl InstanceStatus {
+    fn id_state_health(&self) -> (&str, &str, &str) {
+        match self {
+            InstanceStatus::Member { id, state, health, .. } | InstanceStatus::Fixed { id, state, health, .. } => {
+                (id, state, health)
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DatabaseStatus {
+    master: Option<DbStatus>,
+    replicas: Vec<DbStatus>,
+}
+
+#[derive(Serialize)]
+struct DbStatus {
+    endpoint: Option<String>,
+    id: String,
+    replica_of: Option<String>,
+    state: String,
+}
+
+fn status_report(env: &Environment, inv: &Inventory) -> StatusReport {
+    let mut roles = BTreeMap::new();
     for role in env.roles.keys() {
-        let name = role.as_str();
-        let mut instances = Vec::new();
-        let mut launch = serde_json::Value::Null;
-        let mut revision = serde_json::Value::Null;
+        let mut r = RoleStatus {
+            instances: Vec::new(),
+            launch: None,
+            revision: None,
+        };
         for o in inv.resources.values() {
             match &o.spec {
                 Spec::AutoScalingGroup(a) if a.role == *role => {
-                    launch = serde_json::to_value(&a.launch).unwrap_or_default();
-                    revision = a.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
-                    for m in &o.status.members {
-                        instances.push(
-                            serde_json::json!({ "id": m.id, "state": m.state, "health": m.health, "launch": m.launch }),
-                        );
-                    }
+                    r.launch = Some(a.launch.clone());
+                    r.revision = a.tags.get(fabrs_plan::addr::TAG_REVISION).cloned();
+                    r.instances
+                        .extend(o.status.members.iter().map(|m| InstanceStatus::Member {
+                            health: m.health.clone(),
+                            id: m.id.clone(),
+                            launch: m.launch.clone(),
+                            state: m.state.clone(),
+                        }));
                 }
                 Spec::Instance(i) if i.role == *role => {
-                    revision = i.tags.get(fabrs_plan::addr::TAG_REVISION).cloned().into();
-                    let health = lb_health(inv, &o.id);
-                    instances.push(serde_json::json!({ "id": o.id, "state": o.status.state, "health": health, "private_ip": o.status.private_ip }));
+                    r.revision = i.tags.get(fabrs_plan::addr::TAG_REVISION).cloned();
+                    r.instances.push(InstanceStatus::Fixed {
+                        health: lb_health(inv, &o.id),
+                        id: o.id.clone(),
+                        private_ip: o.status.private_ip.clone(),
+                        state: o.status.state.clone(),
+                    });
                 }
                 _ => {}
             }
         }
-        roles.insert(
-            name.into(),
-            serde_json::json!({ "instances": instances, "launch": launch, "revision": revision }),
-        );
+        roles.insert(role.as_str(), r);
     }
-    let db = |a: &fabrs_plan::resource::Address| {
-        inv.resources.get(a).map(|o| serde_json::json!({ "id": o.id, "state": o.status.state, "endpoint": o.status.endpoint, "replica_of": match &o.spec { Spec::DbInstance(d) => d.replica_of.clone(), _ => None } }))
+    let db = |o: &Observed| DbStatus {
+        endpoint: o.status.endpoint.clone(),
+        id: o.id.clone(),
+        replica_of: match &o.spec {
+            Spec::DbInstance(d) => d.replica_of.clone(),
+            _ => None,
+        },
+        state: o.status.state.clone(),
     };
-    let replicas: Vec<serde_json::Value> = inv
+    let replicas = inv
         .resources
         .iter()
         .filter(|(a, _)| a.kind == Kind::DbInstance && a.name != "master")
-        .filter_map(|(a, _)| db(a))
+        .map(|(_, o)| db(o))
         .collect();
-    let lb = inv
-        .resources
-        .get(&fabrs_plan::addr::load_balancer())
-        .map(|o| serde_json::json!({ "name": o.id, "dns_name": o.status.endpoint }));
-    serde_json::json!({
-        "project": env.project,
-        "environment": env.name,
-        "region": env.region,
-        "load_balancer": lb,
-        "roles": roles,
-        "database": { "master": db(&fabrs_plan::addr::db_master()), "replicas": replicas },
-        "launch_configurations": inv.launch_configurations.keys().collect::<Vec<_>>(),
-    })
+    StatusReport {
+        database: DatabaseStatus {
+            master: inv.resources.get(&fabrs_plan::addr::db_master()).map(db),
+            replicas,
+        },
+        environment: env.name.clone(),
+        launch_configurations: inv.launch_configurations.keys().cloned().collect(),
+        load_balancer: inv
+            .resources
+            .get(&fabrs_plan::addr::load_balancer())
+            .map(|o| LoadBalancerStatus {
+                dns_name: o.status.endpoint.clone(),
+                name: o.id.clone(),
+            }),
+        project: env.project.clone(),
+        region: env.region.clone(),
+        roles,
+    }
 }
 
 fn lb_health(inv: &Inventory, instance: &str) -> String {
@@ -367,14 +455,14 @@ fn lb_health(inv: &Inventory, instance: &str) -> String {
         .unwrap_or_default()
 }
 
-fn status_text(env: &Environment, r: &serde_json::Value) -> String {
+fn status_text(env: &Environment, r: &StatusReport) -> String {
     use std::fmt::Write;
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut out = String::new();
     let _ = writeln!(out, "{} / {} ({})", env.project, env.name, env.region);
-    match r["load_balancer"].as_object() {
+    match &r.load_balancer {
         Some(lb) => {
-            let _ = writeln!(out, "load balancer  {}  {}", s(&lb["name"]), s(&lb["dns_name"]));
+            let _ = writeln!(out, "load balancer  {}  {}", lb.name, s(&lb.dns_name));
         }
         None => {
             let _ = writeln!(out, "load balancer  (none)");
@@ -385,64 +473,45 @@ fn status_text(env: &Environment, r: &serde_json::Value) -> String {
         "\n{:<8} {:<22} {:<12} {:<14} {}",
         "ROLE", "INSTANCE", "STATE", "ELB HEALTH", "LAUNCH"
     );
-    for (role, info) in r["roles"].as_object().into_iter().flatten() {
-        let launch = match &info["launch"] {
-            serde_json::Value::Object(m) if m.contains_key("configuration") => s(&m["configuration"]),
-            serde_json::Value::Object(m) if m.contains_key("template") => {
-                format!(
-                    "{} v{}",
-                    s(&m["template"]["name"]),
-                    m["template"]["version"].as_str().unwrap_or("?")
-                )
+    for (role, info) in &r.roles {
+        let launch = match &info.launch {
+            Some(LaunchRef::Configuration(name)) => name.clone(),
+            Some(LaunchRef::Template { name, version }) => {
+                format!("{name} v{}", version.as_deref().unwrap_or("?"))
             }
-            _ => "-".into(),
+            None => "-".into(),
         };
-        let instances = info["instances"].as_array().cloned().unwrap_or_default();
-        if instances.is_empty() {
+        if info.instances.is_empty() {
             let _ = writeln!(out, "{:<8} {:<22} {:<12} {:<14} {}", role, "(none)", "-", "-", launch);
         }
-        for i in instances {
-            let health = i["health"].as_str().filter(|h| !h.is_empty()).unwrap_or("-");
-            let l = i["launch"]
-                .as_str()
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .unwrap_or_else(|| launch.clone());
-            let _ = writeln!(
-                out,
-                "{:<8} {:<22} {:<12} {:<14} {}",
-                role,
-                s(&i["id"]),
-                s(&i["state"]),
-                health,
-                l
-            );
+        for i in &info.instances {
+            let (id, state, health) = i.id_state_health();
+            let health = if health.is_empty() { "-" } else { health };
+            let l = match i {
+                InstanceStatus::Member { launch: l, .. } if !l.is_empty() => l.clone(),
+                _ => launch.clone(),
+            };
+            let _ = writeln!(out, "{:<8} {:<22} {:<12} {:<14} {}", role, id, state, health, l);
         }
         // The cache server runs no release.
-        if let Some(rev) = info["revision"].as_str().filter(|_| role != "cache") {
+        if let Some(rev) = info.revision.as_ref().filter(|_| *role != RoleKind::Cache.as_str()) {
             let _ = writeln!(out, "{:<8} revision {rev}", "");
         }
     }
     let _ = writeln!(out, "\nDATABASE");
-    if let Some(m) = r["database"]["master"].as_object() {
-        let _ = writeln!(
-            out,
-            "master   {:<32} {:<10} {}",
-            s(&m["id"]),
-            s(&m["state"]),
-            s(&m["endpoint"])
-        );
+    if let Some(m) = &r.database.master {
+        let _ = writeln!(out, "master   {:<32} {:<10} {}", m.id, m.state, s(&m.endpoint));
     } else {
         let _ = writeln!(out, "master   (none)");
     }
-    for rep in r["database"]["replicas"].as_array().into_iter().flatten() {
+    for rep in &r.database.replicas {
         let _ = writeln!(
             out,
             "replica  {:<32} {:<10} {}  (of {})",
-            s(&rep["id"]),
-            s(&rep["state"]),
-            s(&rep["endpoint"]),
-            s(&rep["replica_of"])
+            rep.id,
+            rep.state,
+            s(&rep.endpoint),
+            s(&rep.replica_of)
         );
     }
     out
