@@ -300,7 +300,7 @@ mod tests {
         let s = sections(UD);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].0, CLOUD_CONFIG);
-        assert!(!s[0].1.contains("fabrs:user-data-sha256"));
+        assert!(!s[0].1.contains(UD_SHA));
         assert!(s[0].1.contains("hostname: h"));
         assert_eq!(
             s[1],
