@@ -97,7 +97,12 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
         Spec::Instance(s) => Some(s.launch.role),
         Spec::LaunchConfiguration(s) => Some(s.launch.role),
         Spec::LaunchTemplate(s) => Some(s.launch.role),
-        _ => None,
+        Spec::SecurityGroup(_)
+        | Spec::LoadBalancer(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_)
+        | Spec::DbInstance(_)
+        | Spec::AutoScalingGroup(_) => None,
     }
 }
 

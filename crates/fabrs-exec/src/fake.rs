@@ -70,7 +70,7 @@ fn groups_used(spec: &Spec) -> Vec<String> {
         Spec::Instance(s) => s.launch.security_groups.clone(),
         Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
         Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
-        _ => vec![],
+        Spec::DbSubnetGroup(_) | Spec::DbParameterGroup(_) | Spec::AutoScalingGroup(_) => vec![],
     }
 }
 
@@ -167,7 +167,13 @@ impl Cloud for FakeCloud {
                 endpoint: Some(format!("{}.fake.rds", db.identifier)),
                 ..Default::default()
             },
-            _ => Status::default(),
+            Spec::SecurityGroup(_)
+            | Spec::LoadBalancer(_)
+            | Spec::DbSubnetGroup(_)
+            | Spec::DbParameterGroup(_)
+            | Spec::LaunchConfiguration(_)
+            | Spec::LaunchTemplate(_)
+            | Spec::AutoScalingGroup(_) => Status::default(),
         };
         let o = Observed {
             address: key.clone(),
