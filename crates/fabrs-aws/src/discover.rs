@@ -400,6 +400,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         if let Some((role, (_, spec))) = owned {
             if lc_roles.contains_key(name) {
                 let address = addr::launch_configuration(role);
+                if let Some(ud) = lc.user_data().and_then(util::unb64) {
+                    inv.user_data.insert(address.clone(), ud);
+                }
                 inv.resources.insert(
                     address.clone(),
                     fabrs_plan::resource::Observed {
@@ -428,6 +431,14 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         if util::owned(&from_ec2_tags(lt.tags()), p, e)
             && let Some(o) = ec2::lt_to_observed(lt, ver.as_ref(), &gmap)
         {
+            if let Some(ud) = ver
+                .as_ref()
+                .and_then(|v| v.launch_template_data())
+                .and_then(|d| d.user_data())
+                .and_then(util::unb64)
+            {
+                inv.user_data.insert(o.address.clone(), ud);
+            }
             inv.resources.entry(o.address.clone()).or_insert(o);
         }
     }
@@ -447,6 +458,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     // Fixed instances.
     for i in &fixed {
         if let Some(o) = ec2::instance_to_observed(i, &extras, &gmap, &vpc) {
+            if let Some(ud) = extras.user_data.get(&o.id) {
+                inv.user_data.insert(o.address.clone(), ud.clone());
+            }
             inv.resources.entry(o.address.clone()).or_insert(o);
         }
     }

@@ -44,6 +44,14 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `fabrs plan --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Markdown,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -118,9 +126,15 @@ pub struct RenderArgs {
 pub struct PlanArgs {
     /// Environment name or path
     pub env: String,
-    /// Print the plan as JSON on stdout (same as --output json)
+    /// Print the plan as JSON on stdout (same as --output json or --format json)
     #[arg(long)]
     pub json: bool,
+    /// How to print the plan: for a terminal, for a pull-request comment (bounded size), or JSON
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
+    /// Only the addresses, grouped by action, with the reason for each update and replacement
+    #[arg(long)]
+    pub concise: bool,
     /// Save the plan, with a fingerprint of the account it was made against
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

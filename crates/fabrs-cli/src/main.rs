@@ -22,7 +22,19 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: with `plan --detailed-exitcode`, 2
+    // means "changes", and a CI step must not read a typo as that.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let mut printer = Printer::new(
         cli.global.output,
         cli.global.quiet,

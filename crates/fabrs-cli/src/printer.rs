@@ -63,6 +63,14 @@ impl Printer {
         let _ = self.out.flush();
     }
 
+    /// A sink for JSON lines (one compact object per line on stdout) that
+    /// callbacks running during an operation can share.
+    pub fn json_lines(&self) -> JsonLines {
+        JsonLines {
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
     pub fn json(&mut self, value: &impl serde::Serialize) {
         let text = serde_json::to_string_pretty(value).expect("reports serialize");
         self.data(&text);
@@ -104,6 +112,22 @@ impl Printer {
         for l in lines {
             let _ = writeln!(self.err, "{l}");
         }
+    }
+}
+
+/// One JSON object per line on stdout, flushed per line (`--output json`
+/// event streams).
+pub struct JsonLines {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl JsonLines {
+    pub fn emit(&self, value: &serde_json::Value) {
+        let mut line = serde_json::to_string(value).expect("JSON values serialize");
+        line.push('\n');
+        let mut out = self.out.lock().unwrap();
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
     }
 }
 

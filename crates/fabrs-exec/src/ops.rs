@@ -83,6 +83,27 @@ pub fn current_revision(inventory: &Inventory) -> Option<Revision> {
 pub struct Rendered {
     pub launches: BTreeMap<RoleKind, RoleLaunch>,
     pub user_data: BTreeMap<RoleKind, String>,
+    /// Per role, the review render (secrets as placeholders), when knowable:
+    /// the "after" side of the plan's user-data diff.
+    pub review: BTreeMap<RoleKind, String>,
+    /// With secrets: every form each secret value takes in the rendered
+    /// user-data (raw, URL-encoded, quoted…) and its placeholder, to hide
+    /// the values in the observed user-data (`review::userdata::redact`).
+    pub secret_forms: Option<Vec<(String, String)>>,
+}
+
+impl Rendered {
+    /// What a review shows beside the plan: the user-data diffs.
+    pub fn review_extras(&self, plan: &Plan, inventory: &Inventory) -> fabrs_plan::review::Extras {
+        fabrs_plan::review::Extras {
+            user_data: fabrs_plan::review::userdata::changes(
+                plan,
+                &inventory.user_data,
+                &self.review,
+                self.secret_forms.as_deref(),
+            ),
+        }
+    }
 }
 
 pub fn render_launches(
@@ -95,6 +116,12 @@ pub fn render_launches(
     let known = facts(env, inventory);
     let mut launches = BTreeMap::new();
     let mut user_data = BTreeMap::new();
+    let mut review_texts = BTreeMap::new();
+    let mut forms: Option<Vec<(String, String)>> = secrets.map(|s| {
+        s.iter()
+            .map(|(name, v)| (v.expose().to_string(), fabrs_render::placeholder(name)))
+            .collect()
+    });
     for role in env.roles.keys() {
         // The cache server's files use no addresses of other resources.
         let role_facts = match (role, &known) {
@@ -118,9 +145,16 @@ pub fn render_launches(
         opts.facts = f;
         let review = renderer.render_role(env, *role, &opts)?;
         let sha = sha256_hex(review.user_data.as_bytes());
+        review_texts.insert(*role, review.user_data.clone());
         if let Some(secrets) = secrets {
             opts.secrets = SecretMode::Values(secrets);
             let full = renderer.render_role(env, *role, &opts)?;
+            if let Some(forms) = forms.as_mut() {
+                forms.extend(fabrs_plan::review::userdata::secret_forms(
+                    &review.user_data,
+                    &full.user_data,
+                ));
+            }
             user_data.insert(*role, with_markers(&full.user_data, env, &sha, revision));
         }
         launches.insert(
@@ -131,7 +165,12 @@ pub fn render_launches(
             },
         );
     }
-    Ok(Rendered { launches, user_data })
+    Ok(Rendered {
+        launches,
+        user_data,
+        review: review_texts,
+        secret_forms: forms,
+    })
 }
 
 /// The marker lines after `#cloud-config` that let fabrs recognise its

@@ -7,4 +7,5 @@ pub mod desired;
 pub mod display;
 pub mod plan;
 pub mod resource;
+pub mod review;
 pub mod rollout;

@@ -338,4 +338,10 @@ pub struct Inventory {
     /// Every owned launch configuration, including ones no group uses (kept
     /// for rollback; pruned by deploy). Keyed by name.
     pub launch_configurations: BTreeMap<String, LaunchConfigurationSpec>,
+    /// The user-data as read back, per address (launch configurations in
+    /// use, launch templates' versions, fixed instances): for the plan's
+    /// user-data diff. It may hold secret values: only ever shown through
+    /// `review::userdata::redact`. Not part of the inventory fingerprint.
+    #[serde(skip)]
+    pub user_data: BTreeMap<Address, String>,
 }

@@ -15,6 +15,7 @@ use fabrs_plan::desired::sha256_hex;
 use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
 use fabrs_render::{Layout, Renderer};
 
+use super::deploy_events::Events;
 use super::env::{connect, resolve_secrets, runtime};
 use crate::Outcome;
 use crate::args::{
@@ -369,6 +370,30 @@ fn roll(
         return Ok(Outcome::Failed);
     };
     let operation = operation?;
+    // `--output json`: one JSON object per event on stdout; the human
+    // progress still goes to stderr.
+    let events = (printer.format == OutputFormat::Json).then(|| Events::new(printer.json_lines()));
+    if let Some(ev) = &events {
+        ev.started(operation.verb(), &env.project, &env.name);
+    }
+    let result = roll_inner(global, &env, operation, roll, ssh_args, printer, events.as_ref());
+    if let (Some(ev), Err(e)) = (&events, &result) {
+        ev.result("failed", serde_json::json!({ "error": format!("{e:#}") }));
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn roll_inner(
+    global: &GlobalArgs,
+    env: &Environment,
+    operation: Operation,
+    roll: &RollArgs,
+    ssh_args: &SshArgs,
+    printer: &mut Printer,
+    events: Option<&Events>,
+) -> anyhow::Result<Outcome> {
+    let env = env.clone();
     let Some(secrets) = resolve_secrets(&env, printer) else {
         return Ok(Outcome::Failed);
     };
@@ -397,12 +422,21 @@ fn roll(
         let prepared = preflight.prepare(&operation).await.map_err(deploy_error)?;
         if roll.dry_run {
             for s in prepared.steps(&env, &settings) {
-                printer.data(&s);
+                match events {
+                    Some(ev) => ev.planned(&s),
+                    None => printer.data(&s),
+                }
+            }
+            if let Some(ev) = events {
+                ev.result("dry_run", serde_json::json!({ "revision": prepared.revision, "from_revision": prepared.from_revision }));
             }
             printer.info("Dry run: nothing was changed.");
             return Ok(Outcome::Ok);
         }
         if prepared.is_empty() {
+            if let Some(ev) = events {
+                ev.result("no_changes", serde_json::json!({ "revision": prepared.revision, "from_revision": prepared.from_revision }));
+            }
             printer.info(&format!(
                 "No changes: {} / {} already runs revision {} with these launch settings.",
                 env.project, env.name, prepared.revision
@@ -410,7 +444,12 @@ fn roll(
             return Ok(Outcome::Ok);
         }
         let progress = Progress::new(printer_quiet(printer));
-        let notes = |n| progress.note(n);
+        let notes = |n: deploy::Note| {
+            if let Some(ev) = events {
+                ev.note(n.clone());
+            }
+            progress.note(n)
+        };
         let deployer = Deployer {
             notes: &notes,
             ..preflight
@@ -422,6 +461,9 @@ fn roll(
         progress.bar.finish_and_clear();
         match r {
             Ok(report) if !report.changed => {
+                if let Some(ev) = events {
+                    ev.result("no_changes", serde_json::json!({ "revision": report.record.revision, "from_revision": report.record.from_revision }));
+                }
                 printer.info(&format!(
                     "No changes: {} / {} already runs revision {} (another deploy got there first).",
                     env.project, env.name, report.record.revision
@@ -430,6 +472,12 @@ fn roll(
             }
             Ok(report) => {
                 let rec = &report.record;
+                if let Some(ev) = events {
+                    ev.result(
+                        "ok",
+                        serde_json::json!({ "revision": rec.revision, "from_revision": rec.from_revision, "duration_secs": rec.duration_secs }),
+                    );
+                }
                 printer.success(&format!(
                     "{} {} / {}: revision {} -> {} in {}s",
                     operation.verb(),

@@ -17,7 +17,7 @@ use fabrs_render::Renderer;
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
-use crate::args::{CreateEnvArgs, DestroyEnvArgs, GlobalArgs, OutputFormat, PlanArgs, StatusArgs};
+use crate::args::{CreateEnvArgs, DestroyEnvArgs, GlobalArgs, OutputFormat, PlanArgs, PlanFormat, StatusArgs};
 use crate::printer::{Printer, Progress, confirm};
 
 /// A plan saved by `fabrs plan --out`: no secrets, only names and fingerprints.
@@ -75,12 +75,15 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
         return Ok(Outcome::Failed);
     };
     let renderer = Renderer::new(&env.project_dir)?;
+    // With the secrets at hand, the user-data diff can show the current
+    // user-data with its secret values hidden; without, it is withheld.
+    let secrets = fabrs_config::secrets::resolve(&env, |k| std::env::var(k).ok()).ok();
     let revision = revision_arg(args.revision.as_deref())?;
     let rt = runtime()?;
-    let (plan, _inventory, _) = rt
+    let (plan, inventory, rendered) = rt
         .block_on(async {
             let cloud = connect(global, &env).await?;
-            let r = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), None)
+            let r = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), secrets.as_ref())
                 .await
                 .map_err(op_error);
             let (ops_n, attempts) = cloud.api_calls();
@@ -90,10 +93,17 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
             printer.detail(&format!("api calls: {ops_n} operations, {attempts} attempts"));
             r
         })?;
-    if args.json || printer.format == OutputFormat::Json {
-        printer.json(&fabrs_plan::display::json(&plan));
-    } else {
-        printer.data(&fabrs_plan::display::human(&plan));
+    let extras = rendered.review_extras(&plan, &inventory);
+    let format = match args.format {
+        Some(f) => f,
+        None if args.json || printer.format == OutputFormat::Json => PlanFormat::Json,
+        None => PlanFormat::Human,
+    };
+    match format {
+        PlanFormat::Json => printer.json(&fabrs_plan::review::json(&plan, &extras)),
+        PlanFormat::Markdown => printer.data(&fabrs_plan::review::markdown::markdown(&plan, &extras)),
+        PlanFormat::Human if args.concise => printer.data(&fabrs_plan::review::concise(&plan)),
+        PlanFormat::Human => printer.data(&fabrs_plan::review::human(&plan, &extras)),
     }
     if let Some(out) = &args.out {
         let revision = plan_revision(&plan).or(revision);
@@ -188,7 +198,7 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
                 );
             }
         }
-        printer.data(&fabrs_plan::display::human(&plan));
+        printer.data(&fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory)));
         if !plan.conflicts.is_empty() {
             return Ok(Outcome::Failed);
         }

@@ -1,4 +1,5 @@
 pub mod deploy;
+pub mod deploy_events;
 pub mod env;
 pub mod render;
 pub mod validate;
