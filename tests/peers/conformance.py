@@ -799,6 +799,18 @@ def _lt_metadata(call, ctx):
                 yield k, f"{k} = {n}: the hop limit is 1 to 64", "InvalidParameterValue"
 
 
+@rule("launch-configurations-new-accounts",
+      "https://docs.aws.amazon.com/autoscaling/ec2/userguide/launch-configurations.html (\"accounts created on or "
+      "after October 1, 2024 cannot create launch configurations\"); on only with Checker(new_account=True), "
+      "fault_proxy.py --conformance-new-account",
+      "autoscaling", ["CreateLaunchConfiguration"])
+def _lc_new_accounts(call, ctx):
+    if ctx is not None and ctx.new_account:
+        yield "Action", ("The Launch Configuration creation operation is not available in your account. Use launch "
+                         "templates to create configuration templates for your Auto Scaling groups."), \
+            "UnsupportedOperation"
+
+
 S3_IP_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 
 
@@ -918,8 +930,9 @@ class Context:
     looked up with `lookup(headers, service, params) -> (status, xml bytes)`
     (headers: the request being checked, for its credentials and region)."""
 
-    def __init__(self, lookup=None):
+    def __init__(self, lookup=None, new_account=False):
         self.lookup = lookup
+        self.new_account = new_account
         self.engines = {}
         self.lock = threading.Lock()
         self.current = threading.local()
@@ -966,8 +979,8 @@ def check(call, ctx=None):
 class Checker:
     """Thread-safe: one per proxy. `inspect` returns (call, violations)."""
 
-    def __init__(self, log_path=None, lookup=None):
-        self.ctx = Context(lookup)
+    def __init__(self, log_path=None, lookup=None, new_account=False):
+        self.ctx = Context(lookup, new_account)
         self.log_path = log_path
         self.log_lock = threading.Lock()
 

@@ -24,6 +24,8 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  for every proxy a test starts.
   --conformance-report-only  log violations but forward the request anyway
                  (to list every violation of a whole run, not just the first)
+  --conformance-new-account  also apply the rules of accounts created since
+                 2024-10-01 (no CreateLaunchConfiguration)
 The first --grace requests pass untouched. Statistics go to --stats FILE on
 every request (JSON), so a test can assert that faults really happened.
 Only ever listens on and forwards to 127.0.0.1.
@@ -256,6 +258,7 @@ def main():
     p.add_argument("--sicken-revision")
     p.add_argument("--conformance", metavar="LOG", default=os.environ.get("FABRS_TEST_CONFORMANCE_LOG") or None)
     p.add_argument("--conformance-report-only", action="store_true")
+    p.add_argument("--conformance-new-account", action="store_true")
     args = p.parse_args()
     host = urllib.parse.urlsplit(args.upstream).hostname
     assert host == "127.0.0.1", "the proxy only forwards to 127.0.0.1"
@@ -270,9 +273,14 @@ def main():
             os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import conformance
-        conformance.warm()
-        checker = conformance.Checker(args.conformance, lookup=query)
-    Server(("127.0.0.1", args.port), Handler).serve_forever()
+        checker = conformance.Checker(args.conformance, lookup=query, new_account=args.conformance_new_account)
+    server = Server(("127.0.0.1", args.port), Handler)
+    if checker is not None:
+        # Models load (about 0.7 s) while the port already accepts; a request
+        # that needs one before then waits for it.
+        import conformance
+        threading.Thread(target=conformance.warm, daemon=True).start()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

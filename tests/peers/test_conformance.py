@@ -386,6 +386,14 @@ class Units(unittest.TestCase):
                                                                                     for i in range(50)], "Tags"))
         self.assertEqual(len(bad), 2)
 
+    def test_launch_configurations_only_for_new_accounts(self):
+        call = self.call("autoscaling", "CreateLaunchConfiguration", {
+            "LaunchConfigurationName": "lc", "ImageId": "ami-1", "InstanceType": "t3.small"})
+        self.assertEqual(conformance.check(call, conformance.Context()), [])
+        out = conformance.check(call, conformance.Context(new_account=True))
+        self.assertEqual([(v.rule, v.code) for v in out],
+                         [("launch-configurations-new-accounts", "UnsupportedOperation")])
+
     def test_every_rule_names_its_source(self):
         for name, doc, service, ops, fn in conformance.RULES:
             self.assertTrue(doc.strip(), name)
