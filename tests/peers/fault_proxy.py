@@ -21,7 +21,8 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  answer a violation as the service would (400 ValidationError,
                  InvalidParameterValue, ...) and append it to LOG as a JSON line.
                  FABRS_TEST_CONFORMANCE_LOG=LOG in the environment does the same
-                 for every proxy a test starts.
+                 for every proxy a test starts (FABRS_TEST_CONFORMANCE_MODE=report:
+                 as with --conformance-report-only).
   --conformance-report-only  log violations but forward the request anyway
                  (to list every violation of a whole run, not just the first)
   --conformance-new-account  also apply the rules of accounts created since
@@ -257,7 +258,8 @@ def main():
     p.add_argument("--deny-action", action="append")
     p.add_argument("--sicken-revision")
     p.add_argument("--conformance", metavar="LOG", default=os.environ.get("FABRS_TEST_CONFORMANCE_LOG") or None)
-    p.add_argument("--conformance-report-only", action="store_true")
+    p.add_argument("--conformance-report-only", action="store_true",
+                   default=os.environ.get("FABRS_TEST_CONFORMANCE_MODE") == "report")
     p.add_argument("--conformance-new-account", action="store_true")
     args = p.parse_args()
     host = urllib.parse.urlsplit(args.upstream).hostname
