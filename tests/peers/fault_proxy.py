@@ -50,7 +50,7 @@ rng = None
 lock = threading.Lock()
 checker = None
 stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0,
-         "violations": 0}
+         "violations": 0, "checked": 0, "operations": {}}
 
 
 def record(key):
@@ -115,6 +115,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         call = None
         if checker is not None:
             call, violations = checker.inspect(self.command, self.path, dict(self.headers.items()), body)
+            if call is not None:
+                with lock:
+                    stats["checked"] += 1
+                    op = f"{call.service}.{call.operation}"
+                    stats["operations"][op] = stats["operations"].get(op, 0) + 1
             if violations:
                 with lock:
                     stats["violations"] += len(violations)
