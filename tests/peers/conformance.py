@@ -646,31 +646,52 @@ def _rds_replica_pg(call, ctx):
             f"DB instance ({src_id}): the replica uses its source's parameter group."), "InvalidParameterCombination"
 
 
-# RDS for PostgreSQL minor versions that can no longer be created. Sources: the
-# RDS for PostgreSQL release calendar
-# (https://docs.aws.amazon.com/AmazonRDS/latest/PostgreSQLReleaseNotes/postgresql-release-calendar.html)
-# and the deprecation notices it links: 16.4 is past its end of standard
-# support for new instances; 16.5, 16.6, 16.7 and 16.8 since 2026-05-01.
-RDS_NOT_CREATABLE = {
-    "postgres": {
-        "16.4": "no longer offered for new DB instances",
-        "16.5": "not creatable since 2026-05-01",
-        "16.6": "not creatable since 2026-05-01",
-        "16.7": "not creatable since 2026-05-01",
-        "16.8": "not creatable since 2026-05-01",
-    },
+# RDS for PostgreSQL: the oldest minor version of each major that can still be
+# created. Since 2026-05-01 RDS refuses new instances on 14.14-14.17,
+# 15.9-15.12, 16.5-16.8 and 17.1-17.4 (deprecation announced for 2026-05-31; see
+# the release calendar,
+# https://docs.aws.amazon.com/AmazonRDS/latest/PostgreSQLReleaseNotes/postgresql-release-calendar.html,
+# and the "Deprecated versions" pages it links); older minors of the same major
+# were deprecated before them (16.4 among them, as issue 10 found). Majors
+# past standard support (13 and below) can still be created under Extended
+# Support and are not listed. Update this table when RDS deprecates more.
+RDS_MIN_CREATABLE = {
+    "postgres": {"14": "14.18", "15": "15.13", "16": "16.9", "17": "17.5"},
 }
 
 
+def version_tuple(v):
+    out = []
+    for part in v.split("."):
+        num = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(num) if num else 0)
+        if not part.isdigit():
+            break
+    return tuple(out)
+
+
+def not_creatable(engine, version):
+    """The oldest creatable minor when `version` is older than it, else None."""
+    table = RDS_MIN_CREATABLE.get(engine, {})
+    major = version.split(".", 1)[0]
+    floor = table.get(major)
+    if floor and "." in version and version_tuple(version) < version_tuple(floor):
+        return floor
+    return None
+
+
 @rule("rds-engine-version-creatable",
-      "RDS for PostgreSQL release calendar, "
+      "RDS for PostgreSQL release calendar and deprecation notices, "
       "https://docs.aws.amazon.com/AmazonRDS/latest/PostgreSQLReleaseNotes/postgresql-release-calendar.html "
-      "(table RDS_NOT_CREATABLE in conformance.py)",
+      "(table RDS_MIN_CREATABLE in conformance.py: 16.5-16.8 etc. not creatable since 2026-05-01, 16.4 before)",
       "rds", ["CreateDBInstance"])
 def _rds_engine_version(call, ctx):
     engine, version = call.get("Engine"), call.get("EngineVersion")
-    if engine and version and version in RDS_NOT_CREATABLE.get(engine, {}):
-        yield "EngineVersion", f"Cannot find version {version} for {engine}", "InvalidParameterCombination"
+    if engine and version:
+        floor = not_creatable(engine, version)
+        if floor:
+            yield "EngineVersion", f"Cannot find version {version} for {engine} (oldest creatable {floor})", \
+                "InvalidParameterCombination"
 
 
 RDS_PASSWORD_BAD = set("/'\"@ ")

@@ -394,6 +394,12 @@ class Units(unittest.TestCase):
         self.assertEqual([(v.rule, v.code) for v in out],
                          [("launch-configurations-new-accounts", "UnsupportedOperation")])
 
+    def test_engine_versions(self):
+        for v in ("16.4", "16.8", "15.7", "17.4"):
+            self.assertTrue(conformance.not_creatable("postgres", v), v)
+        for v in ("16", "16.9", "16.10", "17.5", "13.20", "15.13"):
+            self.assertIsNone(conformance.not_creatable("postgres", v), v)
+
     def test_every_rule_names_its_source(self):
         for name, doc, service, ops, fn in conformance.RULES:
             self.assertTrue(doc.strip(), name)
