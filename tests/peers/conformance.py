@@ -208,8 +208,8 @@ _s3_ops = None
 
 def s3_operation(method, bucket, key, query, headers=None):
     """The S3 operation a REST request names: the operation whose method and
-    URI shape match, whose literal query keys and required headers are all
-    present, the most specific one first (`/{Bucket}?versioning` before
+    URI shape match, whose literal query keys and required query and header
+    members are all present, the most specific one first (`/{Bucket}?versioning` before
     `/{Bucket}`, CopyObject's `x-amz-copy-source` before PutObject)."""
     headers = headers or {}
     global _s3_ops
@@ -226,18 +226,24 @@ def s3_operation(method, bucket, key, query, headers=None):
                 k, _, v = part.partition("=")
                 literals[k] = v or None
             shape = model.operation_model(name).input_shape
-            req_headers = [shape.members[m].serialization.get("name", m) for m in shape.required_members
-                           if shape.members[m].serialization.get("location") == "header"] if shape else []
-            ops.append((http.get("method"), level, literals, req_headers, name))
+            req_headers, req_query = [], []
+            for m in shape.required_members if shape else []:
+                ser = shape.members[m].serialization
+                if ser.get("location") == "header":
+                    req_headers.append(ser.get("name", m))
+                elif ser.get("location") == "querystring" and ser.get("name", m) not in literals:
+                    req_query.append(ser.get("name", m))
+            ops.append((http.get("method"), level, literals, req_headers, req_query, name))
         _s3_ops = ops
     level = 0 if not bucket else (2 if key else 1)
     best, best_n = None, (-1, -1)
-    for m, lv, literals, req_headers, name in _s3_ops:
+    for m, lv, literals, req_headers, req_query, name in _s3_ops:
         if m != method or lv != level:
             continue
         if all(k in query and (v is None or query[k] == v) for k, v in literals.items()) \
-                and all(header(headers, h) is not None for h in req_headers):
-            n = (len(literals), len(req_headers))
+                and all(header(headers, h) is not None for h in req_headers) \
+                and all(q in query for q in req_query):
+            n = (len(literals) + len(req_query), len(req_headers))
             if n > best_n:
                 best, best_n = name, n
     return best or f"{method} {'/{Bucket}/{Key}' if key else '/{Bucket}' if bucket else '/'}"

@@ -360,6 +360,9 @@ class Units(unittest.TestCase):
         self.assertEqual(conformance.s3_operation("GET", "b", None, {"list-type": "2"}), "ListObjectsV2")
         self.assertEqual(conformance.s3_operation("PUT", "b", "k/x", {}), "PutObject")
         self.assertEqual(conformance.s3_operation("PUT", "b", "k/x", {}, {"x-amz-copy-source": "a/b"}), "CopyObject")
+        self.assertEqual(conformance.s3_operation("DELETE", "b", "k/x", {"x-id": "DeleteObject"}), "DeleteObject")
+        self.assertEqual(conformance.s3_operation("DELETE", "b", "k/x", {"uploadId": "u1"}), "AbortMultipartUpload")
+        self.assertEqual(conformance.s3_operation("PUT", "b", "k/x", {"partNumber": "1", "uploadId": "u"}), "UploadPart")
 
     def test_ec2_nested(self):
         out = conformance.check(self.call("ec2", "RunInstances", {
