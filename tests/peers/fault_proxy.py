@@ -123,8 +123,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if violations:
                 with lock:
                     stats["violations"] += len(violations)
-                record("requests")
                 if not args.conformance_report_only:
+                    record("requests")
                     import conformance
                     status, ctype, payload = conformance.error_response(call, violations)
                     self.reply(status, None, [("Content-Type", ctype)], payload)
