@@ -1020,7 +1020,9 @@ class Checker:
         if violations and self.log_path:
             with self.log_lock, open(self.log_path, "a") as f:
                 for v in violations:
-                    f.write(json.dumps(v.as_dict()) + "\n")
+                    d = v.as_dict()
+                    d["code"] = error_code(v)  # the code the service answers with
+                    f.write(json.dumps(d) + "\n")
         return call, violations
 
     def observe(self, call, status):
