@@ -16,6 +16,17 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  configuration name carries "-R-", stop those instances in
                  moto (moto's ELB then reports them OutOfService), before
                  answering: deterministic, no race with the caller's polling
+  --conformance LOG  check every request against AWS's own service models
+                 (botocore) and the rules they do not carry (conformance.py);
+                 answer a violation as the service would (400 ValidationError,
+                 InvalidParameterValue, ...) and append it to LOG as a JSON line.
+                 FABRS_TEST_CONFORMANCE_LOG=LOG in the environment does the same
+                 for every proxy a test starts (FABRS_TEST_CONFORMANCE_MODE=report:
+                 as with --conformance-report-only).
+  --conformance-report-only  log violations but forward the request anyway
+                 (to list every violation of a whole run, not just the first)
+  --conformance-new-account  also apply the rules of accounts created since
+                 2024-10-01 (no CreateLaunchConfiguration)
 The first --grace requests pass untouched. Statistics go to --stats FILE on
 every request (JSON), so a test can assert that faults really happened.
 Only ever listens on and forwards to 127.0.0.1.
@@ -24,8 +35,12 @@ import argparse
 import http.client
 import http.server
 import json
+import os
 import random
+import re
+import socket
 import socketserver
+import sys
 import threading
 import time
 import urllib.parse
@@ -33,7 +48,9 @@ import urllib.parse
 args = None
 rng = None
 lock = threading.Lock()
-stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0}
+checker = None
+stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0,
+         "violations": 0, "checked": 0, "operations": {}}
 
 
 def record(key):
@@ -68,6 +85,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def setup(self):
+        super().setup()
+        # Answers go out whole (see reply): no Nagle wait for a delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def reply(self, status, reason, headers, data):
+        """Status line, headers and body in one write."""
+        self.send_response(status, reason)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(data)
+        self.flush_headers()
+
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -78,12 +110,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                        "<Message>The Launch Configuration creation operation is not available in your account. "
                        "Use launch templates to create configuration templates for your Auto Scaling groups.</Message>"
                        "</Error><RequestId>fault-proxy</RequestId></ErrorResponse>").encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.reply(400, None, [("Content-Type", "text/xml")], payload)
             return
+        call = None
+        if checker is not None:
+            call, violations = checker.inspect(self.command, self.path, dict(self.headers.items()), body)
+            if call is not None:
+                with lock:
+                    stats["checked"] += 1
+                    op = f"{call.service}.{call.operation}"
+                    stats["operations"][op] = stats["operations"].get(op, 0) + 1
+            if violations:
+                with lock:
+                    stats["violations"] += len(violations)
+                if not args.conformance_report_only:
+                    record("requests")
+                    import conformance
+                    status, ctype, payload = conformance.error_response(call, violations)
+                    self.reply(status, None, [("Content-Type", ctype)], payload)
+                    return
         fault = pick()
         if args.latency_ms:
             time.sleep(args.latency_ms / 1000.0)
@@ -107,12 +152,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 payload = f"<Response><Errors><Error><Code>{code}</Code><Message>{msg}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
             else:
                 payload = f"<ErrorResponse><Error><Type>Receiver</Type><Code>{code}</Code><Message>{msg}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
-            data = payload.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(status, None, [("Content-Type", "text/xml")], payload.encode())
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
         action = form.get("Action", [""])[0]
@@ -128,15 +168,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if new and f"-{args.sicken_revision}-" in (lc or ""):
                 stop_instances(headers, new)
                 record("sickened")
+        if checker is not None:
+            checker.observe(call, status)
         record("forwarded")
-        self.send_response(status, reason)
-        for k, v in resp_headers:
-            if k.lower() in ("transfer-encoding", "connection", "content-length", "server", "date"):
-                continue
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        skip = ("transfer-encoding", "connection", "content-length", "server", "date")
+        self.reply(status, reason, [(k, v) for k, v in resp_headers if k.lower() not in skip], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
 
@@ -157,8 +193,7 @@ def query(headers, service, params):
     IAM mode), routed to `service` by the credential scope."""
     h = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-content-sha256")}
     auth = h.get("Authorization") or h.get("authorization") or ""
-    for svc in ("autoscaling", "ec2", "elasticloadbalancing"):
-        auth = auth.replace(f"/{svc}/aws4_request", f"/{service}/aws4_request")
+    auth = re.sub(r"/[a-z0-9-]+/aws4_request", f"/{service}/aws4_request", auth)
     h = {k: v for k, v in h.items() if k.lower() != "authorization"}
     h["Authorization"] = auth
     h["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
@@ -201,6 +236,16 @@ def stop_instances(headers, ids):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A command's concurrent discovery opens many connections at once; with
+    # the default backlog of 5 the overflow waits for a SYN retry (1 s).
+    request_queue_size = 128
+
+
+def venv_python():
+    """The project venv's interpreter (botocore and regex live there)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    py = os.path.join(here, "..", "..", ".venv", "bin", "python")
+    return py if os.path.exists(py) else None
 
 
 def main():
@@ -217,11 +262,32 @@ def main():
     p.add_argument("--stats")
     p.add_argument("--deny-action", action="append")
     p.add_argument("--sicken-revision")
+    p.add_argument("--conformance", metavar="LOG", default=os.environ.get("FABRS_TEST_CONFORMANCE_LOG") or None)
+    p.add_argument("--conformance-report-only", action="store_true",
+                   default=os.environ.get("FABRS_TEST_CONFORMANCE_MODE") == "report")
+    p.add_argument("--conformance-new-account", action="store_true")
     args = p.parse_args()
     host = urllib.parse.urlsplit(args.upstream).hostname
     assert host == "127.0.0.1", "the proxy only forwards to 127.0.0.1"
     rng = random.Random(args.seed)
-    Server(("127.0.0.1", args.port), Handler).serve_forever()
+    if args.conformance:
+        global checker
+        py = venv_python()
+        if py and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(os.path.dirname(py), "..")) \
+                and not os.environ.get("FABRS_PROXY_REEXEC"):
+            # Checked against the project venv's botocore, whatever python3 started us.
+            os.environ["FABRS_PROXY_REEXEC"] = "1"
+            os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import conformance
+        checker = conformance.Checker(args.conformance, lookup=query, new_account=args.conformance_new_account)
+    server = Server(("127.0.0.1", args.port), Handler)
+    if checker is not None:
+        # Models load (about 0.7 s) while the port already accepts; a request
+        # that needs one before then waits for it.
+        import conformance
+        threading.Thread(target=conformance.warm, daemon=True).start()
+    server.serve_forever()
 
 
 if __name__ == "__main__":
