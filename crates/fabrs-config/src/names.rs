@@ -331,8 +331,6 @@ pub const MAX_TAGS: usize = 50;
 /// Most tags fabrs itself puts on one resource: the three ownership tags,
 /// `fabrs:role`, `Name`, `fabrs:index` and `fabrs:revision` on an instance.
 pub const FABRS_TAGS_PER_RESOURCE: usize = 7;
-/// Tag keys fabrs sets (besides the `fabrs:` prefix and `managed-by`).
-pub const FABRS_TAG_KEYS: [&str; 2] = ["Name", "managed-by"];
 
 fn bad_tag_char(s: &str) -> Option<char> {
     if TAG_CHARS.is_match(s) {
