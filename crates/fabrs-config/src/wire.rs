@@ -465,10 +465,6 @@ fn ssh(sink: &mut Sink, n: &Node) -> Option<Ssh> {
                         .into(),
                 );
                 None
-            } else if s.value == "root" {
-                let d = sink.error(s.loc, "ssh.user", "cloud images refuse SSH logins as `root`");
-                d.hint = Some("use the image's default user (`ubuntu` on Ubuntu) with sudo".into());
-                None
             } else {
                 Some(s.value)
             }
