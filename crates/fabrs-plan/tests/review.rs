@@ -24,7 +24,8 @@ fn staging() -> Environment {
 
 /// Secret values with every character a template must encode.
 const SECRETS: [(&str, &str); 3] = [
-    ("db_password", "p@ss/w0rd:\"q'%&+ #x"),
+    // RDS refuses `/`, `"`, `@` and spaces in the master password.
+    ("db_password", "p:ss%w0rd'q&+#x?="),
     ("cache_password", "c@che pw/%2F"),
     ("queue_password", "qu:eue@&=?"),
 ];
@@ -412,7 +413,8 @@ proptest::proptest! {
     /// holds them, the review shows placeholders.
     #[test]
     fn no_secret_value_reaches_a_review(
-        db in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
+        // What RDS accepts as a master password (no `/`, `"`, `@`, space).
+        db in "Zq[A-Za-z0-9:%&+#'=?!$.-]{6,14}",
         cache in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
         queue in "Zq[A-Za-z0-9@/:%&+#'\"=?!$ .-]{6,14}",
     ) {

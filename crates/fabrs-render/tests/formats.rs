@@ -398,8 +398,10 @@ fn redis_reads_back_the_password_of_the_rendered_config() {
     );
     let written = cloud_init_write_files(&role.user_data);
     let conf = String::from_utf8(written["/etc/redis/redis.conf"].clone()).unwrap();
-    // As fabrs-setup-cache does at boot: the private address filled in.
-    let conf = conf.replace("PRIVATE_IP", "127.0.0.1");
+    // As fabrs-setup-cache does at boot: the private address and the memory limit filled in.
+    let conf = conf
+        .replace("PRIVATE_IP", "127.0.0.1")
+        .replace("maxmemory MAXMEMORY", "maxmemory 64mb");
     let path = dir.path().join("redis.conf");
     std::fs::write(&path, conf).unwrap();
     let port = free_port();
