@@ -5,7 +5,7 @@
 //! cloud-init runs `runcmd` as one shell script; each case below runs the
 //! rendered commands (or reads the rendered configs) the way the server does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use fabrs_config::{Environment, RoleKind};

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, is_root, root};
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, RoleKind};
 use fabrs_render::{Facts, Layout, Options, Renderer, SecretMode};
-use fabrs_test_support::{free_port, is_root, root};
 
 /// Every environment file the project ships: environments/ and examples/.
 fn shipped() -> Vec<Environment> {
