@@ -5,16 +5,17 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::plan::{Action, Diff, Plan};
+use crate::plan::{Action, Change, Diff, Plan};
+use crate::resource::Kind;
 
-fn show(v: &Value) -> String {
+pub(crate) fn show(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),
     }
 }
 
-fn value(d: &Diff, after: bool) -> String {
+pub(crate) fn value(d: &Diff, after: bool) -> String {
     if d.sensitive {
         return "(sensitive)".into();
     }
@@ -23,6 +24,20 @@ fn value(d: &Diff, after: bool) -> String {
         _ if after && d.known_after_apply => "(known after apply)".into(),
         Some(v) => show(v),
         None => "null".into(),
+    }
+}
+
+/// The symbol and wording of an action.
+pub(crate) fn verb(c: &Change) -> (&'static str, &'static str) {
+    match c.action {
+        Action::Create => ("+", "will be created"),
+        Action::Update => ("~", "will be updated in place"),
+        Action::Replace if c.address.kind == Kind::LaunchConfiguration => (
+            "+",
+            "will be created (a new launch configuration; the current one is kept for rollback)",
+        ),
+        Action::Replace => ("-/+", "must be replaced"),
+        Action::Delete => ("-", "will be destroyed"),
     }
 }
 
@@ -77,16 +92,7 @@ pub fn human(plan: &Plan) -> String {
         );
     }
     for c in &plan.changes {
-        let (symbol, verb) = match c.action {
-            Action::Create => ("+", "will be created".to_string()),
-            Action::Update => ("~", "will be updated in place".to_string()),
-            Action::Replace if c.address.kind == crate::resource::Kind::LaunchConfiguration => (
-                "+",
-                "will be created (a new launch configuration; the current one is kept for rollback)".to_string(),
-            ),
-            Action::Replace => ("-/+", "must be replaced".to_string()),
-            Action::Delete => ("-", "will be destroyed".to_string()),
-        };
+        let (symbol, verb) = verb(c);
         let _ = writeln!(out, "  # {} {verb}", c.address);
         if c.action != Action::Create {
             let _ = writeln!(out, "  # ({})", c.reason);

@@ -16,7 +16,7 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::plan::{Action, Change, Diff, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::resource::{Address, Kind};
 pub use userdata::UserDataChange;
 
@@ -32,38 +32,7 @@ fn is_name_tag(attr: &str) -> bool {
     attr == "tags.Name"
 }
 
-pub(crate) fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
-}
-
-fn value(d: &Diff, after: bool) -> String {
-    if d.sensitive {
-        return "(sensitive)".into();
-    }
-    let v = if after { &d.after } else { &d.before };
-    match v {
-        _ if after && d.known_after_apply => "(known after apply)".into(),
-        Some(v) => show(v),
-        None => "null".into(),
-    }
-}
-
-/// The symbol and wording of an action.
-pub(crate) fn verb(c: &Change) -> (&'static str, &'static str) {
-    match c.action {
-        Action::Create => ("+", "will be created"),
-        Action::Update => ("~", "will be updated in place"),
-        Action::Replace if c.address.kind == Kind::LaunchConfiguration => (
-            "+",
-            "will be created (a new launch configuration; the current one is kept for rollback)",
-        ),
-        Action::Replace => ("-/+", "must be replaced"),
-        Action::Delete => ("-", "will be destroyed"),
-    }
-}
+pub(crate) use crate::display::{show, value, verb};
 
 fn tag_count(c: &Change) -> usize {
     let spec = c
