@@ -347,6 +347,15 @@ fn every_role_boots_from_its_rendered_user_data() {
     for unit in ["nginx.service", "pgbouncer.service"] {
         assert_eq!(active(&peer, RoleKind::Web, unit), "active", "web {unit}");
     }
+    // No release yet: the app's unit waits for one (inactive), instead of
+    // restarting in a loop until systemd's start limit fails it, which made
+    // the restart after the install below refuse ("start ... too often").
+    // (The worker booted with a revision, so its release is installed.)
+    assert_eq!(
+        active(&peer, RoleKind::Web, "refapp-web.service"),
+        "inactive",
+        "web refapp-web.service before a release"
+    );
     // The snakeoil certificate was made on this instance (for its host name),
     // not the one baked into the image.
     let cert = |out: Output| {
