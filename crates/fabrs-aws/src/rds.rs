@@ -642,7 +642,6 @@ pub(crate) async fn create_db(
     }
 }
 
-
 pub(crate) async fn update_db(
     c: &AwsCloud,
     cur: &DbInstanceSpec,
@@ -781,24 +780,28 @@ pub(crate) async fn delete_db(c: &AwsCloud, current: &DbInstanceSpec, how: &DbDe
 /// deprecated versions are not listed). `None` when the endpoint answers the
 /// call with something that is not an RDS answer at all (moto does not
 /// implement it and fails with an HTML 500): one attempt, no retries.
-pub(crate) async fn engine_versions(c: &AwsCloud, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
+pub(crate) async fn engine_versions(
+    c: &AwsCloud,
+    engine: &str,
+    major: &str,
+) -> Result<Option<Vec<String>>, CloudError> {
     let res = format!("{engine} {major} engine versions");
     let family = format!("{engine}{major}");
-    let r: Result<Vec<aws_sdk_rds::types::DbEngineVersion>, _> = c
+    // One page: a family lists a few dozen versions at most (MaxRecords 100).
+    let r = c
         .rds
         .describe_db_engine_versions()
         .engine(engine)
         .db_parameter_group_family(&family)
+        .max_records(100)
         .customize()
         .config_override(
             aws_sdk_rds::config::Config::builder()
                 .retry_config(aws_sdk_rds::config::retry::RetryConfig::standard().with_max_attempts(2)),
         )
-        .into_paginator()
-        .items()
         .send()
-        .try_collect()
-        .await;
+        .await
+        .map(|o| o.db_engine_versions().to_vec());
     match r {
         Ok(vs) => Ok(Some(
             vs.iter()

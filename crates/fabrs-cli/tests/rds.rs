@@ -39,19 +39,24 @@ fn the_replica_is_created_without_a_parameter_group_and_a_minor_upgrade_is_no_ch
     ok(&fabrs(&proxy.url(), &["create-env", "staging", "--yes"]));
     let stats = proxy.stats();
     assert!(
-        stats["operations"]["rds.CreateDBInstanceReadReplica"].as_u64().unwrap_or(0) >= 1,
+        stats["operations"]["rds.CreateDBInstanceReadReplica"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
         "the replica's request went through the checking proxy: {stats}"
     );
-    let rds: Vec<Value> = violations(&log)
-        .into_iter()
-        .filter(|v| v["service"] == "rds")
-        .collect();
+    let rds: Vec<Value> = violations(&log).into_iter().filter(|v| v["service"] == "rds").collect();
     assert!(rds.is_empty(), "RDS would refuse: {rds:#?}");
 
     // Read back: the replica uses its master's group, only the master is protected.
     let master = db(&moto, "myproject-staging-db");
     let replica = db(&moto, "myproject-staging-db-replica-0");
-    let group = |d: &Value| d["DBParameterGroups"][0]["DBParameterGroupName"].as_str().unwrap().to_string();
+    let group = |d: &Value| {
+        d["DBParameterGroups"][0]["DBParameterGroupName"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(group(&master), "myproject-staging-postgres16");
     assert_eq!(group(&replica), group(&master));
     assert_eq!(master["DeletionProtection"], true);
@@ -151,10 +156,7 @@ fn destroy_env_refuses_a_protected_database_and_with_the_flag_takes_a_final_snap
         suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_digit() || c == 't' || c == 'z'),
         "{id}"
     );
-    let rds: Vec<Value> = violations(&log)
-        .into_iter()
-        .filter(|v| v["service"] == "rds")
-        .collect();
+    let rds: Vec<Value> = violations(&log).into_iter().filter(|v| v["service"] == "rds").collect();
     assert!(rds.is_empty(), "RDS would refuse: {rds:#?}");
 }
 

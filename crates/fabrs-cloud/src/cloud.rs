@@ -134,7 +134,11 @@ pub trait Cloud: Send + Sync {
 
     /// Delete a database instance: its final snapshot (master only), deletion
     /// protection turned off first when asked. Already gone is success.
-    fn delete_database(&self, current: &Observed, how: &DbDelete) -> impl Future<Output = Result<(), CloudError>> + Send;
+    fn delete_database(
+        &self,
+        current: &Observed,
+        how: &DbDelete,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Read-only: the versions of `engine` the cloud offers for new database
     /// instances in major `major` (RDS: DescribeDBEngineVersions). `None`

@@ -1206,9 +1206,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
     });
     let version = o.req(sink, "engine_version").and_then(|v| match &v.value {
         // A major version ("16": RDS picks its default minor) or a full one ("16.9").
-        Value::Str(s) if s.split('.').count() <= 2 && s.split('.').all(|p| p.parse::<u32>().is_ok()) => {
-            Some(s.clone())
-        }
+        Value::Str(s) if s.split('.').count() <= 2 && s.split('.').all(|p| p.parse::<u32>().is_ok()) => Some(s.clone()),
         Value::Float(f) => {
             let d = sink.error(
                 v.loc,

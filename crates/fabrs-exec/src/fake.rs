@@ -130,7 +130,6 @@ impl FakeCloud {
         s.resources.remove(&key);
         Ok(())
     }
-
 }
 
 impl Cloud for FakeCloud {
@@ -290,7 +289,12 @@ impl Cloud for FakeCloud {
 
     async fn delete_database(&self, current: &Observed, how: &DbDelete) -> Result<(), CloudError> {
         let Spec::DbInstance(db) = &current.spec else {
-            return Err(err(ErrorKind::Other, "DeleteDBInstance", &current.address, "not a database"));
+            return Err(err(
+                ErrorKind::Other,
+                "DeleteDBInstance",
+                &current.address,
+                "not a database",
+            ));
         };
         {
             let mut s = self.state.lock().unwrap();

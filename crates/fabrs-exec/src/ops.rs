@@ -338,21 +338,23 @@ pub struct DestroyOptions {
 pub fn destroy_database(inventory: &Inventory, o: &DestroyOptions) -> (DbDelete, Option<Conflict>) {
     let master = inventory.resources.get(&addr::db_master());
     let how = DbDelete {
-        final_snapshot: match master {
-            Some(m) if !o.skip_final_snapshot => Some(final_snapshot_name(&m.id, &o.stamp)),
+        final_snapshot: match master.map(|m| &m.spec) {
+            Some(Spec::DbInstance(db)) if !o.skip_final_snapshot => Some(final_snapshot_name(&db.identifier, &o.stamp)),
             _ => None,
         },
         disable_deletion_protection: o.disable_deletion_protection,
     };
     let conflict = match master {
-        Some(m @ Observed {
-            spec: Spec::DbInstance(db),
-            ..
-        }) if db.deletion_protection && !o.disable_deletion_protection => Some(Conflict {
+        Some(
+            m @ Observed {
+                spec: Spec::DbInstance(db),
+                ..
+            },
+        ) if db.deletion_protection && !o.disable_deletion_protection => Some(Conflict {
             address: m.address.clone(),
             message: format!(
                 "the database {} has deletion protection on: nothing was deleted; pass --disable-deletion-protection to turn it off and delete it{}",
-                m.id,
+                db.identifier,
                 if o.skip_final_snapshot {
                     ""
                 } else {

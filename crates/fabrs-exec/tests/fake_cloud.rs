@@ -217,13 +217,16 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
     let (p, how) = destroy_plan(&env, &inv, &o);
     assert!(p.conflicts.is_empty());
     assert!(p.changes.iter().all(|c| c.action == Action::Delete));
-    assert_eq!(how.final_snapshot.as_deref(), Some("myproject-staging-db-final-20261127t221500z"));
+    assert_eq!(
+        how.final_snapshot.as_deref(),
+        Some("myproject-production-db-final-20261127t221500z")
+    );
     let opts = ApplyOptions {
         db_delete: how,
         ..ApplyOptions::default()
     };
     apply(&cloud, &p, &inv, &opts, &|_| {}).await.unwrap();
-    assert_eq!(cloud.snapshots(), ["myproject-staging-db-final-20261127t221500z"]);
+    assert_eq!(cloud.snapshots(), ["myproject-production-db-final-20261127t221500z"]);
     assert!(cloud.is_empty(), "left: {}", cloud.len());
     let calls = cloud.calls();
     let pos = |s: &str| {
@@ -306,7 +309,13 @@ async fn an_engine_version_rds_does_not_offer_stops_the_plan_before_any_write() 
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
     cloud.offer_engine_versions(&["15.13", "16.9", "16.10", "17.5"]);
-    for (version, offered) in [("16", true), ("16.9", true), ("16.10", true), ("16.4", false), ("14", false)] {
+    for (version, offered) in [
+        ("16", true),
+        ("16.9", true),
+        ("16.10", true),
+        ("16.4", false),
+        ("14", false),
+    ] {
         let mut env = env("staging");
         env.database.engine_version = version.into();
         let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();

@@ -362,9 +362,7 @@ pub fn engine_version_downgrade(observed: &str, desired: &str) -> bool {
 fn equivalent(attr: &str, before: Option<&Value>, after: Option<&Value>) -> bool {
     match (before, after) {
         (Some(b), Some(a)) if b == a => true,
-        (Some(Value::String(b)), Some(Value::String(a))) if attr == "engine_version" => {
-            engine_version_satisfied(b, a)
-        }
+        (Some(Value::String(b)), Some(Value::String(a))) if attr == "engine_version" => engine_version_satisfied(b, a),
         // A desired launch template reference means "the latest version":
         // only the template name is compared here (new versions are the
         // template's own update).

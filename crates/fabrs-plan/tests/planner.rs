@@ -351,7 +351,12 @@ fn an_older_minor_or_major_is_an_upgrade_and_a_newer_major_a_conflict() {
     let p = plan_with_observed_version("16.9", "16.4");
     let changes = db_changes(&p);
     assert_eq!(changes.len(), 2, "{changes:?}");
-    assert!(changes.iter().all(|(_, a, r)| *a == Action::Update && r == "engine_version changed"), "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|(_, a, r)| *a == Action::Update && r == "engine_version changed"),
+        "{changes:?}"
+    );
     let p = plan_with_observed_version("16", "15.7");
     assert!(db_changes(&p).iter().all(|(_, a, _)| *a == Action::Update));
     assert_eq!(db_changes(&p).len(), 2);
