@@ -30,7 +30,7 @@ use aws_sdk_ec2::config::interceptors::{
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
-use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Progress, Scope};
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 
 pub use err::LC_UNSUPPORTED;
@@ -424,12 +424,30 @@ impl Cloud for AwsCloud {
             Spec::Instance(_) => ec2::delete_instance(self, &current.id).await,
             Spec::DbSubnetGroup(_) => rds::delete_subnet_group(self, &current.id).await,
             Spec::DbParameterGroup(_) => rds::delete_parameter_group(self, &current.id).await,
-            Spec::DbInstance(_) => rds::delete_db(self, &current.id).await,
+            Spec::DbInstance(_) => return self.delete_database(current, &DbDelete::default()).await,
         };
         match r {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             r => r,
         }
+    }
+
+    async fn delete_database(&self, current: &Observed, how: &DbDelete) -> Result<(), CloudError> {
+        let Spec::DbInstance(db) = &current.spec else {
+            return Err(err::other(
+                "DeleteDBInstance",
+                &util::describe(&current.address, &current.spec),
+                "not a database instance",
+            ));
+        };
+        match rds::delete_db(self, db, how).await {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
+        rds::engine_versions(self, engine, major).await
     }
 
     async fn wait(

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_rds::error::ProvideErrorMetadata;
 use aws_sdk_rds::types::{ApplyMethod, DbInstance, DbParameterGroup, DbSubnetGroup, Parameter, Tag};
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, DbDelete, ErrorKind};
 use fabrs_plan::addr;
+use fabrs_plan::plan::{engine_major, engine_version_satisfied};
 use fabrs_plan::resource::{
     Address, DbInstanceSpec, DbParameterGroupSpec, DbSubnetGroupSpec, Observed, Spec, Status, Tags,
 };
@@ -524,6 +526,7 @@ pub(crate) fn db_to_observed(d: &DbInstance, gmap: &GroupMap) -> Option<Observed
                 .and_then(|g| g.db_parameter_group_name())
                 .unwrap_or_default()
                 .to_string(),
+            deletion_protection: d.deletion_protection().unwrap_or(false),
             tags,
         }),
         status: db_status(d),
@@ -594,6 +597,7 @@ pub(crate) async fn create_db(
                 .set_vpc_security_group_ids(Some(sgs))
                 .set_db_subnet_group_name(nonempty(&s.subnet_group))
                 .set_db_parameter_group_name(nonempty(&s.parameter_group))
+                .deletion_protection(s.deletion_protection)
                 .storage_encrypted(true)
                 .storage_type("gp3")
                 .copy_tags_to_snapshot(true)
@@ -612,7 +616,10 @@ pub(crate) async fn create_db(
             .multi_az(s.multi_az)
             .publicly_accessible(s.publicly_accessible)
             .set_vpc_security_group_ids(Some(sgs))
-            .set_db_parameter_group_name(nonempty(&s.parameter_group))
+            // No DBParameterGroupName: RDS refuses one for a PostgreSQL
+            // replica (InvalidParameterCombination); a same-region replica
+            // uses its source's group, which is what the spec names.
+            .deletion_protection(s.deletion_protection)
             .set_tags(Some(rds_tags(&s.tags)))
             .send()
             .await
@@ -633,10 +640,6 @@ pub(crate) async fn create_db(
         }
         Err(e) => Err(e),
     }
-}
-
-fn major(v: &str) -> &str {
-    v.split('.').next().unwrap_or(v)
 }
 
 pub(crate) async fn update_db(
@@ -671,9 +674,10 @@ pub(crate) async fn update_db(
         req = req.allocated_storage(des.storage_gb as i32);
         any = true;
     }
-    if cur.engine_version != des.engine_version {
+    // A newer minor than asked for (an automatic upgrade) is no change.
+    if !engine_version_satisfied(&cur.engine_version, &des.engine_version) {
         req = req.engine_version(&des.engine_version);
-        if major(&cur.engine_version) != major(&des.engine_version) {
+        if engine_major(&cur.engine_version) != engine_major(&des.engine_version) {
             req = req.allow_major_version_upgrade(true);
         }
         any = true;
@@ -692,6 +696,10 @@ pub(crate) async fn update_db(
     }
     if cur.parameter_group != des.parameter_group && !des.parameter_group.is_empty() {
         req = req.db_parameter_group_name(&des.parameter_group);
+        any = true;
+    }
+    if cur.deletion_protection != des.deletion_protection {
+        req = req.deletion_protection(des.deletion_protection);
         any = true;
     }
     if cur.subnet_group != des.subnet_group && !des.subnet_group.is_empty() {
@@ -719,15 +727,38 @@ pub(crate) async fn update_db(
     Ok(())
 }
 
-pub(crate) async fn delete_db(c: &AwsCloud, id: &str) -> Result<(), CloudError> {
+/// Delete a database instance: a replica without a snapshot (RDS takes none
+/// of a replica); the master with `how.final_snapshot` (or none), after
+/// turning deletion protection off when asked and on.
+pub(crate) async fn delete_db(c: &AwsCloud, current: &DbInstanceSpec, how: &DbDelete) -> Result<(), CloudError> {
+    let id = current.identifier.as_str();
     let res = format!("DB instance {id}");
-    // No final snapshot, for the master too (see the crate's report: a
-    // production tool may want one).
+    if how.disable_deletion_protection {
+        let Some(d) = describe_db(c, id).await? else {
+            return Ok(());
+        };
+        if d.deletion_protection().unwrap_or(false) {
+            c.rds
+                .modify_db_instance()
+                .db_instance_identifier(id)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| err::sdk("ModifyDBInstance", &res, e))?;
+        }
+    }
+    let snapshot = if current.replica_of.is_some() {
+        None
+    } else {
+        how.final_snapshot.clone()
+    };
     match c
         .rds
         .delete_db_instance()
         .db_instance_identifier(id)
-        .skip_final_snapshot(true)
+        .skip_final_snapshot(snapshot.is_none())
+        .set_final_db_snapshot_identifier(snapshot)
         .send()
         .await
     {
@@ -740,6 +771,58 @@ pub(crate) async fn delete_db(c: &AwsCloud, id: &str) -> Result<(), CloudError> 
             } else {
                 Err(e)
             }
+        }
+    }
+}
+
+/// The versions of `engine` RDS offers for new instances in major `major`
+/// (DescribeDBEngineVersions by parameter group family, e.g. `postgres16`;
+/// deprecated versions are not listed). `None` when the endpoint answers the
+/// call with something that is not an RDS answer at all (moto does not
+/// implement it and fails with an HTML 500): one attempt, no retries.
+pub(crate) async fn engine_versions(
+    c: &AwsCloud,
+    engine: &str,
+    major: &str,
+) -> Result<Option<Vec<String>>, CloudError> {
+    let res = format!("{engine} {major} engine versions");
+    let family = format!("{engine}{major}");
+    // One page: a family lists a few dozen versions at most (MaxRecords 100).
+    let r = c
+        .rds
+        .describe_db_engine_versions()
+        .engine(engine)
+        .db_parameter_group_family(&family)
+        .max_records(100)
+        .customize()
+        .config_override(
+            aws_sdk_rds::config::Config::builder()
+                .retry_config(aws_sdk_rds::config::retry::RetryConfig::standard().with_max_attempts(2)),
+        )
+        .send()
+        .await
+        .map(|o| o.db_engine_versions().to_vec());
+    match r {
+        Ok(vs) => Ok(Some(
+            vs.iter()
+                .filter_map(|v| v.engine_version())
+                .filter(|v| engine_major(v) == major)
+                .map(str::to_string)
+                .collect(),
+        )),
+        Err(e) => {
+            // A 500 without an RDS error code, or a body that does not parse.
+            let unanswered = match &e {
+                aws_sdk_rds::error::SdkError::ServiceError(s) => {
+                    s.raw().status().as_u16() == 500 && s.err().code().is_none()
+                }
+                aws_sdk_rds::error::SdkError::ResponseError(_) => true,
+                _ => false,
+            };
+            if unanswered {
+                return Ok(None);
+            }
+            Err(err::sdk("DescribeDBEngineVersions", &res, e))
         }
     }
 }

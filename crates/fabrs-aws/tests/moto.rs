@@ -721,6 +721,7 @@ async fn database_master_replica_and_groups() {
         security_groups: vec!["db".into()],
         subnet_group: sn.name.clone(),
         parameter_group: pg.name.clone(),
+        deletion_protection: false,
         tags: env.tags(&[(addr::TAG_DB_ROLE, "master")]),
     };
     let mut dctx = ctx(&ids);
@@ -757,6 +758,8 @@ async fn database_master_replica_and_groups() {
     let Spec::DbInstance(got) = &ro.spec else { panic!() };
     assert_eq!(got.replica_of.as_deref(), Some(master.identifier.as_str()));
     assert_eq!(got.tags, replica.tags);
+    // Sent without a parameter group, the replica has its master's.
+    assert_eq!(got.parameter_group, pg.name);
     assert_eq!(
         c.create(&a_m, &Spec::DbInstance(master.clone()), &dctx)
             .await

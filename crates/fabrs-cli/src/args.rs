@@ -192,6 +192,14 @@ pub struct DestroyEnvArgs {
     /// Changes run at once
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Delete the database master without a final snapshot (by default one is
+    /// taken, named `<identifier>-final-<time>`)
+    #[arg(long)]
+    pub skip_final_snapshot: bool,
+    /// Turn the database master's deletion protection off and delete it
+    /// (without it, a protected database stops destroy-env before anything is deleted)
+    #[arg(long)]
+    pub disable_deletion_protection: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -513,7 +513,10 @@ fn destroy_env_removes_what_fabrs_owns_and_nothing_else() {
     );
     let lookalike_instance = run["Instances"][0]["InstanceId"].as_str().unwrap().to_string();
 
-    let out = ok(&fabrs(&moto.url(), &["destroy-env", "staging", "--yes"]));
+    let out = ok(&fabrs(
+        &moto.url(),
+        &["destroy-env", "staging", "--yes", "--disable-deletion-protection"],
+    ));
     assert!(out.contains("Destroy complete"), "{out}");
 
     let mut args = vec!["ec2", "describe-security-groups"];

@@ -38,6 +38,18 @@ pub struct ApplyCtx {
     pub db_password: Option<SecretValue>,
 }
 
+/// How a database instance is deleted (`destroy-env`'s flags). The default
+/// takes no snapshot and leaves deletion protection alone (so a protected
+/// database is refused by the cloud).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbDelete {
+    /// The master's final snapshot identifier; `None`: no final snapshot.
+    /// Read replicas never get one (RDS refuses it for them).
+    pub final_snapshot: Option<String>,
+    /// Turn deletion protection off first where it is on.
+    pub disable_deletion_protection: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     NotFound,
@@ -117,7 +129,26 @@ pub trait Cloud: Send + Sync {
     ) -> impl Future<Output = Result<Observed, CloudError>> + Send;
 
     /// Delete a resource fabrs owns. Deleting something already gone is success.
+    /// A database instance is deleted as `delete_database` with `DbDelete::default()`.
     fn delete(&self, current: &Observed) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Delete a database instance: its final snapshot (master only), deletion
+    /// protection turned off first when asked. Already gone is success.
+    fn delete_database(
+        &self,
+        current: &Observed,
+        how: &DbDelete,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Read-only: the versions of `engine` the cloud offers for new database
+    /// instances in major `major` (RDS: DescribeDBEngineVersions). `None`
+    /// when the endpoint does not implement the call (moto), so the check
+    /// cannot be made.
+    fn engine_versions(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, CloudError>> + Send;
 
     /// Wait until the resource is usable (an instance running with a private
     /// address, a database available with an endpoint) or gone (`gone = true`),

@@ -8,6 +8,6 @@ pub mod cloud;
 pub mod remote;
 pub mod store;
 
-pub use cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Fleet, GroupNow, Progress, Scope};
+pub use cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Fleet, GroupNow, Progress, Scope};
 pub use remote::{Remote, RemoteOutput};
 pub use store::{ObjectMeta, PutOutcome, Store};

@@ -261,6 +261,9 @@ pub struct Database {
     pub multi_az: bool,
     pub publicly_accessible: At<bool>,
     pub parameters: BTreeMap<String, String>,
+    /// RDS deletion protection on the master (default true): `destroy-env`
+    /// refuses it unless told to turn it off.
+    pub deletion_protection: bool,
 }
 
 #[derive(Clone, Debug)]

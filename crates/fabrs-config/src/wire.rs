@@ -1205,7 +1205,8 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         Some(e.value)
     });
     let version = o.req(sink, "engine_version").and_then(|v| match &v.value {
-        Value::Str(s) if s.split('.').all(|p| p.parse::<u32>().is_ok()) => Some(s.clone()),
+        // A major version ("16": RDS picks its default minor) or a full one ("16.9").
+        Value::Str(s) if s.split('.').count() <= 2 && s.split('.').all(|p| p.parse::<u32>().is_ok()) => Some(s.clone()),
         Value::Float(f) => {
             let d = sink.error(
                 v.loc,
@@ -1220,7 +1221,10 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
             sink.error(
                 v.loc,
                 &p("engine_version"),
-                format!("expected a version such as \"16.4\", found {}", v.kind()),
+                format!(
+                    "expected a major version such as \"16\" or a full one such as \"16.9\", found {}",
+                    v.kind()
+                ),
             );
             None
         }
@@ -1291,6 +1295,10 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         Some(v) => string_map(sink, v, &p("parameters")),
         None => Some(BTreeMap::new()),
     };
+    let deletion_protection = match o.opt("deletion_protection") {
+        Some(v) => boolean(sink, v, &p("deletion_protection")).map(|b| b.value),
+        None => Some(true),
+    };
     o.finish(sink);
     Some(Database {
         engine: engine?,
@@ -1306,6 +1314,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         multi_az: multi_az?,
         publicly_accessible: public?,
         parameters: params?,
+        deletion_protection: deletion_protection?,
     })
 }
 

@@ -12,7 +12,7 @@ use fabrs_plan::plan::{Action, Change, Plan};
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
 use futures::StreamExt;
 
-use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
 
 /// The order resources are created in; deletion runs it backwards. A read
 /// replica needs its master; launch configurations need groups and the
@@ -43,6 +43,9 @@ pub struct ApplyOptions {
     /// Full user-data per role (secrets resolved, marker lines included), for
     /// roles whose user-data is fully known in this pass.
     pub user_data: BTreeMap<RoleKind, String>,
+    /// How database instances are deleted (`destroy-env`'s final snapshot
+    /// and deletion-protection flags).
+    pub db_delete: DbDelete,
 }
 
 impl Default for ApplyOptions {
@@ -53,6 +56,7 @@ impl Default for ApplyOptions {
             database_timeout: Duration::from_secs(2400),
             db_password: None,
             user_data: BTreeMap::new(),
+            db_delete: DbDelete::default(),
         }
     }
 }
@@ -355,7 +359,11 @@ pub async fn delete_and_wait<C: Cloud>(
     opts: &ApplyOptions,
     events: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<(), CloudError> {
-    cloud.delete(current).await?;
+    if current.address.kind == Kind::DbInstance {
+        cloud.delete_database(current, &opts.db_delete).await?;
+    } else {
+        cloud.delete(current).await?;
+    }
     if matches!(
         current.address.kind,
         Kind::Instance | Kind::DbInstance | Kind::AutoScalingGroup | Kind::LoadBalancer

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fabrs_plan::addr;
 use fabrs_plan::resource::*;
 
-use fabrs_cloud::{ApplyCtx, Cloud, CloudError, ErrorKind, Progress, Scope};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Progress, Scope};
 
 #[derive(Default)]
 pub struct FakeCloud {
@@ -23,6 +23,10 @@ struct FakeState {
     next_id: u64,
     /// Every mutating call, in order: (operation, address).
     pub calls: Vec<(String, String)>,
+    /// The database versions offered (`engine_versions`); `None`: not known.
+    engine_versions: Option<Vec<String>>,
+    /// Final snapshots taken when deleting databases.
+    snapshots: Vec<String>,
 }
 
 impl FakeCloud {
@@ -37,6 +41,14 @@ impl FakeCloud {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// The database engine versions this cloud offers (every engine).
+    pub fn offer_engine_versions(&self, versions: &[&str]) {
+        self.state.lock().unwrap().engine_versions = Some(versions.iter().map(|v| v.to_string()).collect());
+    }
+    /// The final snapshots taken so far.
+    pub fn snapshots(&self) -> Vec<String> {
+        self.state.lock().unwrap().snapshots.clone()
     }
     /// Remove a resource behind fabrs's back (or as if it was never made).
     pub fn remove(&self, address: &Address) {
@@ -71,6 +83,52 @@ fn groups_used(spec: &Spec) -> Vec<String> {
         Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
         Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
         Spec::DbSubnetGroup(_) | Spec::DbParameterGroup(_) | Spec::AutoScalingGroup(_) => vec![],
+    }
+}
+
+impl FakeCloud {
+    fn delete_inner(&self, current: &Observed) -> Result<(), CloudError> {
+        let mut s = self.state.lock().unwrap();
+        let key = match &current.spec {
+            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            _ => current.address.clone(),
+        };
+        if let Spec::SecurityGroup(sg) = &current.spec {
+            let users: Vec<String> = s
+                .resources
+                .iter()
+                .filter(|(a, o)| **a != key && groups_used(&o.spec).contains(&sg.key))
+                .map(|(a, _)| a.to_string())
+                .collect();
+            if !users.is_empty() {
+                return Err(err(
+                    ErrorKind::DependencyViolation,
+                    "DeleteSecurityGroup",
+                    &key,
+                    &format!("still used by {}", users.join(", ")),
+                ));
+            }
+        }
+        if let Spec::DbInstance(db) = &current.spec {
+            if s.resources.values().any(
+                |o| matches!(&o.spec, Spec::DbInstance(r) if r.replica_of.as_deref() == Some(db.identifier.as_str())),
+            ) {
+                return Err(err(
+                    ErrorKind::DependencyViolation,
+                    "DeleteDBInstance",
+                    &key,
+                    "it still has read replicas",
+                ));
+            }
+        }
+        if let Spec::LaunchConfiguration(lc) = &current.spec {
+            if s.resources.values().any(|o| matches!(&o.spec, Spec::AutoScalingGroup(a) if a.launch == LaunchRef::Configuration(lc.name.clone()))) {
+                return Err(err(ErrorKind::DependencyViolation, "DeleteLaunchConfiguration", &key, "in use by a group"));
+            }
+        }
+        s.calls.push(("delete".into(), key.to_string()));
+        s.resources.remove(&key);
+        Ok(())
     }
 }
 
@@ -223,49 +281,62 @@ impl Cloud for FakeCloud {
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
-        let mut s = self.state.lock().unwrap();
-        let key = match &current.spec {
-            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
-            _ => current.address.clone(),
+        if matches!(current.spec, Spec::DbInstance(_)) {
+            return self.delete_database(current, &DbDelete::default()).await;
+        }
+        self.delete_inner(current)
+    }
+
+    async fn delete_database(&self, current: &Observed, how: &DbDelete) -> Result<(), CloudError> {
+        let Spec::DbInstance(db) = &current.spec else {
+            return Err(err(
+                ErrorKind::Other,
+                "DeleteDBInstance",
+                &current.address,
+                "not a database",
+            ));
         };
-        if let Spec::SecurityGroup(sg) = &current.spec {
-            let users: Vec<String> = s
-                .resources
-                .iter()
-                .filter(|(a, o)| **a != key && groups_used(&o.spec).contains(&sg.key))
-                .map(|(a, _)| a.to_string())
-                .collect();
-            if !users.is_empty() {
-                return Err(err(
-                    ErrorKind::DependencyViolation,
-                    "DeleteSecurityGroup",
-                    &key,
-                    &format!("still used by {}", users.join(", ")),
-                ));
+        {
+            let mut s = self.state.lock().unwrap();
+            let protected = match s.resources.get(&current.address).map(|o| &o.spec) {
+                Some(Spec::DbInstance(now)) => now.deletion_protection,
+                _ => return Ok(()),
+            };
+            if protected {
+                if !how.disable_deletion_protection {
+                    return Err(err(
+                        ErrorKind::Other,
+                        "DeleteDBInstance",
+                        &current.address,
+                        "InvalidParameterCombination: Cannot delete protected DB Instance",
+                    ));
+                }
+                s.calls.push(("update".into(), current.address.to_string()));
+                if let Some(Observed {
+                    spec: Spec::DbInstance(now),
+                    ..
+                }) = s.resources.get_mut(&current.address)
+                {
+                    now.deletion_protection = false;
+                }
             }
         }
-        if let Spec::DbInstance(db) = &current.spec {
-            if s.resources.values().any(
-                |o| matches!(&o.spec, Spec::DbInstance(r) if r.replica_of.as_deref() == Some(db.identifier.as_str())),
-            ) {
-                return Err(err(
-                    ErrorKind::DependencyViolation,
-                    "DeleteDBInstance",
-                    &key,
-                    "it still has read replicas",
-                ));
-            }
+        self.delete_inner(current)?;
+        if let (None, Some(snap)) = (&db.replica_of, &how.final_snapshot) {
+            self.state.lock().unwrap().snapshots.push(snap.clone());
         }
-        if let Spec::LaunchConfiguration(lc) = &current.spec {
-            if s.resources.values().any(|o| matches!(&o.spec, Spec::AutoScalingGroup(a) if a.launch == LaunchRef::Configuration(lc.name.clone()))) {
-                return Err(err(ErrorKind::DependencyViolation, "DeleteLaunchConfiguration", &key, "in use by a group"));
-            }
-        }
-        s.calls.push(("delete".into(), key.to_string()));
-        s.resources.remove(&key);
         Ok(())
     }
 
+    async fn engine_versions(&self, _engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.engine_versions.as_ref().map(|all| {
+            all.iter()
+                .filter(|v| v.split('.').next() == Some(major))
+                .cloned()
+                .collect()
+        }))
+    }
     async fn wait(
         &self,
         current: &Observed,

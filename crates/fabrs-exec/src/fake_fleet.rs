@@ -304,6 +304,12 @@ impl Cloud for FakeFleet {
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
         self.cloud.delete(current).await
     }
+    async fn delete_database(&self, current: &Observed, how: &fabrs_cloud::DbDelete) -> Result<(), CloudError> {
+        self.cloud.delete_database(current, how).await
+    }
+    async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
+        self.cloud.engine_versions(engine, major).await
+    }
     async fn wait(
         &self,
         current: &Observed,

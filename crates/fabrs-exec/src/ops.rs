@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use fabrs_cloud::{Cloud, CloudError, Scope};
+use fabrs_cloud::{Cloud, CloudError, DbDelete, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::desired::{Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex};
-use fabrs_plan::plan::{Action, Change, Plan, plan};
+use fabrs_plan::plan::{Action, Change, Conflict, Plan, engine_major, engine_version_satisfied, plan};
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchConfigurationSpec, Observed, Spec, Status, VpcRef};
 use fabrs_render::{Facts, Options, Renderer, SecretMode};
 
@@ -263,10 +263,118 @@ pub async fn converge<C: Cloud>(
     Err(OpError::Other("the environment did not converge after 4 passes".into()))
 }
 
+/// Before any write: when the plan creates the database master or changes
+/// its engine version, is the file's `database.engine_version` one the cloud
+/// offers (RDS: DescribeDBEngineVersions, read-only)? A major (`16`) needs
+/// some `16.x`; a full version needs itself. One line naming the versions
+/// offered otherwise. Skipped when the cloud cannot tell (`None`).
+pub async fn check_engine_version<C: Cloud>(cloud: &C, env: &Environment, p: &Plan) -> Result<(), OpError> {
+    let master = addr::db_master();
+    let wanted = p.changes.iter().any(|c| {
+        c.address == master
+            && match c.action {
+                Action::Create => true,
+                _ => c.diffs.iter().any(|d| d.attribute == "engine_version"),
+            }
+    });
+    if !wanted {
+        return Ok(());
+    }
+    let db = &env.database;
+    let major = engine_major(&db.engine_version);
+    let Some(offered) = cloud.engine_versions(&db.engine, major).await? else {
+        return Ok(());
+    };
+    let full = db.engine_version.contains('.');
+    let ok = offered.iter().any(|v| {
+        if full {
+            *v == db.engine_version
+        } else {
+            engine_version_satisfied(v, &db.engine_version)
+        }
+    });
+    if ok {
+        return Ok(());
+    }
+    let list = if offered.is_empty() {
+        format!("none of major {major}")
+    } else {
+        offered.join(", ")
+    };
+    Err(OpError::Other(format!(
+        "database.engine_version \"{}\": RDS does not offer {} {} for new databases in {} (offered: {list}); write the major version (\"{major}\") or one of these",
+        db.engine_version, db.engine, db.engine_version, env.region
+    )))
+}
+
+/// The final snapshot of a database master deleted by `destroy-env`:
+/// `<identifier>-final-<stamp>` (`stamp` such as `20261127T221500Z`, made
+/// lower case and hyphen-free so the name stays a valid RDS snapshot
+/// identifier: letters, digits, single hyphens, at most 255).
+pub fn final_snapshot_name(identifier: &str, stamp: &str) -> String {
+    let stamp: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!("{identifier}-final-{stamp}")
+}
+
+/// How `destroy-env` deletes the database master, from its flags.
+#[derive(Clone, Debug, Default)]
+pub struct DestroyOptions {
+    /// `--skip-final-snapshot`.
+    pub skip_final_snapshot: bool,
+    /// `--disable-deletion-protection`.
+    pub disable_deletion_protection: bool,
+    /// The final snapshot's unique suffix (a timestamp).
+    pub stamp: String,
+}
+
+/// What the destroy plan does to the database master, decided before any
+/// delete: its final snapshot (`None`: skipped or no master), and a conflict
+/// when the master is protected and the flag to turn protection off was not
+/// given.
+pub fn destroy_database(inventory: &Inventory, o: &DestroyOptions) -> (DbDelete, Option<Conflict>) {
+    let master = inventory.resources.get(&addr::db_master());
+    let how = DbDelete {
+        final_snapshot: match master.map(|m| &m.spec) {
+            Some(Spec::DbInstance(db)) if !o.skip_final_snapshot => Some(final_snapshot_name(&db.identifier, &o.stamp)),
+            _ => None,
+        },
+        disable_deletion_protection: o.disable_deletion_protection,
+    };
+    let conflict = match master {
+        Some(
+            m @ Observed {
+                spec: Spec::DbInstance(db),
+                ..
+            },
+        ) if db.deletion_protection && !o.disable_deletion_protection => Some(Conflict {
+            address: m.address.clone(),
+            message: format!(
+                "the database {} has deletion protection on: nothing was deleted; pass --disable-deletion-protection to turn it off and delete it{}",
+                db.identifier,
+                if o.skip_final_snapshot {
+                    ""
+                } else {
+                    " (a final snapshot is taken unless --skip-final-snapshot)"
+                }
+            ),
+        }),
+        _ => None,
+    };
+    (how, conflict)
+}
+
 /// Everything the environment owns, as a plan of deletions, every owned
-/// launch configuration included (not only the ones in use).
-pub fn destroy_plan(env: &Environment, inventory: &Inventory) -> Plan {
+/// launch configuration included (not only the ones in use). A protected
+/// database master without `disable_deletion_protection` is a conflict: the
+/// plan must not be applied (nothing at all is deleted).
+pub fn destroy_plan(env: &Environment, inventory: &Inventory, o: &DestroyOptions) -> (Plan, DbDelete) {
+    let (how, conflict) = destroy_database(inventory, o);
     let mut p = plan(&env.project, &env.name, &Desired::default(), inventory);
+    p.conflicts.extend(conflict);
     // Launch configurations are listed by name, once each, in use or not.
     p.changes.retain(|c| c.address.kind != Kind::LaunchConfiguration);
     for (name, lc) in &inventory.launch_configurations {
@@ -293,6 +401,11 @@ pub fn destroy_plan(env: &Environment, inventory: &Inventory) -> Plan {
     }
     for c in &mut p.changes {
         c.reason = "destroying the environment".into();
+        if c.address == addr::db_master() {
+            if let Some(snap) = &how.final_snapshot {
+                c.reason = format!("destroying the environment (final snapshot {snap})");
+            }
+        }
     }
-    p
+    (p, how)
 }

@@ -7,7 +7,7 @@ use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::fake::FakeCloud;
-use fabrs_exec::ops::{converge, destroy_plan, make_plan};
+use fabrs_exec::ops::{DestroyOptions, check_engine_version, converge, destroy_plan, make_plan};
 use fabrs_plan::addr;
 use fabrs_plan::plan::Action;
 use fabrs_plan::resource::Spec;
@@ -204,11 +204,29 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
     .unwrap();
     assert!(!cloud.is_empty());
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
-    let p = destroy_plan(&env, &inv);
+    // The master is protected (the file's default): refused, nothing deleted.
+    let (p, _) = destroy_plan(&env, &inv, &DestroyOptions::default());
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert_eq!(p.conflicts[0].address, addr::db_master());
+    assert!(p.conflicts[0].message.contains("--disable-deletion-protection"));
+    let o = DestroyOptions {
+        disable_deletion_protection: true,
+        stamp: "20261127T221500Z".into(),
+        ..DestroyOptions::default()
+    };
+    let (p, how) = destroy_plan(&env, &inv, &o);
+    assert!(p.conflicts.is_empty());
     assert!(p.changes.iter().all(|c| c.action == Action::Delete));
-    apply(&cloud, &p, &inv, &ApplyOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    assert_eq!(
+        how.final_snapshot.as_deref(),
+        Some("myproject-production-db-final-20261127t221500z")
+    );
+    let opts = ApplyOptions {
+        db_delete: how,
+        ..ApplyOptions::default()
+    };
+    apply(&cloud, &p, &inv, &opts, &|_| {}).await.unwrap();
+    assert_eq!(cloud.snapshots(), ["myproject-production-db-final-20261127t221500z"]);
     assert!(cloud.is_empty(), "left: {}", cloud.len());
     let calls = cloud.calls();
     let pos = |s: &str| {
@@ -284,4 +302,51 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
 
 fn rev(r: &str) -> Revision {
     Revision::parse(r).unwrap()
+}
+
+#[tokio::test]
+async fn an_engine_version_rds_does_not_offer_stops_the_plan_before_any_write() {
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    cloud.offer_engine_versions(&["15.13", "16.9", "16.10", "17.5"]);
+    for (version, offered) in [
+        ("16", true),
+        ("16.9", true),
+        ("16.10", true),
+        ("16.4", false),
+        ("14", false),
+    ] {
+        let mut env = env("staging");
+        env.database.engine_version = version.into();
+        let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+        let r = check_engine_version(&cloud, &env, &p).await;
+        assert_eq!(r.is_ok(), offered, "{version}: {r:?}");
+        if let Err(e) = r {
+            let line = e.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(
+                line.contains(&format!("database.engine_version \"{version}\"")) && line.contains("us-east-1"),
+                "{line}"
+            );
+        }
+    }
+    assert!(cloud.calls().is_empty(), "no write: {:?}", cloud.calls());
+    // Once the master exists (say at 16.10), its version is not asked again
+    // while the file's version is satisfied.
+    let env = env("staging");
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some(&rev("3f9c2e1")),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    cloud.offer_engine_versions(&[]);
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    check_engine_version(&cloud, &env, &p).await.unwrap();
 }

@@ -203,6 +203,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         security_groups: vec!["db".into()],
         subnet_group: subnet_group.clone(),
         parameter_group: param_group.clone(),
+        deletion_protection: db.deletion_protection,
     };
     r.insert(
         addr::db_master(),
@@ -218,6 +219,8 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         // Replicas take their storage, backups and multi-AZ from the master.
         spec.backup_retention_days = 0;
         spec.multi_az = false;
+        // Protection guards the data, which is the master's.
+        spec.deletion_protection = false;
         r.insert(addr::db_replica(n), Spec::DbInstance(spec));
     }
 

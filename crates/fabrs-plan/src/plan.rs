@@ -183,6 +183,7 @@ fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
             security_groups: Update,
             subnet_group: Replace,
             parameter_group: Update,
+            deletion_protection: Update,
             tags: Update,
         }),
         Kind::Instance => rules!(InstanceSpec {
@@ -315,9 +316,53 @@ fn is_unknown(attr: &str, v: &Value) -> bool {
         || (attr == "name" && v == "")
 }
 
+/// A version's numeric parts (`16.9` → [16, 9]); a part that is not a
+/// number ends it (`16.9-rds.1` → [16, 9]).
+fn version_parts(v: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for part in v.split('.') {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse() {
+            Ok(n) => out.push(n),
+            Err(_) => break,
+        }
+        if digits.len() != part.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// The major version: `16` of `16.9` or of `16`.
+pub fn engine_major(v: &str) -> &str {
+    v.split('.').next().unwrap_or(v)
+}
+
+/// Does the engine version the cloud reports satisfy the one the file asks
+/// for? The same major, and not older than a full desired version: a major
+/// (`16`) is any `16.x`; `16.4` is satisfied by `16.4` and by the `16.6` an
+/// automatic minor upgrade made (not a change: RDS cannot go back).
+pub fn engine_version_satisfied(observed: &str, desired: &str) -> bool {
+    if observed == desired {
+        return true;
+    }
+    let (o, d) = (version_parts(observed), version_parts(desired));
+    if o.is_empty() || d.is_empty() || o[0] != d[0] {
+        return false;
+    }
+    o >= d
+}
+
+/// Is going from `observed` to `desired` a downgrade (which RDS refuses)?
+pub fn engine_version_downgrade(observed: &str, desired: &str) -> bool {
+    let (o, d) = (version_parts(observed), version_parts(desired));
+    !o.is_empty() && !d.is_empty() && o[0] > d[0]
+}
+
 fn equivalent(attr: &str, before: Option<&Value>, after: Option<&Value>) -> bool {
     match (before, after) {
         (Some(b), Some(a)) if b == a => true,
+        (Some(Value::String(b)), Some(Value::String(a))) if attr == "engine_version" => engine_version_satisfied(b, a),
         // A desired launch template reference means "the latest version":
         // only the template name is compared here (new versions are the
         // template's own update).
@@ -404,6 +449,22 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
                 let diffs = diff(address.kind, &current.spec, spec);
                 if diffs.is_empty() {
                     continue;
+                }
+                if let (Spec::DbInstance(cur), Spec::DbInstance(des)) = (&current.spec, spec) {
+                    if engine_version_downgrade(&cur.engine_version, &des.engine_version) {
+                        conflicts.push(Conflict {
+                            address: address.clone(),
+                            message: format!(
+                                "the database {} runs {} {}, newer than engine_version \"{}\": RDS cannot downgrade; set engine_version to \"{}\"",
+                                current.id,
+                                cur.engine,
+                                cur.engine_version,
+                                des.engine_version,
+                                engine_major(&cur.engine_version)
+                            ),
+                        });
+                        continue;
+                    }
                 }
                 let replace = diffs.iter().any(|d| d.forces_replacement);
                 if replace && address.kind == Kind::DbInstance {

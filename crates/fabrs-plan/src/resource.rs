@@ -242,6 +242,10 @@ pub struct DbInstanceSpec {
     pub replica_of: Option<String>,
     pub instance_class: String,
     pub engine: String,
+    /// A major version (`16`: RDS picks the minor) or a full one (`16.9`). An
+    /// observed version satisfies a desired one of the same major that is not
+    /// newer (`plan::engine_version_satisfied`): automatic minor upgrades are
+    /// not changes.
     pub engine_version: String,
     pub storage_gb: u32,
     pub db_name: String,
@@ -254,7 +258,13 @@ pub struct DbInstanceSpec {
     /// Group keys (`db`).
     pub security_groups: Vec<String>,
     pub subnet_group: String,
+    /// A read replica uses its master's group (RDS refuses one for a
+    /// PostgreSQL replica in its create call): the same name here.
     pub parameter_group: String,
+    /// RDS deletion protection (the file's `database.deletion_protection` on
+    /// the master; off on replicas).
+    #[serde(default)]
+    pub deletion_protection: bool,
     pub tags: Tags,
 }
 

@@ -303,3 +303,106 @@ fn plan_from_empty_account() {
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["summary"]["add"].as_u64().unwrap() as usize, p.changes.len());
 }
+
+/// The staging plan with the observed master's engine version changed.
+fn plan_with_observed_version(desired_version: &str, observed_version: &str) -> fabrs_plan::plan::Plan {
+    let mut env = load("staging");
+    env.database.engine_version = desired_version.into();
+    let desired = desired_state(&env, &BTreeMap::new());
+    let mut inv = observed_from(&desired);
+    for a in [fabrs_plan::addr::db_master(), fabrs_plan::addr::db_replica(0)] {
+        if let Some(Observed {
+            spec: Spec::DbInstance(db),
+            ..
+        }) = inv.resources.get_mut(&a)
+        {
+            db.engine_version = observed_version.into();
+        }
+    }
+    plan("myproject", "staging", &desired, &inv)
+}
+
+fn db_changes(p: &fabrs_plan::plan::Plan) -> Vec<(String, Action, String)> {
+    p.changes
+        .iter()
+        .filter(|c| c.address.kind == Kind::DbInstance)
+        .map(|c| (c.address.to_string(), c.action, c.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn a_minor_upgrade_by_rds_is_not_a_change() {
+    // A major asked for, any minor of it runs.
+    for observed in ["16", "16.4", "16.9", "16.10"] {
+        let p = plan_with_observed_version("16", observed);
+        assert!(db_changes(&p).is_empty(), "16 vs {observed}: {:?}", db_changes(&p));
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    }
+    // A full version asked for, the same or a newer minor runs (16.10 > 16.9).
+    for observed in ["16.9", "16.10", "16.11"] {
+        let p = plan_with_observed_version("16.9", observed);
+        assert!(db_changes(&p).is_empty(), "16.9 vs {observed}: {:?}", db_changes(&p));
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    }
+}
+
+#[test]
+fn an_older_minor_or_major_is_an_upgrade_and_a_newer_major_a_conflict() {
+    let p = plan_with_observed_version("16.9", "16.4");
+    let changes = db_changes(&p);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|(_, a, r)| *a == Action::Update && r == "engine_version changed"),
+        "{changes:?}"
+    );
+    let p = plan_with_observed_version("16", "15.7");
+    assert!(db_changes(&p).iter().all(|(_, a, _)| *a == Action::Update));
+    assert_eq!(db_changes(&p).len(), 2);
+    // RDS cannot go back a major: no change, a conflict naming what to write.
+    let p = plan_with_observed_version("16", "17.2");
+    assert!(db_changes(&p).is_empty(), "{:?}", db_changes(&p));
+    assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+    assert!(
+        p.conflicts[0].message.contains("runs postgres 17.2")
+            && p.conflicts[0].message.contains("set engine_version to \"17\""),
+        "{}",
+        p.conflicts[0].message
+    );
+}
+
+#[test]
+fn engine_version_comparison() {
+    use fabrs_plan::plan::{engine_version_downgrade, engine_version_satisfied};
+    assert!(engine_version_satisfied("16.6", "16"));
+    assert!(engine_version_satisfied("16.6", "16.4"));
+    assert!(engine_version_satisfied("16.10", "16.9"));
+    assert!(engine_version_satisfied("16.4", "16.4"));
+    assert!(!engine_version_satisfied("16.4", "16.9"));
+    assert!(!engine_version_satisfied("16.9", "16.10"));
+    assert!(!engine_version_satisfied("15.7", "16"));
+    assert!(!engine_version_satisfied("17.1", "16"));
+    assert!(!engine_version_satisfied("", "16"));
+    assert!(engine_version_downgrade("17.1", "16.9"));
+    assert!(!engine_version_downgrade("16.10", "16.9"));
+    assert!(!engine_version_downgrade("15.7", "16"));
+}
+
+#[test]
+fn replicas_use_the_masters_parameter_group_and_only_the_master_is_protected() {
+    let env = load("production");
+    assert!(env.database.replicas > 0);
+    let desired = desired_state(&env, &BTreeMap::new());
+    let Some(Spec::DbInstance(master)) = desired.resources.get(&fabrs_plan::addr::db_master()) else {
+        panic!("no master")
+    };
+    assert!(master.deletion_protection);
+    for n in 0..env.database.replicas {
+        let Some(Spec::DbInstance(r)) = desired.resources.get(&fabrs_plan::addr::db_replica(n)) else {
+            panic!("no replica {n}")
+        };
+        assert_eq!(r.parameter_group, master.parameter_group);
+        assert!(!r.deletion_protection);
+    }
+}

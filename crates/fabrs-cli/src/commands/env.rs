@@ -83,9 +83,13 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
     let (plan, inventory, rendered) = rt
         .block_on(async {
             let cloud = connect(global, &env).await?;
-            let r = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), secrets.as_ref())
-                .await
-                .map_err(op_error);
+            let r = match ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), secrets.as_ref()).await {
+                Ok((p, inv, rendered)) => ops::check_engine_version(&cloud, &env, &p)
+                    .await
+                    .map(|()| (p, inv, rendered))
+                    .map_err(op_error),
+                Err(e) => Err(op_error(e)),
+            };
             let (ops_n, attempts) = cloud.api_calls();
             Ok::<_, anyhow::Error>((r?, ops_n, attempts))
         })
@@ -188,6 +192,7 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
         let cloud = connect(global, &env).await?;
         let revision = saved.as_ref().and_then(|s| s.revision.clone()).or(revision);
         let (plan, inventory, rendered) = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), Some(&secrets)).await.map_err(op_error)?;
+        ops::check_engine_version(&cloud, &env, &plan).await.map_err(op_error)?;
         if let Some(saved) = &saved {
             let now = fingerprint(&inventory);
             if now != saved.plan.inventory_fingerprint {
@@ -244,7 +249,16 @@ pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer
         let (_, inventory, _) = ops::make_plan(&cloud, &env, &renderer, None, None)
             .await
             .map_err(op_error)?;
-        let plan = ops::destroy_plan(&env, &inventory);
+        let destroy_opts = ops::DestroyOptions {
+            skip_final_snapshot: args.skip_final_snapshot,
+            disable_deletion_protection: args.disable_deletion_protection,
+            stamp: utc_stamp(),
+        };
+        let (plan, db_delete) = ops::destroy_plan(&env, &inventory, &destroy_opts);
+        // Decided before anything is deleted: a protected database stops the whole run.
+        if let Some(c) = plan.conflicts.first() {
+            bail!("refusing to destroy {} / {}: {}", env.project, env.name, c.message);
+        }
         printer.data(&fabrs_plan::display::human(&plan));
         for f in &inventory.foreign {
             printer.warn(&format!(
@@ -267,6 +281,7 @@ pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer
         }
         let opts = ApplyOptions {
             concurrency: args.concurrency,
+            db_delete,
             ..Default::default()
         };
         let progress = Progress::new(quiet);
@@ -282,6 +297,31 @@ pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer
         ));
         Ok(Outcome::Ok)
     })
+}
+
+/// Now in UTC as `20261127T221500Z` (the final snapshot's suffix).
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub fn status(global: &GlobalArgs, args: &StatusArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
