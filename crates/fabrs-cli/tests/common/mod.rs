@@ -5,6 +5,7 @@
 
 use std::process::{Command, Output, Stdio};
 
+#[allow(unused_imports)] // each test binary uses its own subset
 pub use fabrs_test_support::{Moto, Proxy, aws, base64_decode, root, tag};
 
 pub const SECRETS: [(&str, &str); 3] = [
