@@ -70,6 +70,15 @@ pub fn instance_profile(env: &Environment, role: RoleKind) -> String {
     format!("{}-{role}", base(env))
 }
 
+/// The IAM path of an environment's roles and instance profiles:
+/// `/fabrs/<project>/<environment>/`. Discovery lists by it.
+pub fn iam_path(project: &str, environment: &str) -> String {
+    format!("/fabrs/{project}/{environment}/")
+}
+/// Where the app keeps photos and renditions in the photo bucket (the app's
+/// `S3_PREFIX`; the instance role may read and write only under it).
+pub const PHOTOS_PREFIX: &str = "photos/";
+
 /// Which file keys a derived name is made of, for pointing at the culprit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {

@@ -19,7 +19,8 @@ use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
 /// addresses of the cache and database; groups need their launch.
 fn step_of(address: &Address) -> usize {
     match address.kind {
-        Kind::SecurityGroup => 0,
+        // Instance roles need nothing; launches name their profiles.
+        Kind::InstanceRole | Kind::SecurityGroup => 0,
         Kind::LoadBalancer | Kind::DbSubnetGroup | Kind::DbParameterGroup => 1,
         Kind::DbInstance if address.name == "master" => 2,
         Kind::DbInstance => 3,
@@ -101,7 +102,8 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
         Spec::Instance(s) => Some(s.launch.role),
         Spec::LaunchConfiguration(s) => Some(s.launch.role),
         Spec::LaunchTemplate(s) => Some(s.launch.role),
-        Spec::SecurityGroup(_)
+        Spec::InstanceRole(_)
+        | Spec::SecurityGroup(_)
         | Spec::LoadBalancer(_)
         | Spec::DbSubnetGroup(_)
         | Spec::DbParameterGroup(_)

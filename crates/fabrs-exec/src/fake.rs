@@ -82,7 +82,9 @@ fn groups_used(spec: &Spec) -> Vec<String> {
         Spec::Instance(s) => s.launch.security_groups.clone(),
         Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
         Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
-        Spec::DbSubnetGroup(_) | Spec::DbParameterGroup(_) | Spec::AutoScalingGroup(_) => vec![],
+        Spec::InstanceRole(_) | Spec::DbSubnetGroup(_) | Spec::DbParameterGroup(_) | Spec::AutoScalingGroup(_) => {
+            vec![]
+        }
     }
 }
 
@@ -225,7 +227,8 @@ impl Cloud for FakeCloud {
                 endpoint: Some(format!("{}.fake.rds", db.identifier)),
                 ..Default::default()
             },
-            Spec::SecurityGroup(_)
+            Spec::InstanceRole(_)
+            | Spec::SecurityGroup(_)
             | Spec::LoadBalancer(_)
             | Spec::DbSubnetGroup(_)
             | Spec::DbParameterGroup(_)

@@ -49,6 +49,9 @@ pub fn owner_value(project: &str, environment: &str) -> String {
     format!("{project}/{environment}")
 }
 
+pub fn instance_role(role: RoleKind) -> Address {
+    Address::new(Kind::InstanceRole, role.as_str())
+}
 pub fn security_group(key: &str) -> Address {
     Address::new(Kind::SecurityGroup, key)
 }

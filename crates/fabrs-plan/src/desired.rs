@@ -36,6 +36,7 @@ impl Desired {
 
 pub fn name_of(spec: &Spec) -> Option<String> {
     Some(match spec {
+        Spec::InstanceRole(s) => s.name.clone(),
         Spec::SecurityGroup(s) => s.name.clone(),
         Spec::LoadBalancer(s) => s.name.clone(),
         Spec::DbSubnetGroup(s) => s.name.clone(),
@@ -224,6 +225,21 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         r.insert(addr::db_replica(n), Spec::DbInstance(spec));
     }
 
+    for kind in env.roles.keys() {
+        let name = fabrs_config::names::iam_role(env, *kind);
+        r.insert(
+            addr::instance_role(*kind),
+            Spec::InstanceRole(InstanceRoleSpec {
+                role: *kind,
+                tags: tags(env, Some(kind.as_str()), &name, &[]),
+                path: fabrs_config::names::iam_path(&env.project, &env.name),
+                policy: crate::iam::role_policy(env, *kind),
+                profile: fabrs_config::names::instance_profile(env, *kind),
+                name,
+            }),
+        );
+    }
+
     for (kind, role) in &env.roles {
         let name = kind.as_str();
         let launch_info = launches.get(kind).cloned().unwrap_or(RoleLaunch {
@@ -237,6 +253,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             security_groups: role_groups(env, *kind).iter().map(|g| g.as_str().to_string()).collect(),
             key_name: env.ssh.key_name.clone(),
             volume_gb: role.volume_gb,
+            instance_profile: Some(fabrs_config::names::instance_profile(env, *kind)),
             user_data_sha256: launch_info.user_data_sha256.clone(),
             revision: launch_info.revision.clone(),
         };
@@ -337,7 +354,8 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
-        Spec::SecurityGroup(_)
+        Spec::InstanceRole(_)
+        | Spec::SecurityGroup(_)
         | Spec::LoadBalancer(_)
         | Spec::DbSubnetGroup(_)
         | Spec::DbParameterGroup(_)

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod deploy;
 pub mod desired;
 pub mod display;
+pub mod iam;
 pub mod plan;
 pub mod resource;
 pub mod review;

@@ -136,6 +136,14 @@ macro_rules! rules {
 /// a new kind names a rule for each of its attributes.
 fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
     match kind {
+        Kind::InstanceRole => rules!(InstanceRoleSpec {
+            role: Ignore,
+            name: Replace,
+            path: Replace,
+            policy: Update,
+            profile: Update,
+            tags: Update,
+        }),
         Kind::SecurityGroup => rules!(SecurityGroupSpec {
             key: Ignore,
             name: Replace,

@@ -17,6 +17,7 @@ pub type Tags = BTreeMap<String, String>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    InstanceRole,
     SecurityGroup,
     LoadBalancer,
     DbSubnetGroup,
@@ -31,6 +32,7 @@ pub enum Kind {
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Kind::InstanceRole => "instance_role",
             Kind::SecurityGroup => "security_group",
             Kind::LoadBalancer => "load_balancer",
             Kind::DbSubnetGroup => "db_subnet_group",
@@ -149,6 +151,9 @@ pub struct LaunchSpec {
     pub security_groups: Vec<String>,
     pub key_name: Option<String>,
     pub volume_gb: u32,
+    /// The instance profile (by name) the servers run with: their role's
+    /// `instance_role`. `None` only on what was made before fabrs made roles.
+    pub instance_profile: Option<String>,
     /// SHA-256 of the role's user-data rendered with secret placeholders; the
     /// real user-data carries it in a `# fabrs:user-data-sha256=` line. `None`:
     /// known only after apply (it depends on addresses not yet known).
@@ -268,9 +273,36 @@ pub struct DbInstanceSpec {
     pub tags: Tags,
 }
 
+/// One statement of an IAM policy: `Allow` these actions on these resources.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PolicyStatement {
+    pub sid: String,
+    pub actions: BTreeSet<String>,
+    pub resources: BTreeSet<String>,
+}
+
+/// A role's servers' identity: an IAM role (EC2 may assume it) with one
+/// inline policy, and the instance profile of the same name that launch
+/// templates, launch configurations and instances name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRoleSpec {
+    pub role: RoleKind,
+    /// The IAM role's name, also the instance profile's.
+    pub name: String,
+    /// `/fabrs/<project>/<environment>/`.
+    pub path: String,
+    /// The inline policy `fabrs` (least privilege: see `iam::role_policy`).
+    pub policy: Vec<PolicyStatement>,
+    /// The instance profile holding the role (its name; empty when the
+    /// profile is missing or does not hold the role: repaired in place).
+    pub profile: String,
+    pub tags: Tags,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Spec {
+    InstanceRole(InstanceRoleSpec),
     SecurityGroup(SecurityGroupSpec),
     LoadBalancer(LoadBalancerSpec),
     DbSubnetGroup(DbSubnetGroupSpec),
@@ -285,6 +317,7 @@ pub enum Spec {
 impl Spec {
     pub fn kind(&self) -> Kind {
         match self {
+            Spec::InstanceRole(_) => Kind::InstanceRole,
             Spec::SecurityGroup(_) => Kind::SecurityGroup,
             Spec::LoadBalancer(_) => Kind::LoadBalancer,
             Spec::DbSubnetGroup(_) => Kind::DbSubnetGroup,

@@ -406,3 +406,83 @@ fn replicas_use_the_masters_parameter_group_and_only_the_master_is_protected() {
         assert!(!r.deletion_protection);
     }
 }
+
+/// Issue 10, item 1: each role gets an instance role whose policy allows
+/// exactly the release read, the photos prefix and the environment's SSM
+/// parameters; every launch names the role's instance profile.
+#[test]
+fn instance_roles_are_least_privilege_and_every_launch_names_its_profile() {
+    let env = load("staging");
+    let d = desired_state(&env, &BTreeMap::new());
+    let policy_of = |role: RoleKind| match d.resources.get(&fabrs_plan::addr::instance_role(role)) {
+        Some(Spec::InstanceRole(r)) => r.clone(),
+        other => panic!("no instance role for {role}: {other:?}"),
+    };
+    let web = policy_of(RoleKind::Web);
+    assert_eq!(web.name, "myproject-staging-web");
+    assert_eq!(web.profile, "myproject-staging-web");
+    assert_eq!(web.path, "/fabrs/myproject/staging/");
+    let flat = |r: &InstanceRoleSpec| -> Vec<(String, Vec<String>, Vec<String>)> {
+        r.policy
+            .iter()
+            .map(|s| {
+                (
+                    s.sid.clone(),
+                    s.actions.iter().cloned().collect(),
+                    s.resources.iter().cloned().collect(),
+                )
+            })
+            .collect()
+    };
+    let ssm = (
+        "ReadSecrets".to_string(),
+        vec![
+            "ssm:GetParameter".to_string(),
+            "ssm:GetParameters".into(),
+            "ssm:GetParametersByPath".into(),
+        ],
+        vec![
+            format!("arn:aws:ssm:{}:*:parameter/myproject/staging", env.region),
+            format!("arn:aws:ssm:{}:*:parameter/myproject/staging/*", env.region),
+        ],
+    );
+    let releases = format!(
+        "arn:aws:s3:::{}/{}/myproject/*",
+        env.artifacts.bucket,
+        env.artifacts.prefix.trim_matches('/')
+    );
+    let app = vec![
+        (
+            "ReadReleases".to_string(),
+            vec!["s3:GetObject".to_string()],
+            vec![releases],
+        ),
+        (
+            "ReadWritePhotos".to_string(),
+            vec!["s3:DeleteObject".to_string(), "s3:GetObject".into(), "s3:PutObject".into()],
+            vec![format!(
+                "arn:aws:s3:::{}/photos/*",
+                fabrs_config::names::photos_bucket(&env)
+            )],
+        ),
+    ];
+    // Sorted by sid, as the planner keeps them.
+    let app = vec![app[0].clone(), ssm.clone(), app[1].clone()];
+    assert_eq!(flat(&web), app);
+    assert_eq!(flat(&policy_of(RoleKind::Worker)), app);
+    assert_eq!(flat(&policy_of(RoleKind::Cache)), vec![ssm]);
+    for s in d.resources.values() {
+        let launch = match s {
+            Spec::Instance(i) => &i.launch,
+            Spec::LaunchConfiguration(l) => &l.launch,
+            Spec::LaunchTemplate(l) => &l.launch,
+            _ => continue,
+        };
+        assert_eq!(
+            launch.instance_profile.as_deref(),
+            Some(format!("myproject-staging-{}", launch.role).as_str())
+        );
+    }
+    // The owned tags are on the role like on everything else.
+    assert_eq!(web.tags.get(fabrs_plan::addr::TAG_PROJECT).map(String::as_str), Some("myproject"));
+}

@@ -222,6 +222,7 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
             "user": project,
             "concurrency": concurrency,
             "photos_bucket": word("app.photos_bucket", &photos_bucket)?,
+            "photos_prefix": fabrs_config::names::PHOTOS_PREFIX,
             "env": app_env,
         },
         "db": {
