@@ -33,6 +33,11 @@ pub(crate) fn lc_to_spec(
             instance_type: lc.instance_type().unwrap_or_default().to_string(),
             security_groups: gmap.keys(lc.security_groups().iter().map(String::as_str)),
             key_name: lc.key_name().filter(|k| !k.is_empty()).map(str::to_string),
+            // A name or an ARN, as it was given.
+            instance_profile: lc
+                .iam_instance_profile()
+                .filter(|p| !p.is_empty())
+                .map(util::profile_name_of_arn),
             volume_gb: lc
                 .block_device_mappings()
                 .iter()
@@ -143,33 +148,35 @@ pub(crate) async fn create_lc(
     }
     let sgs = util::group_ids(ctx, &s.launch.security_groups, "CreateLaunchConfiguration", &res)?;
     let root = c.root_device(&s.launch.image_id).await;
-    let r = c
-        .asg
-        .create_launch_configuration()
-        .launch_configuration_name(&s.name)
-        .image_id(&s.launch.image_id)
-        .instance_type(&s.launch.instance_type)
-        .set_security_groups(Some(sgs))
-        .set_key_name(s.launch.key_name.clone())
-        .user_data(util::b64(ud))
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name(root)
-                .ebs(
-                    Ebs::builder()
-                        .volume_size(s.launch.volume_gb as i32)
-                        .volume_type("gp3")
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await;
+    let r = util::while_profile_propagates("CreateLaunchConfiguration", &res, || {
+        c.asg
+            .create_launch_configuration()
+            .launch_configuration_name(&s.name)
+            .image_id(&s.launch.image_id)
+            .instance_type(&s.launch.instance_type)
+            .set_security_groups(Some(sgs.clone()))
+            .set_key_name(s.launch.key_name.clone())
+            .set_iam_instance_profile(s.launch.instance_profile.clone())
+            .user_data(util::b64(ud))
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(&root)
+                    .ebs(
+                        Ebs::builder()
+                            .volume_size(s.launch.volume_gb as i32)
+                            .volume_type("gp3")
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    })
+    .await;
     match r {
         Ok(_) => Ok(s.name.clone()),
         Err(e) => {
-            let e = err::lc_refused(err::sdk("CreateLaunchConfiguration", &res, e));
+            let e = err::lc_refused(e);
             if e.kind == ErrorKind::AlreadyExists
                 && let Some(lc) = describe_lc(c, &s.name, &res).await?
             {

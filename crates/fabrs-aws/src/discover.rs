@@ -12,7 +12,7 @@ use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, V
 
 use crate::ec2::{self, filter, from_ec2_tags, owner_filters};
 use crate::util::{self, GroupMap};
-use crate::{AwsCloud, asg, elb, err, rds};
+use crate::{AwsCloud, asg, elb, err, iam, rds};
 
 fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
     scope
@@ -260,6 +260,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         dbs,
         subnet_groups,
         parameter_groups,
+        (roles, roles_foreign),
     ) = futures::try_join!(
         sgs,
         sgs_named,
@@ -270,11 +271,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         instances,
         dbs,
         subnet_groups,
-        parameter_groups
+        parameter_groups,
+        iam::discover(c, scope)
     )?;
 
     let mut inv = Inventory::default();
-    let mut foreign: Vec<Foreign> = Vec::new();
+    let mut foreign: Vec<Foreign> = roles_foreign;
+    for o in roles {
+        inv.resources.entry(o.address.clone()).or_insert(o);
+    }
 
     // Group ids → keys, from the owned groups.
     let mut gmap = GroupMap::default();

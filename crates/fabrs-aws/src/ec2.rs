@@ -405,6 +405,11 @@ async fn lt_data(
         .instance_type(InstanceType::from(l.instance_type.as_str()))
         .set_security_group_ids(Some(sgs))
         .set_key_name(l.key_name.clone())
+        .set_iam_instance_profile(l.instance_profile.as_ref().map(|n| {
+            aws_sdk_ec2::types::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(n)
+                .build()
+        }))
         .user_data(util::b64(ud))
         .block_device_mappings(
             LaunchTemplateBlockDeviceMappingRequest::builder()
@@ -456,6 +461,11 @@ pub(crate) fn lt_to_observed(
                 .map(String::as_str),
         ),
         key_name: data.and_then(|d| d.key_name()).map(str::to_string),
+        instance_profile: data.and_then(|d| d.iam_instance_profile()).and_then(|p| {
+            p.name()
+                .map(str::to_string)
+                .or_else(|| p.arn().map(util::profile_name_of_arn))
+        }),
         volume_gb: data
             .and_then(|d| {
                 d.block_device_mappings()
@@ -703,6 +713,10 @@ pub(crate) fn instance_to_observed(
         security_groups: gmap.keys(i.security_groups().iter().filter_map(|g| g.group_id())),
         key_name: i.key_name().map(str::to_string),
         volume_gb,
+        instance_profile: i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(util::profile_name_of_arn),
         user_data_sha256: sha,
         revision: rev
             .or_else(|| tags.get(addr::TAG_REVISION).cloned())
@@ -888,35 +902,40 @@ pub(crate) async fn create_instance(
             let mut token = base_token.clone();
             let mut attempt = 0;
             loop {
-                let out = c
-                    .ec2
-                    .run_instances()
-                    .image_id(&s.launch.image_id)
-                    .instance_type(InstanceType::from(s.launch.instance_type.as_str()))
-                    .min_count(1)
-                    .max_count(1)
-                    .set_security_group_ids(Some(sgs.clone()))
-                    .set_key_name(s.launch.key_name.clone())
-                    .set_subnet_id(s.subnet.clone())
-                    .user_data(util::b64(ud))
-                    .client_token(&token)
-                    .block_device_mappings(
-                        BlockDeviceMapping::builder()
-                            .device_name(&root)
-                            .ebs(
-                                EbsBlockDevice::builder()
-                                    .volume_size(s.launch.volume_gb as i32)
-                                    .volume_type(VolumeType::Gp3)
-                                    .delete_on_termination(true)
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .tag_specifications(tag_spec(ResourceType::Instance, &s.tags))
-                    .tag_specifications(tag_spec(ResourceType::Volume, &s.tags))
-                    .send()
-                    .await
-                    .map_err(|e| err::sdk("RunInstances", &res, e))?;
+                let out = util::while_profile_propagates("RunInstances", &res, || {
+                    c.ec2
+                        .run_instances()
+                        .image_id(&s.launch.image_id)
+                        .instance_type(InstanceType::from(s.launch.instance_type.as_str()))
+                        .min_count(1)
+                        .max_count(1)
+                        .set_security_group_ids(Some(sgs.clone()))
+                        .set_key_name(s.launch.key_name.clone())
+                        .set_iam_instance_profile(s.launch.instance_profile.as_ref().map(|n| {
+                            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                                .name(n)
+                                .build()
+                        }))
+                        .set_subnet_id(s.subnet.clone())
+                        .user_data(util::b64(ud))
+                        .client_token(&token)
+                        .block_device_mappings(
+                            BlockDeviceMapping::builder()
+                                .device_name(&root)
+                                .ebs(
+                                    EbsBlockDevice::builder()
+                                        .volume_size(s.launch.volume_gb as i32)
+                                        .volume_type(VolumeType::Gp3)
+                                        .delete_on_termination(true)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .tag_specifications(tag_spec(ResourceType::Instance, &s.tags))
+                        .tag_specifications(tag_spec(ResourceType::Volume, &s.tags))
+                        .send()
+                })
+                .await?;
                 let Some(i) = out.instances().first() else {
                     return Err(err::other("RunInstances", &res, "the response named no instance"));
                 };

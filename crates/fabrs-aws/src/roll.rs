@@ -67,9 +67,14 @@ impl Fleet for AwsCloud {
         name: &str,
         launch: &LaunchRef,
         revision: Option<&Revision>,
+        health_check_type: &str,
     ) -> Result<(), CloudError> {
         let res = group_res(name);
-        let req = self.asg.update_auto_scaling_group().auto_scaling_group_name(name);
+        let req = self
+            .asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .health_check_type(health_check_type);
         let req = match launch {
             LaunchRef::Configuration(lc) => req.launch_configuration_name(lc),
             LaunchRef::Template { name: lt, version } => req.launch_template(

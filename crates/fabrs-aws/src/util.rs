@@ -106,9 +106,68 @@ pub(crate) fn unb64(s: &str) -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
+/// `arn:aws:iam::123:instance-profile/fabrs/p/e/p-e-web` → `p-e-web` (a
+/// plain name is returned as it is).
+pub(crate) fn profile_name_of_arn(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
+/// How long a new instance profile may take to become usable by EC2 and
+/// Auto Scaling (IAM is eventually consistent; AWS documents "a few
+/// seconds", and minutes are seen).
+pub(crate) const PROFILE_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether an error says the named instance profile does not exist (yet):
+/// EC2's `InvalidParameterValue … iamInstanceProfile.name … invalid` and
+/// Auto Scaling's `ValidationError: Invalid IamInstanceProfile`.
+pub(crate) fn profile_not_visible(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("iaminstanceprofile")
+        && (m.contains("invalid") || m.contains("not found") || m.contains("does not exist"))
+}
+
+/// Run a launch call (RunInstances, CreateLaunchConfiguration) again while
+/// EC2 cannot see the instance profile yet, for at most
+/// `PROFILE_PROPAGATION`; the last error then says what was waited for.
+pub(crate) async fn while_profile_propagates<T, E, F, Fut>(op: &str, res: &str, mut call: F) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                T,
+                aws_sdk_ec2::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+            >,
+        >,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let start = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_secs(2);
+    loop {
+        let e = match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => err::sdk(op, res, e),
+        };
+        if !profile_not_visible(&e.message) {
+            return Err(e);
+        }
+        if start.elapsed() + delay > PROFILE_PROPAGATION {
+            let mut e = e;
+            e.message = format!(
+                "{} (the instance profile was still not visible to EC2 after {} s of IAM propagation)",
+                e.message,
+                start.elapsed().as_secs()
+            );
+            return Err(e);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+}
+
 /// `security group myproject-staging-web-sg`, `instance web[0]`…
 pub(crate) fn describe(address: &Address, spec: &Spec) -> String {
     match spec {
+        Spec::InstanceRole(s) => format!("instance role {}", s.name),
         Spec::SecurityGroup(s) => format!("security group {}", s.name),
         Spec::LoadBalancer(s) => format!("load balancer {}", s.name),
         Spec::DbSubnetGroup(s) => format!("DB subnet group {}", s.name),
@@ -145,6 +204,25 @@ pub(crate) fn digest(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_profile_errors_and_arns() {
+        // EC2's and Auto Scaling's words for a profile IAM has not spread yet.
+        assert!(profile_not_visible(
+            "InvalidParameterValue: Value (p-e-web) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"
+        ));
+        assert!(profile_not_visible(
+            "ValidationError: Invalid IamInstanceProfile: p-e-web"
+        ));
+        assert!(!profile_not_visible(
+            "InvalidParameterValue: Invalid value for instance type"
+        ));
+        assert_eq!(
+            profile_name_of_arn("arn:aws:iam::123456789012:instance-profile/fabrs/p/e/p-e-web"),
+            "p-e-web"
+        );
+        assert_eq!(profile_name_of_arn("p-e-web"), "p-e-web");
+    }
 
     #[test]
     fn tag_diff_sets_and_removes() {

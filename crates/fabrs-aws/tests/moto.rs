@@ -124,6 +124,7 @@ impl Env {
             security_groups: groups.iter().map(|g| g.to_string()).collect(),
             key_name: Some("deploy".into()),
             volume_gb: 20,
+            instance_profile: None,
             user_data_sha256: Some(sha_of(role, rev)),
             revision: Revision::parse_wire(rev).unwrap(),
         }

@@ -175,14 +175,17 @@ pub trait Fleet: Send + Sync {
     /// Set desired capacity (and max, which must allow it); min is unchanged.
     fn set_capacity(&self, name: &str, desired: u32, max: u32) -> impl Future<Output = Result<(), CloudError>> + Send;
 
-    /// Point the group at a launch configuration / template version and tag
-    /// it with the revision that launch installs (`None` is tagged `none`).
-    /// Capacity is unchanged.
+    /// Point the group at a launch configuration / template version, set its
+    /// health check type (`desired::health_check_type`: `ELB` once a group
+    /// behind the load balancer installs a release) and tag it with the
+    /// revision that launch installs (`None` is tagged `none`). Capacity is
+    /// unchanged.
     fn switch_launch(
         &self,
         name: &str,
         launch: &fabrs_plan::resource::LaunchRef,
         revision: Option<&Revision>,
+        health_check_type: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Take instances out of a classic load balancer.

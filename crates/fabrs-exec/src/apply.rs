@@ -163,7 +163,7 @@ pub async fn apply<C: Cloud>(
             .filter(|c| step_of(&c.address) == step && c.action != Action::Delete)
         {
             // Group rule changes wait until every group exists (below).
-            if step == 0 && change.action == Action::Update {
+            if change.address.kind == Kind::SecurityGroup && change.action == Action::Update {
                 continue;
             }
             if let Some(why) = blocked(change, &deferred, opts) {

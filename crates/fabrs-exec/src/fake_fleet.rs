@@ -348,6 +348,7 @@ impl Fleet for FakeFleet {
         name: &str,
         launch: &LaunchRef,
         revision: Option<&Revision>,
+        health_check_type: &str,
     ) -> Result<(), CloudError> {
         let name = self.ensure_group(name).await?;
         let role = {
@@ -364,6 +365,7 @@ impl Fleet for FakeFleet {
         self.cloud.tamper(&addr::autoscaling_group(role), |spec| {
             if let Spec::AutoScalingGroup(a) = spec {
                 a.launch = launch.clone();
+                a.health_check_type = health_check_type.to_string();
                 a.tags
                     .insert(addr::TAG_REVISION.to_string(), or_none(revision).to_string());
             }

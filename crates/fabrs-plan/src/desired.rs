@@ -304,7 +304,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
                         launch: launch_ref,
                         load_balancers: if on_lb { vec![lb_name.clone()] } else { vec![] },
                         subnets: env.network.subnets.clone(),
-                        health_check_type: if on_lb { "ELB".into() } else { "EC2".into() },
+                        health_check_type: health_check_type(on_lb, launch.revision.as_ref()).into(),
                         health_check_grace_secs: 300,
                         tags: tags(
                             env,
@@ -344,6 +344,20 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         }
     }
     Desired { resources: r }
+}
+
+/// How a group judges its instances' health: by the load balancer's check
+/// (`ELB`) once it is behind one and its launch installs a release; by EC2
+/// status until then. A first create-env without `--revision` gives web
+/// servers with no app, which fail the load balancer's check: with `ELB`
+/// the group would replace them forever. The deploy that installs the first
+/// release switches the group to `ELB` (`Fleet::switch_launch`).
+pub fn health_check_type(behind_load_balancer: bool, revision: Option<&Revision>) -> &'static str {
+    if behind_load_balancer && revision.is_some() {
+        "ELB"
+    } else {
+        "EC2"
+    }
 }
 
 /// Whether every attribute of a spec is known (user-data fingerprints depend

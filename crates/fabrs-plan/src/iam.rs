@@ -113,7 +113,9 @@ pub fn parse_policy_document(doc: &str) -> Option<Vec<PolicyStatement>> {
     for s in list {
         let obj = s.as_object()?;
         if obj.get("Effect")?.as_str()? != "Allow"
-            || obj.keys().any(|k| !matches!(k.as_str(), "Sid" | "Effect" | "Action" | "Resource"))
+            || obj
+                .keys()
+                .any(|k| !matches!(k.as_str(), "Sid" | "Effect" | "Action" | "Resource"))
         {
             return None;
         }
@@ -138,7 +140,11 @@ mod tests {
     fn documents_round_trip_and_foreign_shapes_are_refused() {
         let st = vec![
             statement("A", &["s3:GetObject"], ["arn:aws:s3:::b/p/*".to_string()]),
-            statement("B", &["ssm:GetParameter", "ssm:GetParameters"], ["x".into(), "y".into()]),
+            statement(
+                "B",
+                &["ssm:GetParameter", "ssm:GetParameters"],
+                ["x".into(), "y".into()],
+            ),
         ];
         assert_eq!(parse_policy_document(&policy_document(&st)), Some(st));
         // IAM may hand back single strings where fabrs wrote lists.

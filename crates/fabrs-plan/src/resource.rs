@@ -203,7 +203,8 @@ pub struct AutoScalingGroupSpec {
     pub load_balancers: Vec<String>,
     /// Subnet ids (VPCZoneIdentifier); empty: all of the default VPC's zones.
     pub subnets: Vec<String>,
-    /// `ELB` for web (the load balancer's health decides), `EC2` otherwise.
+    /// `desired::health_check_type`: `ELB` for web once it installs a
+    /// release (the load balancer's health decides), `EC2` otherwise.
     pub health_check_type: String,
     pub health_check_grace_secs: u32,
     /// Propagated to instances at launch.

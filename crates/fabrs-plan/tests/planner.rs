@@ -459,7 +459,11 @@ fn instance_roles_are_least_privilege_and_every_launch_names_its_profile() {
         ),
         (
             "ReadWritePhotos".to_string(),
-            vec!["s3:DeleteObject".to_string(), "s3:GetObject".into(), "s3:PutObject".into()],
+            vec![
+                "s3:DeleteObject".to_string(),
+                "s3:GetObject".into(),
+                "s3:PutObject".into(),
+            ],
             vec![format!(
                 "arn:aws:s3:::{}/photos/*",
                 fabrs_config::names::photos_bucket(&env)
@@ -484,5 +488,39 @@ fn instance_roles_are_least_privilege_and_every_launch_names_its_profile() {
         );
     }
     // The owned tags are on the role like on everything else.
-    assert_eq!(web.tags.get(fabrs_plan::addr::TAG_PROJECT).map(String::as_str), Some("myproject"));
+    assert_eq!(
+        web.tags.get(fabrs_plan::addr::TAG_PROJECT).map(String::as_str),
+        Some("myproject")
+    );
+}
+
+/// Issue 10, item 7: a web group without a release is judged by EC2 status
+/// (its servers fail the load balancer's check until a release exists, and
+/// would be replaced forever); with a release, by the load balancer.
+#[test]
+fn web_groups_use_elb_health_only_once_they_install_a_release() {
+    let env = load("staging");
+    let with = |rev: Option<&str>| {
+        let launches: BTreeMap<RoleKind, RoleLaunch> = env
+            .roles
+            .keys()
+            .map(|k| {
+                (
+                    *k,
+                    RoleLaunch {
+                        user_data_sha256: Some("ab".repeat(32)),
+                        revision: rev.map(|r| fabrs_config::Revision::parse_wire(r).unwrap().unwrap()),
+                    },
+                )
+            })
+            .collect();
+        let d = desired_state(&env, &launches);
+        let ty = |role: RoleKind| match d.resources.get(&fabrs_plan::addr::autoscaling_group(role)) {
+            Some(Spec::AutoScalingGroup(g)) => g.health_check_type.clone(),
+            other => panic!("{other:?}"),
+        };
+        (ty(RoleKind::Web), ty(RoleKind::Worker))
+    };
+    assert_eq!(with(None), ("EC2".to_string(), "EC2".to_string()));
+    assert_eq!(with(Some("3f9c2e1")), ("ELB".to_string(), "EC2".to_string()));
 }

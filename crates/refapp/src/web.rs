@@ -119,22 +119,45 @@ async fn check<F: Future<Output = Result<()>>>(f: F) -> Result<(), String> {
     }
 }
 
+/// The load balancer's check, and through it the group's: 503 only for what
+/// this server cannot serve without (the database, through its local
+/// pgbouncer). The cache and the queue are shared by every web server: their
+/// outage degrades pages (the index bypasses the cache; uploads wait) but
+/// answers 200 `degraded`, so losing the one cache server does not make the
+/// group replace the whole web tier.
 async fn healthcheck(State(st): State<Arc<AppState>>) -> Response {
     let (d, c, q) = tokio::join!(
         check(db::ping(&st.db)),
         check(st.cache.ping()),
         check(st.publisher.ping()),
     );
-    let failed: Vec<(&str, String)> = [("database", d), ("cache", c), ("queue", q)]
-        .into_iter()
-        .filter_map(|(name, r)| r.err().map(|e| (name, st.cfg.secrets.scrub(&e))))
-        .collect();
+    let scrub = |name: &'static str, r: Result<(), String>| r.err().map(|e| (name, st.cfg.secrets.scrub(&e)));
+    let degraded: Vec<(&str, String)> = [scrub("cache", c), scrub("queue", q)].into_iter().flatten().collect();
+    let failed: Vec<(&str, String)> = scrub("database", d).into_iter().collect();
     let rev = esc(&st.cfg.revision);
     if failed.is_empty() {
+        for (name, e) in &degraded {
+            tracing::warn!(dependency = name, error = %e, "healthcheck: degraded");
+        }
+        let state = if degraded.is_empty() {
+            "ok".to_string()
+        } else {
+            let names: Vec<&str> = degraded.iter().map(|(n, _)| *n).collect();
+            format!("ok (degraded: {})", names.join(", "))
+        };
+        let details: String = degraded
+            .iter()
+            .map(|(n, e)| format!("<li>{n}: {}</li>", esc(e)))
+            .collect();
+        let details = if details.is_empty() {
+            details
+        } else {
+            format!("<ul>{details}</ul>")
+        };
         return (
             [(header::CACHE_CONTROL, "no-store")],
             Html(format!(
-                "<!doctype html><title>ok</title><p>ok</p><p>revision: {rev}</p>\n"
+                "<!doctype html><title>ok</title><p>{state}</p>{details}<p>revision: {rev}</p>\n"
             )),
         )
             .into_response();

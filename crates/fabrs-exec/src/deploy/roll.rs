@@ -2,6 +2,7 @@
 //! machine from what `Fleet::group` reports; and the pruning after.
 
 use fabrs_plan::deploy::{RolePlan, RollWatch, launch_label, prune_list};
+use fabrs_plan::desired::health_check_type;
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
 use fabrs_plan::rollout::{self, Outcome, Rollout, RolloutConfig};
 
@@ -22,7 +23,10 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
     notes: Notes<'_>,
 ) -> Result<Outcome, DeployError> {
     let before = cloud.group(&r.group).await?;
-    cloud.switch_launch(&r.group, launch, revision).await?;
+    let behind_lb = !before.load_balancers.is_empty();
+    cloud
+        .switch_launch(&r.group, launch, revision, health_check_type(behind_lb, revision))
+        .await?;
     notes(Note::Info(format!(
         "{}: group {} now uses {}",
         r.role,
@@ -84,7 +88,12 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
                         launch_label(&r.from_launch)
                     )));
                     cloud
-                        .switch_launch(&r.group, &r.from_launch, r.from_revision.as_ref())
+                        .switch_launch(
+                            &r.group,
+                            &r.from_launch,
+                            r.from_revision.as_ref(),
+                            health_check_type(behind_lb, r.from_revision.as_ref()),
+                        )
                         .await?;
                     if cancel > 0 {
                         desired = desired.saturating_sub(cancel);
