@@ -269,7 +269,7 @@ pub(crate) async fn create_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<St
         .role_name(&s.name)
         .path(&s.path)
         .assume_role_policy_document(TRUST_POLICY)
-        .description(format!("fabrs: the {} servers' instance role", s.role))
+        .description(format!("The {} servers' instance role (made by fabrs)", s.role))
         .set_tags(Some(iam_tags(&s.tags)?))
         .send()
         .await

@@ -254,7 +254,14 @@ fn launch_changes(env: &Environment, operation: &Operation, plan: &Plan) -> Resu
             (Kind::AutoScalingGroup, PlanAction::Update)
                 if c.diffs
                     .iter()
-                    .all(|d| d.attribute == "launch" || d.attribute == format!("tags.{}", addr::TAG_REVISION)) => {}
+                    // What `Fleet::switch_launch` sets: the launch, the
+                    // revision tag, and the health check type that follows
+                    // the revision (`desired::health_check_type`).
+                    .all(|d| {
+                        d.attribute == "launch"
+                            || d.attribute == "health_check_type"
+                            || d.attribute == format!("tags.{}", addr::TAG_REVISION)
+                    }) => {}
             (Kind::Instance, _) if instance_role(c) != Some(RoleKind::Cache) => {
                 return Err(format!(
                     "role {} runs fixed instances: deploy rolls autoscaling groups only (use `launch: configuration` \
