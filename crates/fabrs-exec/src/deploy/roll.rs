@@ -53,9 +53,10 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
         + settings.draining * (r.old.len() as u32 + 1);
     // Connection draining: an instance the roll took out of the load
     // balancer is terminated only once its in-flight requests had the
-    // draining timeout to finish (AWS does not wait for an instance
-    // deregistered before TerminateInstanceInAutoScalingGroup). Meanwhile the
-    // roll goes on: id → when (elapsed) it may be terminated.
+    // draining timeout to finish. Auto Scaling waits for draining when it
+    // deregisters an instance itself; this one the roll deregistered, so
+    // fabrs does not count on TerminateInstanceInAutoScalingGroup waiting.
+    // Meanwhile the roll goes on: id → when (elapsed) it may be terminated.
     let mut draining: BTreeMap<String, Duration> = BTreeMap::new();
     // Terminations the machine asked for, waiting for their draining.
     let mut doomed: Vec<String> = Vec::new();
