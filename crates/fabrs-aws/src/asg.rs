@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, LaunchConfiguration, LaunchTemplateSpecification, Tag,
+    AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, InstanceMetadataEndpointState, InstanceMetadataHttpTokensState,
+    InstanceMetadataOptions, LaunchConfiguration, LaunchTemplateSpecification, Tag,
 };
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_config::{Revision, RoleKind};
@@ -25,6 +26,8 @@ pub(crate) fn lc_to_spec(
 ) -> (Option<String>, LaunchConfigurationSpec) {
     let ud = lc.user_data().and_then(util::unb64).unwrap_or_default();
     let (owner, sha, rev) = addr::parse_user_data_markers(&ud);
+    let ebs = lc.block_device_mappings().iter().find_map(|b| b.ebs());
+    let meta = lc.metadata_options();
     let spec = LaunchConfigurationSpec {
         name: lc.launch_configuration_name().unwrap_or_default().to_string(),
         launch: LaunchSpec {
@@ -38,12 +41,14 @@ pub(crate) fn lc_to_spec(
                 .iam_instance_profile()
                 .filter(|p| !p.is_empty())
                 .map(util::profile_name_of_arn),
-            volume_gb: lc
-                .block_device_mappings()
-                .iter()
-                .find_map(|b| b.ebs().and_then(|e| e.volume_size()))
-                .unwrap_or(0)
-                .max(0) as u32,
+            volume_gb: ebs.and_then(|e| e.volume_size()).unwrap_or(0).max(0) as u32,
+            volume_type: ebs.and_then(|e| e.volume_type()).unwrap_or_default().to_string(),
+            volume_encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
+            metadata_http_tokens: meta
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            metadata_hop_limit: meta.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0).max(0) as u32,
             user_data_sha256: sha,
             revision: rev.as_deref().and_then(Revision::read_back),
         },
@@ -164,10 +169,21 @@ pub(crate) async fn create_lc(
                     .ebs(
                         Ebs::builder()
                             .volume_size(s.launch.volume_gb as i32)
-                            .volume_type("gp3")
+                            .volume_type(&s.launch.volume_type)
+                            .encrypted(s.launch.volume_encrypted)
                             .delete_on_termination(true)
                             .build(),
                     )
+                    .build(),
+            )
+            // IMDSv2 only, one hop (see `resource::IMDS_HOP_LIMIT`: no containers).
+            .metadata_options(
+                InstanceMetadataOptions::builder()
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .http_tokens(InstanceMetadataHttpTokensState::from(
+                        s.launch.metadata_http_tokens.as_str(),
+                    ))
+                    .http_put_response_hop_limit(s.launch.metadata_hop_limit as i32)
                     .build(),
             )
             .send()

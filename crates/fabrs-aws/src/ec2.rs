@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, Instance, InstanceType, IpPermission, IpRange, Ipv6Range,
-    LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateVersion, RequestLaunchTemplateData, ResourceType, SecurityGroup, Tag, TagSpecification,
-    UserIdGroupPair, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, Ipv6Range, LaunchTemplate,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateVersion,
+    RequestLaunchTemplateData, ResourceType, SecurityGroup, Tag, TagSpecification, UserIdGroupPair, VolumeType,
 };
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_config::revision::or_none;
@@ -417,10 +418,19 @@ async fn lt_data(
                 .ebs(
                     LaunchTemplateEbsBlockDeviceRequest::builder()
                         .volume_size(l.volume_gb as i32)
-                        .volume_type(VolumeType::Gp3)
+                        .volume_type(VolumeType::from(l.volume_type.as_str()))
+                        .encrypted(l.volume_encrypted)
                         .delete_on_termination(true)
                         .build(),
                 )
+                .build(),
+        )
+        // IMDSv2 only, one hop (see `resource::IMDS_HOP_LIMIT`: no containers).
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                .http_tokens(LaunchTemplateHttpTokensState::from(l.metadata_http_tokens.as_str()))
+                .http_put_response_hop_limit(l.metadata_hop_limit as i32)
                 .build(),
         )
         .build())
@@ -447,6 +457,8 @@ pub(crate) fn lt_to_observed(
         })
         .as_deref()
         .and_then(Revision::read_back);
+    let ebs = data.and_then(|d| d.block_device_mappings().iter().find_map(|b| b.ebs()));
+    let meta = data.and_then(|d| d.metadata_options());
     let launch = LaunchSpec {
         role,
         image_id: data.and_then(|d| d.image_id()).unwrap_or_default().to_string(),
@@ -466,14 +478,17 @@ pub(crate) fn lt_to_observed(
                 .map(str::to_string)
                 .or_else(|| p.arn().map(util::profile_name_of_arn))
         }),
-        volume_gb: data
-            .and_then(|d| {
-                d.block_device_mappings()
-                    .iter()
-                    .find_map(|b| b.ebs().and_then(|e| e.volume_size()))
-            })
-            .unwrap_or(0)
-            .max(0) as u32,
+        volume_gb: ebs.and_then(|e| e.volume_size()).unwrap_or(0).max(0) as u32,
+        volume_type: ebs
+            .and_then(|e| e.volume_type())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        volume_encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
+        metadata_http_tokens: meta
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        metadata_hop_limit: meta.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0).max(0) as u32,
         user_data_sha256: sha,
         revision: rev,
     };
@@ -649,8 +664,8 @@ pub(crate) async fn delete_lt(c: &AwsCloud, current: &Observed) -> Result<(), Cl
 /// What an instance's spec needs beyond DescribeInstances.
 #[derive(Default)]
 pub(crate) struct InstanceExtras {
-    /// Volume id → size in GiB.
-    pub volumes: BTreeMap<String, u32>,
+    /// Volume id → (size in GiB, type, encrypted).
+    pub volumes: BTreeMap<String, (u32, String, bool)>,
     /// Instance id → user-data.
     pub user_data: BTreeMap<String, String>,
     /// Load balancer name → registered instance ids.
@@ -698,12 +713,13 @@ pub(crate) fn instance_to_observed(
         .iter()
         .find(|b| b.device_name().is_some() && b.device_name() == i.root_device_name())
         .or_else(|| maps.iter().find(|b| b.ebs().is_some()));
-    let volume_gb = root
+    let (volume_gb, volume_type, volume_encrypted) = root
         .and_then(|b| b.ebs())
         .and_then(|e| e.volume_id())
         .and_then(|v| x.volumes.get(v))
-        .copied()
-        .unwrap_or(0);
+        .cloned()
+        .unwrap_or_default();
+    let meta = i.metadata_options();
     let ud = x.user_data.get(&id).cloned().unwrap_or_default();
     let (_, sha, rev) = addr::parse_user_data_markers(&ud);
     let launch = LaunchSpec {
@@ -717,6 +733,13 @@ pub(crate) fn instance_to_observed(
             .iam_instance_profile()
             .and_then(|p| p.arn())
             .map(util::profile_name_of_arn),
+        volume_type,
+        volume_encrypted,
+        metadata_http_tokens: meta
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        metadata_hop_limit: meta.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0).max(0) as u32,
         user_data_sha256: sha,
         revision: rev
             .or_else(|| tags.get(addr::TAG_REVISION).cloned())
@@ -798,7 +821,14 @@ pub(crate) async fn instance_extras(
     let (volumes, uds, members) = futures::try_join!(volumes, uds, members)?;
     for v in volumes {
         if let (Some(id), Some(size)) = (v.volume_id(), v.size()) {
-            x.volumes.insert(id.to_string(), size.max(0) as u32);
+            x.volumes.insert(
+                id.to_string(),
+                (
+                    size.max(0) as u32,
+                    v.volume_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    v.encrypted().unwrap_or(false),
+                ),
+            );
         }
     }
     x.user_data = uds.into_iter().collect();
@@ -925,10 +955,19 @@ pub(crate) async fn create_instance(
                                 .ebs(
                                     EbsBlockDevice::builder()
                                         .volume_size(s.launch.volume_gb as i32)
-                                        .volume_type(VolumeType::Gp3)
+                                        .volume_type(VolumeType::from(s.launch.volume_type.as_str()))
+                                        .encrypted(s.launch.volume_encrypted)
                                         .delete_on_termination(true)
                                         .build(),
                                 )
+                                .build(),
+                        )
+                        // IMDSv2 only, one hop (see `resource::IMDS_HOP_LIMIT`: no containers).
+                        .metadata_options(
+                            InstanceMetadataOptionsRequest::builder()
+                                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                                .http_tokens(HttpTokensState::from(s.launch.metadata_http_tokens.as_str()))
+                                .http_put_response_hop_limit(s.launch.metadata_hop_limit as i32)
                                 .build(),
                         )
                         .tag_specifications(tag_spec(ResourceType::Instance, &s.tags))

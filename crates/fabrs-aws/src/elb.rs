@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancing::types::{
-    ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Instance as LbInstance, Listener, LoadBalancerAttributes,
-    LoadBalancerDescription, Tag, TagKeyOnly,
+    ConnectionDraining, ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Instance as LbInstance, Listener,
+    LoadBalancerAttributes, LoadBalancerDescription, PolicyAttribute, Tag, TagKeyOnly,
 };
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
 use fabrs_plan::addr;
@@ -55,8 +55,13 @@ fn health_check(h: &HealthCheckSpec, res: &str) -> Result<HealthCheck, CloudErro
 }
 
 fn attributes(s: &LoadBalancerSpec, res: &str) -> Result<LoadBalancerAttributes, CloudError> {
+    let draining = match s.connection_draining_secs {
+        Some(t) => ConnectionDraining::builder().enabled(true).timeout(t as i32).build(),
+        None => ConnectionDraining::builder().enabled(false).build(),
+    };
     Ok(LoadBalancerAttributes::builder()
         .cross_zone_load_balancing(CrossZoneLoadBalancing::builder().enabled(s.cross_zone).build())
+        .connection_draining(draining)
         .connection_settings(
             ConnectionSettings::builder()
                 .idle_timeout(s.idle_timeout_secs as i32)
@@ -116,24 +121,149 @@ pub(crate) async fn tags_of(c: &AwsCloud, names: &[String]) -> Result<BTreeMap<S
     Ok(out)
 }
 
-/// (cross zone, idle timeout).
-async fn attrs_of(c: &AwsCloud, name: &str) -> Result<(bool, u32), CloudError> {
+/// What a load balancer's spec needs beyond DescribeLoadBalancers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LbAttrs {
+    pub cross_zone: bool,
+    pub idle_timeout_secs: u32,
+    /// Connection draining's timeout when it is on.
+    pub draining_secs: Option<u32>,
+    /// Listener port → the predefined security policy its SSL negotiation
+    /// policy references.
+    pub tls_policies: BTreeMap<u16, String>,
+}
+
+/// The name of the SSL negotiation policy fabrs creates on a load balancer
+/// for a predefined security policy.
+pub(crate) fn tls_policy_name(reference: &str) -> String {
+    format!("fabrs-{reference}")
+}
+
+const SSL_NEGOTIATION: &str = "SSLNegotiationPolicyType";
+const REFERENCE_SECURITY_POLICY: &str = "Reference-Security-Policy";
+
+/// Cross zone, idle timeout, connection draining; and the TLS policy of each
+/// listener (DescribeLoadBalancerPolicies of the policies the listeners name).
+async fn attrs_of(c: &AwsCloud, d: &LoadBalancerDescription) -> Result<LbAttrs, CloudError> {
+    let name = d.load_balancer_name().unwrap_or_default();
+    let res = format!("load balancer {name}");
     let o = c
         .elb
         .describe_load_balancer_attributes()
         .load_balancer_name(name)
         .send()
         .await
-        .map_err(|e| err::sdk("DescribeLoadBalancerAttributes", &format!("load balancer {name}"), e))?;
+        .map_err(|e| err::sdk("DescribeLoadBalancerAttributes", &res, e))?;
     let a = o.load_balancer_attributes();
-    Ok((
-        a.and_then(|a| a.cross_zone_load_balancing())
+    let named: BTreeSet<String> = d
+        .listener_descriptions()
+        .iter()
+        .flat_map(|ld| ld.policy_names().iter().cloned())
+        .collect();
+    let mut references: BTreeMap<String, String> = BTreeMap::new();
+    if !named.is_empty() {
+        let p = c
+            .elb
+            .describe_load_balancer_policies()
+            .load_balancer_name(name)
+            .set_policy_names(Some(named.into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", &res, e))?;
+        for pd in p.policy_descriptions() {
+            if pd.policy_type_name() != Some(SSL_NEGOTIATION) {
+                continue;
+            }
+            let reference = pd
+                .policy_attribute_descriptions()
+                .iter()
+                .find(|a| a.attribute_name() == Some(REFERENCE_SECURITY_POLICY))
+                .and_then(|a| a.attribute_value());
+            if let (Some(n), Some(r)) = (pd.policy_name(), reference) {
+                references.insert(n.to_string(), r.to_string());
+            }
+        }
+    }
+    let mut tls_policies = BTreeMap::new();
+    for ld in d.listener_descriptions() {
+        let Some(l) = ld.listener() else { continue };
+        if let Some(r) = ld.policy_names().iter().find_map(|n| references.get(n)) {
+            tls_policies.insert(l.load_balancer_port().clamp(0, 65535) as u16, r.clone());
+        }
+    }
+    Ok(LbAttrs {
+        cross_zone: a
+            .and_then(|a| a.cross_zone_load_balancing())
             .map(|c| c.enabled())
             .unwrap_or(false),
-        a.and_then(|a| a.connection_settings())
+        idle_timeout_secs: a
+            .and_then(|a| a.connection_settings())
             .map(|c| c.idle_timeout().max(0) as u32)
             .unwrap_or(60),
-    ))
+        draining_secs: a
+            .and_then(|a| a.connection_draining())
+            .filter(|d| d.enabled())
+            .map(|d| d.timeout().unwrap_or(300).max(0) as u32),
+        tls_policies,
+    })
+}
+
+/// Give each listener port of `policies` the SSL negotiation policy that
+/// references its predefined security policy (created on the load balancer
+/// first if it is not there: CreateLoadBalancerPolicy refuses a duplicate
+/// name on AWS, moto ignores it).
+async fn set_tls_policies(
+    c: &AwsCloud,
+    name: &str,
+    policies: &BTreeMap<u16, String>,
+    res: &str,
+) -> Result<(), CloudError> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let wanted: BTreeSet<&String> = policies.values().collect();
+    let existing: BTreeSet<String> = c
+        .elb
+        .describe_load_balancer_policies()
+        .load_balancer_name(name)
+        .send()
+        .await
+        .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", res, e))?
+        .policy_descriptions()
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect();
+    for reference in wanted {
+        let policy = tls_policy_name(reference);
+        if existing.contains(&policy) {
+            continue;
+        }
+        c.elb
+            .create_load_balancer_policy()
+            .load_balancer_name(name)
+            .policy_name(&policy)
+            .policy_type_name(SSL_NEGOTIATION)
+            .policy_attributes(
+                PolicyAttribute::builder()
+                    .attribute_name(REFERENCE_SECURITY_POLICY)
+                    .attribute_value(reference)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| err::sdk("CreateLoadBalancerPolicy", res, e))?;
+    }
+    for (port, reference) in policies {
+        c.elb
+            .set_load_balancer_policies_of_listener()
+            .load_balancer_name(name)
+            .load_balancer_port(*port as i32)
+            .policy_names(tls_policy_name(reference))
+            .send()
+            .await
+            .map_err(|e| err::sdk("SetLoadBalancerPoliciesOfListener", res, e))?;
+    }
+    Ok(())
 }
 
 /// Instance id → ELB health state (`InService`, `OutOfService`).
@@ -188,7 +318,7 @@ pub(crate) async fn lbs_holding(c: &AwsCloud, instance_id: &str) -> Result<Vec<S
 pub(crate) fn lb_to_observed(
     d: &LoadBalancerDescription,
     tags: Tags,
-    (cross_zone, idle): (bool, u32),
+    attrs: LbAttrs,
     health: &BTreeMap<String, String>,
     gmap: &GroupMap,
     vpc: &VpcInfo,
@@ -235,8 +365,10 @@ pub(crate) fn lb_to_observed(
             },
             security_groups: gmap.keys(d.security_groups().iter().map(String::as_str)),
             subnets: vpc.normalise_subnets(d.subnets().to_vec()),
-            cross_zone,
-            idle_timeout_secs: idle,
+            cross_zone: attrs.cross_zone,
+            idle_timeout_secs: attrs.idle_timeout_secs,
+            connection_draining_secs: attrs.draining_secs,
+            tls_policies: attrs.tls_policies,
             tags,
         }),
         status: Status {
@@ -256,7 +388,7 @@ pub(crate) async fn complete(
     gmap: &GroupMap,
 ) -> Result<Observed, CloudError> {
     let name = d.load_balancer_name().unwrap_or_default();
-    let (attrs, health, vpc) = futures::try_join!(attrs_of(c, name), health_of(c, name), c.default_vpc())?;
+    let (attrs, health, vpc) = futures::try_join!(attrs_of(c, d), health_of(c, name), c.default_vpc())?;
     Ok(lb_to_observed(d, tags, attrs, &health, gmap, vpc))
 }
 
@@ -335,6 +467,7 @@ pub(crate) async fn create_lb(
         .send()
         .await
         .map_err(|e| err::sdk("ModifyLoadBalancerAttributes", &res, e))?;
+    set_tls_policies(c, &s.name, &s.tls_policies, &res).await?;
     Ok(s.name.clone())
 }
 
@@ -356,7 +489,12 @@ pub(crate) async fn update_lb(
     let mut des_l = des.listeners.clone();
     cur_l.sort();
     des_l.sort();
+    // A listener made anew has no policy yet.
+    let mut cur_tls = cur.tls_policies.clone();
     if cur_l != des_l {
+        for l in des_l.iter().filter(|l| !cur_l.contains(l)) {
+            cur_tls.remove(&l.port);
+        }
         let gone: Vec<i32> = cur_l
             .iter()
             .filter(|l| !des_l.contains(l))
@@ -406,7 +544,19 @@ pub(crate) async fn update_lb(
             .await
             .map_err(|e| err::sdk("ConfigureHealthCheck", &res, e))?;
     }
-    if cur.cross_zone != des.cross_zone || cur.idle_timeout_secs != des.idle_timeout_secs {
+    if cur_tls != des.tls_policies {
+        let changed: BTreeMap<u16, String> = des
+            .tls_policies
+            .iter()
+            .filter(|(port, r)| cur_tls.get(port) != Some(r))
+            .map(|(p, r)| (*p, r.clone()))
+            .collect();
+        set_tls_policies(c, &des.name, &changed, &res).await?;
+    }
+    if cur.cross_zone != des.cross_zone
+        || cur.idle_timeout_secs != des.idle_timeout_secs
+        || cur.connection_draining_secs != des.connection_draining_secs
+    {
         c.elb
             .modify_load_balancer_attributes()
             .load_balancer_name(&des.name)
@@ -455,7 +605,7 @@ pub(crate) async fn lb_status(c: &AwsCloud, name: &str) -> Result<Option<Status>
     let health = health_of(c, name).await?;
     let vpc = c.default_vpc().await?;
     Ok(Some(
-        lb_to_observed(&d, Tags::new(), (false, 0), &health, &GroupMap::default(), vpc).status,
+        lb_to_observed(&d, Tags::new(), LbAttrs::default(), &health, &GroupMap::default(), vpc).status,
     ))
 }
 

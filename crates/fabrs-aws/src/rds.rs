@@ -788,41 +788,56 @@ pub(crate) async fn engine_versions(
     let res = format!("{engine} {major} engine versions");
     let family = format!("{engine}{major}");
     // One page: a family lists a few dozen versions at most (MaxRecords 100).
-    let r = c
-        .rds
-        .describe_db_engine_versions()
-        .engine(engine)
-        .db_parameter_group_family(&family)
-        .max_records(100)
-        .customize()
-        .config_override(
-            aws_sdk_rds::config::Config::builder()
-                .retry_config(aws_sdk_rds::config::retry::RetryConfig::standard().with_max_attempts(2)),
-        )
-        .send()
-        .await
-        .map(|o| o.db_engine_versions().to_vec());
-    match r {
-        Ok(vs) => Ok(Some(
-            vs.iter()
-                .filter_map(|v| v.engine_version())
-                .filter(|v| engine_major(v) == major)
-                .map(str::to_string)
-                .collect(),
-        )),
-        Err(e) => {
-            // A 500 without an RDS error code, or a body that does not parse.
-            let unanswered = match &e {
-                aws_sdk_rds::error::SdkError::ServiceError(s) => {
-                    s.raw().status().as_u16() == 500 && s.err().code().is_none()
-                }
-                aws_sdk_rds::error::SdkError::ResponseError(_) => true,
-                _ => false,
-            };
-            if unanswered {
-                return Ok(None);
+    // Retried here, one attempt at a time, so that a cloud that does not
+    // implement the call (moto: a 500 without an RDS error code) is told
+    // apart at once from a passing fault (throttling, an RDS InternalError),
+    // whichever attempt meets which.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = c
+            .rds
+            .describe_db_engine_versions()
+            .engine(engine)
+            .db_parameter_group_family(&family)
+            .max_records(100)
+            .customize()
+            .config_override(
+                aws_sdk_rds::config::Config::builder()
+                    .retry_config(aws_sdk_rds::config::retry::RetryConfig::standard().with_max_attempts(1)),
+            )
+            .send()
+            .await
+            .map(|o| o.db_engine_versions().to_vec());
+        match r {
+            Ok(vs) => {
+                return Ok(Some(
+                    vs.iter()
+                        .filter_map(|v| v.engine_version())
+                        .filter(|v| engine_major(v) == major)
+                        .map(str::to_string)
+                        .collect(),
+                ));
             }
-            Err(err::sdk("DescribeDBEngineVersions", &res, e))
+            Err(e) => {
+                // A 500 without an RDS error code, or a body that does not parse.
+                let unanswered = match &e {
+                    aws_sdk_rds::error::SdkError::ServiceError(s) => {
+                        s.raw().status().as_u16() == 500 && s.err().code().is_none()
+                    }
+                    aws_sdk_rds::error::SdkError::ResponseError(_) => true,
+                    _ => false,
+                };
+                if unanswered {
+                    return Ok(None);
+                }
+                let e = err::sdk("DescribeDBEngineVersions", &res, e);
+                if attempt < 4 && e.kind == ErrorKind::Transient {
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    continue;
+                }
+                return Err(e);
+            }
         }
     }
 }

@@ -125,6 +125,10 @@ impl Env {
             key_name: Some("deploy".into()),
             volume_gb: 20,
             instance_profile: None,
+            volume_type: "gp3".into(),
+            volume_encrypted: true,
+            metadata_http_tokens: "required".into(),
+            metadata_hop_limit: 1,
             user_data_sha256: Some(sha_of(role, rev)),
             revision: Revision::parse_wire(rev).unwrap(),
         }
@@ -150,6 +154,8 @@ impl Env {
             subnets: vec![],
             cross_zone: true,
             idle_timeout_secs: 60,
+            connection_draining_secs: Some(300),
+            tls_policies: Default::default(),
             tags: self.tags(&[(TAG_ROLE, "lb")]),
         })
     }
@@ -372,6 +378,7 @@ async fn load_balancer_create_discover_update_delete() {
     lb2.health_check.target = "HTTP:80/up".into();
     lb2.health_check.interval_secs = 10;
     lb2.idle_timeout_secs = 120;
+    lb2.connection_draining_secs = Some(45);
     lb2.listeners.push(ListenerSpec {
         port: 8080,
         protocol: "HTTP".into(),
@@ -379,6 +386,19 @@ async fn load_balancer_create_discover_update_delete() {
         instance_protocol: "HTTP".into(),
         certificate_arn: None,
     });
+    // A new HTTPS listener gets the TLS 1.2 policy (CreateLoadBalancerPolicy
+    // + SetLoadBalancerPoliciesOfListener), read back through the listener's
+    // policy names and DescribeLoadBalancerPolicies.
+    lb2.listeners.push(ListenerSpec {
+        port: 443,
+        protocol: "HTTPS".into(),
+        instance_port: 443,
+        instance_protocol: "HTTPS".into(),
+        certificate_arn: Some("arn:aws:iam::123456789012:server-certificate/fabrs-test".into()),
+    });
+    lb2.listeners.sort();
+    lb2.tls_policies
+        .insert(443, fabrs_plan::resource::TLS_SECURITY_POLICY.to_string());
     lb2.tags.insert("team".into(), "web".into());
     let lb2 = Spec::LoadBalancer(lb2);
     c.update(&inv.resources[&a], &lb2, &ctx(&ids)).await.expect("update");

@@ -66,6 +66,20 @@ impl Project {
                 format!("bucket: {project}-{env}-artifacts"),
             ),
         ];
+        // The roll waits out connection draining before it terminates a web
+        // server: a second here, not the default five minutes.
+        edits.push((
+            "load_balancer:\n".into(),
+            "load_balancer:\n  draining_timeout: 1s\n".into(),
+        ));
+        if env == "staging" {
+            // These tests follow launch configurations (names, pruning,
+            // rollback to a kept one); the shipped staging uses templates,
+            // production's deploy test covers those.
+            for _ in 0..2 {
+                edits.push(("launch: template".into(), "launch: configuration".into()));
+            }
+        }
         edits.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
         for (from, to) in edits {
             assert!(text.contains(&from), "environments/{env}.yaml has no `{from}`");
@@ -674,7 +688,9 @@ fn maintenance_over_ssh_with_real_nginx_serves_503_while_the_health_check_passes
     let s = Stage::new("staging", &project, &[], &["127.0.0.2", "127.0.0.3"]);
     let env = fabrs_config::load_file(&s.p.path().join("environments/staging.yaml")).unwrap();
     let stack = nginx::WebStack::start(env, &root());
-    let get = |path: &str| nginx::get(stack.http, path);
+    // Port 80 redirects (staging has an HTTPS listener); 443 serves.
+    assert_eq!(nginx::get_plain(stack.http, "/").0, 301);
+    let get = |path: &str| nginx::get_tls(stack.https, path);
     assert_eq!(get("/"), (200, "page".into()));
 
     let out = ok(&s.fabrs(&["maintenance", "staging", "on"]));

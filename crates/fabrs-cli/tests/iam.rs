@@ -74,9 +74,22 @@ fn every_server_gets_a_least_privilege_instance_role_read_back_with_awscli() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("conformance.jsonl");
     let proxy = conformance_proxy(&moto, &log);
-    // staging: launch configurations for web and worker, a fixed cache
-    // server; production: launch templates.
-    ok(&fabrs(&proxy.url(), &["create-env", "staging", "--yes"]));
+    // staging, on launch configurations (the shipped file uses templates)
+    // for web and worker, with a fixed cache server; production: templates.
+    let legacy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(legacy.path().join("environments")).unwrap();
+    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    assert_eq!(text.matches("launch: template").count(), 2);
+    std::fs::write(
+        legacy.path().join("environments/staging.yaml"),
+        text.replace("launch: template", "launch: configuration"),
+    )
+    .unwrap();
+    let legacy_dir = legacy.path().to_str().unwrap();
+    ok(&fabrs(
+        &proxy.url(),
+        &["--dir", legacy_dir, "create-env", "staging", "--yes"],
+    ));
     ok(&fabrs(&proxy.url(), &["create-env", "production", "--yes"]));
     let ops = proxy.stats()["operations"].clone();
     for op in [
@@ -240,7 +253,10 @@ fn every_server_gets_a_least_privilege_instance_role_read_back_with_awscli() {
     assert!(fixed >= 1, "instances were read: {reservations:?}");
 
     // A rerun plans nothing.
-    let out = ok(&fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]));
+    let out = ok(&fabrs(
+        &moto.url(),
+        &["--dir", legacy_dir, "plan", "staging", "--detailed-exitcode"],
+    ));
     assert!(out.contains("No changes"), "{out}");
 }
 

@@ -39,7 +39,38 @@ fn set(items: &[(i64, &str)]) -> BTreeSet<(i64, String)> {
 
 /// Everything the environment file asks for, read back with awscli.
 fn check_against_file(moto: &Moto, env: &str) {
-    let file = fabrs_config::load_file(&root().join(format!("environments/{env}.yaml"))).unwrap();
+    check_against(moto, env, &root().join(format!("environments/{env}.yaml")))
+}
+
+/// A project of its own whose staging asks for launch configurations (the
+/// shipped one uses templates); pass `<dir>/environments/staging.yaml`.
+fn staging_on_configurations() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("environments")).unwrap();
+    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    assert_eq!(text.matches("launch: template").count(), 2);
+    std::fs::write(
+        dir.path().join("environments/staging.yaml"),
+        text.replace("launch: template", "launch: configuration"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Instance metadata: IMDSv2 only, one hop.
+fn assert_imdsv2(what: &str, options: &Value) {
+    assert_eq!(options["HttpTokens"], "required", "{what}: {options}");
+    assert_eq!(options["HttpPutResponseHopLimit"], 1, "{what}: {options}");
+}
+
+/// A root volume (block device mapping's Ebs, or a volume): encrypted gp3.
+fn assert_encrypted_gp3(what: &str, ebs: &Value) {
+    assert_eq!(ebs["Encrypted"], true, "{what}: {ebs}");
+    assert_eq!(ebs["VolumeType"], "gp3", "{what}: {ebs}");
+}
+
+fn check_against(moto: &Moto, env: &str, path: &std::path::Path) {
+    let file = fabrs_config::load_file(path).unwrap();
     let p = format!("myproject-{env}");
 
     // Security groups: exactly seed 001's rules.
@@ -138,6 +169,54 @@ fn check_against_file(moto: &Moto, env: &str) {
         lb_groups.iter().map(|id| names[*id].clone()).collect::<Vec<_>>(),
         vec![g("lb-sg")]
     );
+    // Connection draining on, with the file's timeout.
+    let attrs = aws(
+        moto,
+        &["elb", "describe-load-balancer-attributes", "--load-balancer-name", &p],
+    );
+    let draining = &attrs["LoadBalancerAttributes"]["ConnectionDraining"];
+    assert_eq!(draining["Enabled"], true, "{attrs}");
+    assert_eq!(
+        draining["Timeout"].as_u64(),
+        Some(file.load_balancer.draining_timeout.as_secs()),
+        "{attrs}"
+    );
+    // The HTTPS listener refuses TLS below 1.2: its SSL negotiation policy
+    // references ELBSecurityPolicy-TLS-1-2-2017-01.
+    let tls = "fabrs-ELBSecurityPolicy-TLS-1-2-2017-01";
+    for ld in lb["ListenerDescriptions"].as_array().unwrap() {
+        let names: Vec<&str> = ld["PolicyNames"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let https = ld["Listener"]["Protocol"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("HTTPS");
+        assert_eq!(names, if https { vec![tls] } else { vec![] }, "{ld}");
+    }
+    let policies = aws(
+        moto,
+        &[
+            "elb",
+            "describe-load-balancer-policies",
+            "--load-balancer-name",
+            &p,
+            "--policy-names",
+            tls,
+        ],
+    );
+    let policy = &policies["PolicyDescriptions"][0];
+    assert_eq!(policy["PolicyTypeName"], "SSLNegotiationPolicyType", "{policies}");
+    assert!(
+        policy["PolicyAttributeDescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["AttributeName"] == "Reference-Security-Policy"
+                && a["AttributeValue"] == "ELBSecurityPolicy-TLS-1-2-2017-01"),
+        "{policies}"
+    );
     let lb_tags = aws(moto, &["elb", "describe-tags", "--load-balancer-names", &p]);
     assert_eq!(
         tag(&lb_tags["TagDescriptions"][0]["Tags"], "fabrs:environment"),
@@ -213,6 +292,8 @@ fn check_against_file(moto: &Moto, env: &str) {
                         .as_str()
                 );
                 assert_eq!(lc["ImageId"], file.ami.as_str());
+                assert_imdsv2(lc_name, &lc["MetadataOptions"]);
+                assert_encrypted_gp3(lc_name, &lc["BlockDeviceMappings"][0]["Ebs"]);
                 lc["UserData"].as_str().unwrap().to_string()
             }
             fabrs_config::Launch::Template => {
@@ -236,6 +317,8 @@ fn check_against_file(moto: &Moto, env: &str) {
                         .instance_type
                         .as_str()
                 );
+                assert_imdsv2(&name, &data["MetadataOptions"]);
+                assert_encrypted_gp3(&name, &data["BlockDeviceMappings"][0]["Ebs"]);
                 data["UserData"].as_str().unwrap().to_string()
             }
         };
@@ -271,6 +354,19 @@ fn check_against_file(moto: &Moto, env: &str) {
         .flat_map(|r| r["Instances"].as_array().unwrap())
         .collect();
     assert_eq!(cache.len(), 1, "one cache/queue server");
+    assert_imdsv2("the cache server", &cache[0]["MetadataOptions"]);
+    let volume_ids: Vec<&str> = cache[0]["BlockDeviceMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["Ebs"]["VolumeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(volume_ids.len(), 1, "the root volume only");
+    let mut args = vec!["ec2", "describe-volumes", "--volume-ids"];
+    args.extend(volume_ids.iter().copied());
+    for v in aws(moto, &args)["Volumes"].as_array().unwrap() {
+        assert_encrypted_gp3("the cache server's root volume", v);
+    }
 
     // RDS: master and replica, the replica pointing at the master.
     let dbs = aws(moto, &["rds", "describe-db-instances"]);
@@ -331,6 +427,18 @@ fn create_env_staging_then_read_back_independently() {
     );
     let json: Value = serde_json::from_slice(&fabrs(&moto.url(), &["status", "staging", "--json"]).stdout).unwrap();
     assert_eq!(json["roles"]["web"]["instances"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn create_env_staging_on_launch_configurations_reads_back_hardened_and_reruns_to_no_changes() {
+    let moto = Moto::start();
+    let dir = staging_on_configurations();
+    let file = dir.path().join("environments/staging.yaml");
+    let arg = file.to_str().unwrap();
+    ok(&fabrs(&moto.url(), &["create-env", arg, "--yes"]));
+    check_against(&moto, "staging", &file);
+    let again = ok(&fabrs(&moto.url(), &["create-env", arg, "--yes"]));
+    assert!(again.contains("No changes."), "{again}");
 }
 
 #[test]
@@ -408,6 +516,77 @@ fn plan_detects_drift_and_create_env_repairs_it() {
     let json: Value = serde_json::from_slice(&fabrs(&moto.url(), &["plan", "staging", "--json"]).stdout).unwrap();
     assert_eq!(json["summary"]["change"], 2);
 
+    ok(&fabrs(&moto.url(), &["create-env", "staging", "--yes"]));
+    assert_eq!(
+        fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(0)
+    );
+    check_against_file(&moto, "staging");
+}
+
+#[test]
+fn an_unhardened_template_version_and_draining_turned_off_by_hand_are_planned_and_repaired() {
+    let moto = Moto::start();
+    ok(&fabrs(&moto.url(), &["create-env", "staging", "--yes"]));
+    // By hand: a template version without the metadata options (IMDSv1
+    // allowed) and with an unencrypted volume; draining off on the ELB.
+    let name = "myproject-staging-web";
+    let versions = aws(
+        &moto,
+        &[
+            "ec2",
+            "describe-launch-template-versions",
+            "--launch-template-name",
+            name,
+            "--versions",
+            "$Latest",
+        ],
+    );
+    let mut data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].clone();
+    data.as_object_mut().unwrap().remove("MetadataOptions");
+    data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] = Value::Bool(false);
+    aws(
+        &moto,
+        &[
+            "ec2",
+            "create-launch-template-version",
+            "--launch-template-name",
+            name,
+            "--launch-template-data",
+            &data.to_string(),
+        ],
+    );
+    aws(
+        &moto,
+        &[
+            "elb",
+            "modify-load-balancer-attributes",
+            "--load-balancer-name",
+            "myproject-staging",
+            "--load-balancer-attributes",
+            r#"{"ConnectionDraining":{"Enabled":false}}"#,
+        ],
+    );
+    let out = fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("~ launch_template.web"), "{text}");
+    assert!(
+        text.contains(r#"~ launch.metadata_http_tokens = "" -> "required""#)
+            && text.contains("~ launch.volume_encrypted = false -> true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ load_balancer.main") && text.contains("~ connection_draining_secs = null -> 300"),
+        "{text}"
+    );
     ok(&fabrs(&moto.url(), &["create-env", "staging", "--yes"]));
     assert_eq!(
         fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"])
@@ -639,23 +818,19 @@ fn killed_create_env_reruns_to_the_same_result_without_duplicates_or_orphans() {
         );
         check_against_file(&moto, "staging");
         // No duplicates: exactly one of each thing, by independent count.
-        let lcs = aws(&moto, &["autoscaling", "describe-launch-configurations"]);
-        let mut roles: Vec<String> = lcs["LaunchConfigurations"]
+        let lts = aws(&moto, &["ec2", "describe-launch-templates"]);
+        let mut names: Vec<&str> = lts["LaunchTemplates"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|l| {
-                l["LaunchConfigurationName"]
-                    .as_str()
-                    .unwrap()
-                    .split('-')
-                    .nth(2)
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|l| l["LaunchTemplateName"].as_str().unwrap())
             .collect();
-        roles.sort();
-        assert_eq!(roles, vec!["web", "worker"], "killed at {kill_after_ms} ms: {lcs}");
+        names.sort();
+        assert_eq!(
+            names,
+            vec!["myproject-staging-web", "myproject-staging-worker"],
+            "killed at {kill_after_ms} ms: {lts}"
+        );
         let inst = aws(
             &moto,
             &[
@@ -699,7 +874,9 @@ fn an_account_that_refuses_launch_configurations_gets_told_to_use_templates() {
     // The proxy answers CreateLaunchConfiguration as AWS answers accounts
     // created after 2024-10-01.
     let proxy = Proxy::start(&moto, &["--deny-action", "CreateLaunchConfiguration"]);
-    let out = fabrs(&proxy.url(), &["create-env", "staging", "--yes"]);
+    let dir = staging_on_configurations();
+    let file = dir.path().join("environments/staging.yaml");
+    let out = fabrs(&proxy.url(), &["create-env", file.to_str().unwrap(), "--yes"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(proxy.stats()["denied"].as_u64().unwrap() > 0);

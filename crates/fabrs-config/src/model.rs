@@ -99,6 +99,9 @@ pub struct LoadBalancer {
     pub ingress_cidrs: Vec<At<IpNet>>,
     pub idle_timeout: Duration,
     pub cross_zone: bool,
+    /// Connection draining, always on: how long the ELB lets in-flight
+    /// requests of a deregistered instance finish (1 s to 1 h; default 300 s).
+    pub draining_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

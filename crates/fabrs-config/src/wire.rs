@@ -616,6 +616,12 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
         Some(v) => boolean(sink, v, "load_balancer.cross_zone").map(|b| b.value),
         None => Some(true),
     };
+    let draining = match o.opt("draining_timeout") {
+        // The classic ELB's connection draining timeout: 1 to 3600 seconds
+        // (durations are whole seconds, more than zero).
+        Some(v) => duration(sink, v, "load_balancer.draining_timeout", Duration::from_secs(3600)).map(|d| d.value),
+        None => Some(Duration::from_secs(300)),
+    };
     o.finish(sink);
     Some(LoadBalancer {
         listeners: listeners?,
@@ -623,6 +629,7 @@ fn load_balancer(sink: &mut Sink, n: &Node) -> Option<LoadBalancer> {
         ingress_cidrs: ingress?,
         idle_timeout: idle?,
         cross_zone: cross_zone?,
+        draining_timeout: draining?,
     })
 }
 

@@ -3,6 +3,7 @@
 //! did not: it orders, waits, and reports.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fabrs_config::RoleKind;
@@ -13,6 +14,8 @@ use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
 use futures::StreamExt;
 
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
+
+use crate::deploy::{Clock, SystemClock};
 
 /// The order resources are created in; deletion runs it backwards. A read
 /// replica needs its master; launch configurations need groups and the
@@ -47,6 +50,44 @@ pub struct ApplyOptions {
     /// How database instances are deleted (`destroy-env`'s final snapshot
     /// and deletion-protection flags).
     pub db_delete: DbDelete,
+    /// The load balancer's connection draining timeout: a fixed instance
+    /// registered with it is deregistered, given this long to finish its
+    /// requests, then terminated. Zero: terminated at once (`destroy-env`,
+    /// which removes the load balancer too). `ops::converge` sets it from
+    /// the file.
+    pub draining: Duration,
+    /// How the driver waits out the draining: the real clock, or a test's
+    /// virtual one.
+    pub sleeper: Sleeper,
+}
+
+/// A sleep the apply driver can be given (the deploy driver's [`Clock`]).
+#[derive(Clone)]
+pub struct Sleeper(Arc<dyn Fn(Duration) -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
+
+impl Sleeper {
+    /// Sleep on `clock` (e.g. `fake_fleet::VirtualClock`: no real waiting).
+    pub fn of<K: Clock + 'static>(clock: Arc<K>) -> Sleeper {
+        Sleeper(Arc::new(move |d| {
+            let clock = clock.clone();
+            Box::pin(async move { clock.sleep(d).await })
+        }))
+    }
+    pub async fn sleep(&self, d: Duration) {
+        (self.0)(d).await
+    }
+}
+
+impl Default for Sleeper {
+    fn default() -> Self {
+        Sleeper::of(Arc::new(SystemClock::new()))
+    }
+}
+
+impl std::fmt::Debug for Sleeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sleeper")
+    }
 }
 
 impl Default for ApplyOptions {
@@ -58,6 +99,8 @@ impl Default for ApplyOptions {
             db_password: None,
             user_data: BTreeMap::new(),
             db_delete: DbDelete::default(),
+            draining: Duration::ZERO,
+            sleeper: Sleeper::default(),
         }
     }
 }
@@ -364,6 +407,7 @@ pub async fn delete_and_wait<C: Cloud>(
     if current.address.kind == Kind::DbInstance {
         cloud.delete_database(current, &opts.db_delete).await?;
     } else {
+        drain(cloud, current, opts, events).await?;
         cloud.delete(current).await?;
     }
     if matches!(
@@ -386,6 +430,39 @@ pub async fn delete_and_wait<C: Cloud>(
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// A fixed instance behind the load balancer leaves it before it goes:
+/// deregistered (an update to the same spec without the load balancer),
+/// then given the connection draining timeout to finish in-flight requests.
+/// (Instances of an autoscaling group are the deploy driver's, which drains
+/// them the same way.)
+async fn drain<C: Cloud>(
+    cloud: &C,
+    current: &Observed,
+    opts: &ApplyOptions,
+    events: &(dyn Fn(Event) + Send + Sync),
+) -> Result<(), CloudError> {
+    let Spec::Instance(spec) = &current.spec else {
+        return Ok(());
+    };
+    if spec.load_balancer.is_none() || opts.draining.is_zero() {
+        return Ok(());
+    }
+    let mut out = spec.clone();
+    out.load_balancer = None;
+    let ctx = ApplyCtx::default();
+    cloud.update(current, &Spec::Instance(out), &ctx).await?;
+    events(Event::Waiting {
+        address: current.address.clone(),
+        status: format!(
+            "deregistered from load balancer {}: connection draining for {} s",
+            spec.load_balancer.as_deref().unwrap_or_default(),
+            opts.draining.as_secs()
+        ),
+    });
+    opts.sleeper.sleep(opts.draining).await;
     Ok(())
 }
 

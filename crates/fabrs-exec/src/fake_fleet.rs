@@ -94,6 +94,8 @@ struct FleetState {
     sick: BTreeSet<(RoleKind, Revision)>,
     /// Every mutating fleet call, in order.
     calls: Vec<String>,
+    /// Deregistrations and terminations with the virtual time they came at.
+    timed: Vec<(Duration, String)>,
 }
 
 /// A [`FakeCloud`] whose autoscaling groups run instances. An instance is
@@ -135,6 +137,11 @@ impl FakeFleet {
     /// `deregister …`, `terminate …`).
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    /// `deregister …` and `terminate …` calls with their virtual time.
+    pub fn timed_calls(&self) -> Vec<(Duration, String)> {
+        self.state.lock().unwrap().timed.clone()
     }
 
     /// Instances of `role` launched with `revision` never turn healthy.
@@ -374,8 +381,12 @@ impl Fleet for FakeFleet {
     }
 
     async fn deregister(&self, load_balancer: &str, ids: &[String]) -> Result<(), CloudError> {
+        let now = self.now();
         let mut s = self.state.lock().unwrap();
         s.calls.push(format!("deregister {load_balancer} {}", ids.join(",")));
+        for id in ids {
+            s.timed.push((now, format!("deregister {id}")));
+        }
         for g in s.groups.values_mut() {
             for i in &mut g.members {
                 if ids.contains(&i.id) {
@@ -387,8 +398,10 @@ impl Fleet for FakeFleet {
     }
 
     async fn terminate(&self, id: &str) -> Result<(), CloudError> {
+        let now = self.now();
         let mut s = self.state.lock().unwrap();
         s.calls.push(format!("terminate {id}"));
+        s.timed.push((now, format!("terminate {id}")));
         for g in s.groups.values_mut() {
             if let Some(pos) = g.members.iter().position(|i| i.id == id) {
                 g.members.remove(pos);

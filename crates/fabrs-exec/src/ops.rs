@@ -251,6 +251,7 @@ pub async fn converge<C: Cloud>(
         let mut opts = base.clone();
         opts.user_data = rendered.user_data;
         opts.db_password = secrets.get(&env.database.password_secret).cloned();
+        opts.draining = env.load_balancer.draining_timeout;
         let report = apply(cloud, &p, &inventory, &opts, events).await?;
         let progressed = !report.applied.is_empty();
         reports.push(report);

@@ -43,7 +43,13 @@ struct Rig {
 }
 
 async fn rig(remote: FakeRemote) -> Rig {
-    let env = fabrs_config::load_file(&root().join("environments/staging.yaml")).unwrap();
+    // Staging on launch configurations (the shipped file uses templates):
+    // these paths prune configurations and name them in their assertions.
+    let file = root().join("environments/staging.yaml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("launch: template", "launch: configuration");
+    let env = fabrs_config::load_str(&text, &file, &root()).unwrap();
     let renderer = Renderer::new(&root()).unwrap();
     let secrets = Secrets::from_pairs([
         ("db_password", "pw-db"),
@@ -224,6 +230,36 @@ async fn a_deploy_migrates_once_rolls_worker_then_web_from_one_discovery_and_lea
         .collect();
     assert_eq!(deleted.len(), 1, "{deleted:?}");
     assert!(deleted[0].contains("-r0-"), "the oldest goes: {deleted:?}");
+}
+
+#[tokio::test]
+async fn the_roll_terminates_a_web_instance_only_after_its_connection_draining() {
+    let r = rig(FakeRemote::new()).await;
+    let web0 = r.group(WEB).await;
+    let worker0 = r.group(WORKER).await;
+    let drain = r.settings.draining;
+    assert_eq!(drain, Duration::from_secs(300), "staging's default draining_timeout");
+    r.deploy("r1").await.unwrap();
+    let timed = r.fleet.timed_calls();
+    let at = |what: &str| timed.iter().find(|(_, c)| c == what).map(|(t, _)| *t);
+    for id in ids(&web0) {
+        let out = at(&format!("deregister {id}")).unwrap_or_else(|| panic!("{id} deregistered: {timed:?}"));
+        let gone = at(&format!("terminate {id}")).unwrap_or_else(|| panic!("{id} terminated: {timed:?}"));
+        assert!(
+            gone >= out + drain,
+            "{id}: terminated {:?} after leaving the load balancer, draining is {drain:?}",
+            gone - out
+        );
+    }
+    // Workers have no load balancer: nothing to drain.
+    for id in ids(&worker0) {
+        assert!(at(&format!("deregister {id}")).is_none());
+        assert!(at(&format!("terminate {id}")).is_some());
+    }
+    let web = r.group(WEB).await;
+    assert!(ids(&web).is_disjoint(&ids(&web0)), "every old web instance replaced");
+    assert_eq!((web.desired, web.max), (web0.desired, web0.max));
+    assert!(r.notes().contains("draining for 5m"), "{}", r.notes());
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! scenarios, with AWS's ordering rules enforced (which moto does not).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, Revision, RoleKind};
@@ -16,6 +17,33 @@ use fabrs_test_support::root;
 
 fn env(name: &str) -> Environment {
     fabrs_config::load_file(&root().join(format!("environments/{name}.yaml"))).unwrap()
+}
+
+/// An environment file with its autoscaled roles on launch configurations
+/// (the shipped files use templates).
+fn with_configurations(name: &str) -> Environment {
+    let file = root().join(format!("environments/{name}.yaml"));
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("launch: template", "launch: configuration");
+    fabrs_config::load_str(&text, &file, &root()).unwrap()
+}
+
+async fn converged(env: &Environment) -> FakeCloud {
+    let cloud = FakeCloud::new();
+    converge(
+        &cloud,
+        env,
+        &Renderer::new(&root()).unwrap(),
+        Some(&rev("3f9c2e1")),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    cloud
 }
 
 fn secrets() -> Secrets {
@@ -139,7 +167,7 @@ async fn drift_is_planned_and_repaired() {
 
 #[tokio::test]
 async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
-    let env = env("staging");
+    let env = with_configurations("staging");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
     converge(
@@ -349,4 +377,205 @@ async fn an_engine_version_rds_does_not_offer_stops_the_plan_before_any_write() 
     cloud.offer_engine_versions(&[]);
     let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     check_engine_version(&cloud, &env, &p).await.unwrap();
+}
+
+/// What an instance is launched with, hardened: IMDSv2 only with one hop,
+/// an encrypted gp3 root volume.
+fn unharden(l: &mut fabrs_plan::resource::LaunchSpec) {
+    l.metadata_http_tokens = "optional".into();
+    l.metadata_hop_limit = 2;
+    l.volume_encrypted = false;
+}
+
+#[tokio::test]
+async fn an_unhardened_launch_template_or_instance_is_planned_as_a_change_and_repaired() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = converged(&env).await;
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    // Every launch fabrs made is hardened.
+    let mut seen = 0;
+    for o in inv.resources.values() {
+        let l = match &o.spec {
+            Spec::LaunchTemplate(t) => &t.launch,
+            Spec::LaunchConfiguration(c) => &c.launch,
+            Spec::Instance(i) => &i.launch,
+            _ => continue,
+        };
+        seen += 1;
+        assert_eq!(
+            (
+                l.metadata_http_tokens.as_str(),
+                l.metadata_hop_limit,
+                l.volume_type.as_str(),
+                l.volume_encrypted
+            ),
+            ("required", 1, "gp3", true),
+            "{}",
+            o.address
+        );
+    }
+    assert_eq!(seen, 3, "web and worker templates, the cache server");
+    // As a template or instance made before fabrs hardened them reads back.
+    cloud.tamper(&addr::launch_template(RoleKind::Web), |s| {
+        if let Spec::LaunchTemplate(t) = s {
+            unharden(&mut t.launch);
+        }
+    });
+    cloud.tamper(&addr::instance(RoleKind::Cache, 0), |s| {
+        if let Spec::Instance(i) = s {
+            unharden(&mut i.launch);
+        }
+    });
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let change = |a: &fabrs_plan::resource::Address| {
+        p.changes
+            .iter()
+            .find(|c| &c.address == a)
+            .unwrap_or_else(|| panic!("{a} changes: {:?}", p.changes))
+    };
+    let lt = change(&addr::launch_template(RoleKind::Web));
+    assert_eq!(lt.action, Action::Update, "a new template version: {}", lt.reason);
+    let attrs: Vec<&str> = lt.diffs.iter().map(|d| d.attribute.as_str()).collect();
+    assert_eq!(
+        attrs,
+        [
+            "launch.metadata_hop_limit",
+            "launch.metadata_http_tokens",
+            "launch.volume_encrypted"
+        ]
+    );
+    let cache = change(&addr::instance(RoleKind::Cache, 0));
+    assert_eq!(
+        cache.action,
+        Action::Replace,
+        "an instance's launch cannot change in place"
+    );
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        None,
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    assert!(p.is_empty(), "{:?}", p.changes);
+}
+
+#[tokio::test]
+async fn a_load_balancer_without_draining_or_tls_policy_is_updated_in_place() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = converged(&env).await;
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let Spec::LoadBalancer(lb) = &inv.resources[&addr::load_balancer()].spec else {
+        panic!()
+    };
+    assert_eq!(lb.connection_draining_secs, Some(300));
+    assert_eq!(
+        lb.tls_policies
+            .iter()
+            .map(|(p, r)| (*p, r.as_str()))
+            .collect::<Vec<_>>(),
+        [(443, fabrs_plan::resource::TLS_SECURITY_POLICY)]
+    );
+    cloud.tamper(&addr::load_balancer(), |s| {
+        if let Spec::LoadBalancer(lb) = s {
+            lb.connection_draining_secs = None;
+            lb.tls_policies.clear();
+        }
+    });
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+    let c = &p.changes[0];
+    assert_eq!((c.address.clone(), c.action), (addr::load_balancer(), Action::Update));
+    let attrs: Vec<&str> = c.diffs.iter().map(|d| d.attribute.as_str()).collect();
+    assert!(attrs.contains(&"connection_draining_secs"), "{attrs:?}");
+    assert!(attrs.iter().any(|a| a.starts_with("tls_policies")), "{attrs:?}");
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        None,
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_web_instance_is_deregistered_and_drained_before_it_is_replaced() {
+    // famigo: two fixed web servers on the load balancer, draining 300 s (the default).
+    let file = root().join("examples/famigo.yaml");
+    let mut env = fabrs_config::load_file(&file).unwrap();
+    let secrets = Secrets::from_pairs([("db_password", "pw-db"), ("redis_password", "pw-redis")]);
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    let clock = std::sync::Arc::new(fabrs_exec::fake_fleet::VirtualClock::new());
+    let opts = ApplyOptions {
+        sleeper: fabrs_exec::apply::Sleeper::of(clock.clone()),
+        ..ApplyOptions::default()
+    };
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some(&rev("3f9c2e1")),
+        &secrets,
+        &opts,
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    use fabrs_exec::deploy::Clock;
+    assert_eq!(clock.elapsed(), Duration::ZERO, "creating drains nothing");
+    // A new instance type replaces both web servers.
+    env.roles.get_mut(&RoleKind::Web).unwrap().instance_type = "m5.xlarge".into();
+    let before = cloud.calls().len();
+    converge(&cloud, &env, &renderer, None, &secrets, &opts, None, &|_| {})
+        .await
+        .unwrap();
+    let calls = cloud.calls()[before..].to_vec();
+    for i in 0..2 {
+        let a = addr::instance(RoleKind::Web, i).to_string();
+        let pos = |op: &str| {
+            calls
+                .iter()
+                .position(|(o, x)| o == op && *x == a)
+                .unwrap_or_else(|| panic!("{op} {a}: {calls:?}"))
+        };
+        assert!(
+            pos("update") < pos("delete"),
+            "{a} leaves the load balancer first: {calls:?}"
+        );
+        assert!(pos("delete") < pos("create"), "{calls:?}");
+    }
+    assert!(
+        clock.elapsed() >= Duration::from_secs(300),
+        "the draining timeout passed (on the virtual clock): {:?}",
+        clock.elapsed()
+    );
+    assert!(
+        make_plan(&cloud, &env, &renderer, None, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }

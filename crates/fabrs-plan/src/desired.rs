@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use fabrs_config::network::{role_groups, security_groups};
 use fabrs_config::revision::or_none;
-use fabrs_config::{Environment, Launch, Revision, RoleKind, Scaling, Source};
+use fabrs_config::{Environment, Launch, Protocol, Revision, RoleKind, Scaling, Source};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -159,6 +159,13 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             subnets: env.network.subnets.clone(),
             cross_zone: lb.cross_zone,
             idle_timeout_secs: lb.idle_timeout.as_secs() as u32,
+            connection_draining_secs: Some(lb.draining_timeout.as_secs() as u32),
+            tls_policies: lb
+                .listeners
+                .iter()
+                .filter(|l| matches!(l.protocol, Protocol::Https | Protocol::Ssl))
+                .map(|l| (l.port, TLS_SECURITY_POLICY.to_string()))
+                .collect(),
             tags: tags(env, None, &lb_name, &[]),
         }),
     );
@@ -254,6 +261,10 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             key_name: env.ssh.key_name.clone(),
             volume_gb: role.volume_gb,
             instance_profile: Some(fabrs_config::names::instance_profile(env, *kind)),
+            volume_type: ROOT_VOLUME_TYPE.into(),
+            volume_encrypted: true,
+            metadata_http_tokens: IMDS_HTTP_TOKENS.into(),
+            metadata_hop_limit: IMDS_HOP_LIMIT,
             user_data_sha256: launch_info.user_data_sha256.clone(),
             revision: launch_info.revision.clone(),
         };

@@ -160,6 +160,8 @@ fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
             subnets: Replace,
             cross_zone: Update,
             idle_timeout_secs: Update,
+            connection_draining_secs: Update,
+            tls_policies: Update,
             tags: Update,
         }),
         Kind::DbSubnetGroup => rules!(DbSubnetGroupSpec {
@@ -380,6 +382,9 @@ fn equivalent(attr: &str, before: Option<&Value>, after: Option<&Value>) -> bool
             b["template"]["name"] == a["template"]["name"]
         }
         (None, Some(Value::Null)) | (Some(Value::Null), None) => true,
+        // An empty map against none at all: its entries carry any difference
+        // (`tls_policies` {} → `tls_policies.443` added).
+        (None, Some(Value::Object(m))) | (Some(Value::Object(m)), None) if m.is_empty() => true,
         _ => false,
     }
 }

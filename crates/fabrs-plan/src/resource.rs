@@ -137,8 +137,61 @@ pub struct LoadBalancerSpec {
     pub subnets: Vec<String>,
     pub cross_zone: bool,
     pub idle_timeout_secs: u32,
+    /// Connection draining: `Some(timeout in seconds)` when on (always, in a
+    /// desired spec: `load_balancer.draining_timeout`); `None` read back
+    /// from a load balancer that has it off.
+    pub connection_draining_secs: Option<u32>,
+    /// Listener port → the AWS predefined security policy its SSL
+    /// negotiation policy references (`Reference-Security-Policy`), for
+    /// every HTTPS/SSL listener ([`TLS_SECURITY_POLICY`]: no TLS below 1.2).
+    /// A listener without such a policy is absent.
+    #[serde(with = "port_map")]
+    pub tls_policies: BTreeMap<u16, String>,
     pub tags: Tags,
 }
+
+/// Port-keyed maps as JSON objects keyed by the port as text, both ways
+/// (serde_json writes integer keys as strings but cannot read them back
+/// through the buffer of `Spec`'s internally tagged enum: a saved plan).
+mod port_map {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<u16, String>, s: S) -> Result<S::Ok, S::Error> {
+        m.iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<BTreeMap<String, &String>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, String>, D::Error> {
+        BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse()
+                    .map(|p| (p, v))
+                    .map_err(|_| D::Error::custom(format!("`{k}` is not a port")))
+            })
+            .collect()
+    }
+}
+
+/// The predefined classic-ELB security policy every HTTPS/SSL listener
+/// references: TLS 1.2 only.
+pub const TLS_SECURITY_POLICY: &str = "ELBSecurityPolicy-TLS-1-2-2017-01";
+
+/// Instance metadata service as fabrs launches it: IMDSv2 only (a token is
+/// required, so a server-side request forgery cannot read the role's
+/// credentials with a plain GET), hop limit 1. One hop is enough: the app
+/// and awscli run on the host itself, not in containers (a container's
+/// extra network hop would need 2).
+pub const IMDS_HTTP_TOKENS: &str = "required";
+pub const IMDS_HOP_LIMIT: u32 = 1;
+
+/// Root volumes: gp3, encrypted (with the account's default EBS key).
+pub const ROOT_VOLUME_TYPE: &str = "gp3";
 
 /// What an instance of a role is launched with: shared by launch
 /// configurations, launch templates and fixed instances.
@@ -154,6 +207,18 @@ pub struct LaunchSpec {
     /// The instance profile (by name) the servers run with: their role's
     /// `instance_role`. `None` only on what was made before fabrs made roles.
     pub instance_profile: Option<String>,
+    /// The root volume's EBS type ([`ROOT_VOLUME_TYPE`]); empty where the
+    /// cloud did not report one.
+    pub volume_type: String,
+    /// The root volume is encrypted.
+    pub volume_encrypted: bool,
+    /// Instance metadata `HttpTokens` ([`IMDS_HTTP_TOKENS`]: IMDSv2 only);
+    /// empty where the cloud reported no metadata options (AWS's default,
+    /// which allows IMDSv1).
+    pub metadata_http_tokens: String,
+    /// Instance metadata `HttpPutResponseHopLimit` ([`IMDS_HOP_LIMIT`]); 0
+    /// where not reported.
+    pub metadata_hop_limit: u32,
     /// SHA-256 of the role's user-data rendered with secret placeholders; the
     /// real user-data carries it in a `# fabrs:user-data-sha256=` line. `None`:
     /// known only after apply (it depends on addresses not yet known).

@@ -524,3 +524,192 @@ fn web_groups_use_elb_health_only_once_they_install_a_release() {
     assert_eq!(with(None), ("EC2".to_string(), "EC2".to_string()));
     assert_eq!(with(Some("3f9c2e1")), ("ELB".to_string(), "EC2".to_string()));
 }
+
+/// Staging's desired state with every user-data known.
+fn known_staging(template: bool) -> Desired {
+    let env = load("staging");
+    let (mut env, l) = apply_variant(
+        &env,
+        &Variant {
+            web: (2, 4, 2),
+            worker_fixed: None,
+            template,
+            itype: 0,
+            replicas: 1,
+            db_class: 0,
+            revision: 0,
+            cache_ud: 0,
+            extra_param: false,
+        },
+    );
+    if let Scaling::Auto { launch, .. } = &mut env.roles.get_mut(&RoleKind::Worker).unwrap().scaling {
+        *launch = if template {
+            Launch::Template
+        } else {
+            Launch::Configuration
+        };
+    }
+    desired_state(&env, &l)
+}
+
+fn launch_of(spec: &mut Spec) -> Option<&mut LaunchSpec> {
+    match spec {
+        Spec::LaunchTemplate(t) => Some(&mut t.launch),
+        Spec::LaunchConfiguration(c) => Some(&mut c.launch),
+        Spec::Instance(i) => Some(&mut i.launch),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_launch_requires_imdsv2_with_one_hop_and_an_encrypted_gp3_root_volume() {
+    for template in [true, false] {
+        let mut desired = known_staging(template);
+        let mut n = 0;
+        for (a, s) in desired.resources.iter_mut() {
+            let Some(l) = launch_of(s) else { continue };
+            n += 1;
+            assert_eq!(
+                (l.metadata_http_tokens.as_str(), l.metadata_hop_limit),
+                (IMDS_HTTP_TOKENS, IMDS_HOP_LIMIT),
+                "{a}"
+            );
+            assert_eq!((IMDS_HTTP_TOKENS, IMDS_HOP_LIMIT), ("required", 1));
+            assert_eq!((l.volume_type.as_str(), l.volume_encrypted), ("gp3", true), "{a}");
+        }
+        assert_eq!(n, 3, "web and worker launches, the cache server");
+    }
+}
+
+#[test]
+fn an_unhardened_launch_is_a_change_template_in_place_configuration_and_instance_replaced() {
+    for template in [true, false] {
+        let desired = known_staging(template);
+        let mut inv = observed_from(&desired);
+        assert!(plan("myproject", "staging", &desired, &inv).is_empty());
+        // As launches made before fabrs hardened them read back: IMDSv1
+        // allowed (no metadata options), an unencrypted volume.
+        for o in inv.resources.values_mut() {
+            if let Some(l) = launch_of(&mut o.spec) {
+                l.metadata_http_tokens = String::new();
+                l.metadata_hop_limit = 0;
+                l.volume_encrypted = false;
+            }
+        }
+        let p = plan("myproject", "staging", &desired, &inv);
+        let mut got: Vec<(String, Action, Vec<String>)> = p
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.address.to_string(),
+                    c.action,
+                    c.diffs.iter().map(|d| d.attribute.clone()).collect(),
+                )
+            })
+            .collect();
+        got.sort();
+        let attrs: Vec<String> = [
+            "launch.metadata_hop_limit",
+            "launch.metadata_http_tokens",
+            "launch.volume_encrypted",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (kind, action) = if template {
+            ("launch_template", Action::Update)
+        } else {
+            ("launch_configuration", Action::Replace)
+        };
+        assert_eq!(
+            got,
+            vec![
+                ("instance.cache[0]".to_string(), Action::Replace, attrs.clone()),
+                (format!("{kind}.web"), action, attrs.clone()),
+                (format!("{kind}.worker"), action, attrs.clone()),
+            ],
+            "template: {template}"
+        );
+    }
+}
+
+#[test]
+fn connection_draining_and_the_tls_policy_are_load_balancer_attributes_updated_in_place() {
+    let desired = known_staging(true);
+    let Spec::LoadBalancer(lb) = &desired.resources[&fabrs_plan::addr::load_balancer()] else {
+        panic!()
+    };
+    assert_eq!(lb.connection_draining_secs, Some(300), "the file's default");
+    // Staging: HTTP on 80, HTTPS on 443: only the HTTPS listener gets the policy.
+    assert_eq!(
+        lb.tls_policies.clone().into_iter().collect::<Vec<_>>(),
+        [(443, "ELBSecurityPolicy-TLS-1-2-2017-01".to_string())]
+    );
+    let mut inv = observed_from(&desired);
+    if let Some(Observed {
+        spec: Spec::LoadBalancer(lb),
+        ..
+    }) = inv.resources.get_mut(&fabrs_plan::addr::load_balancer())
+    {
+        lb.connection_draining_secs = None;
+        lb.tls_policies.insert(443, "ELBSecurityPolicy-2016-08".into());
+    }
+    let p = plan("myproject", "staging", &desired, &inv);
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Update);
+    let diffs: Vec<(&str, String, String)> = c
+        .diffs
+        .iter()
+        .map(|d| {
+            (
+                d.attribute.as_str(),
+                d.before.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                d.after.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        diffs,
+        [
+            ("connection_draining_secs", "null".into(), "300".into()),
+            (
+                "tls_policies.443",
+                "\"ELBSecurityPolicy-2016-08\"".into(),
+                "\"ELBSecurityPolicy-TLS-1-2-2017-01\"".into()
+            ),
+        ]
+    );
+    assert!(c.diffs.iter().all(|d| !d.forces_replacement));
+}
+
+#[test]
+fn the_draining_timeout_comes_from_the_file() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../environments/staging.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("load_balancer:\n", "load_balancer:\n  draining_timeout: 45s\n");
+    let env = fabrs_config::load_str(&text, &p, &p.parent().unwrap().join("..")).unwrap();
+    let desired = desired_state(&env, &BTreeMap::new());
+    let Spec::LoadBalancer(lb) = &desired.resources[&fabrs_plan::addr::load_balancer()] else {
+        panic!()
+    };
+    assert_eq!(lb.connection_draining_secs, Some(45));
+}
+
+#[test]
+fn a_plan_with_tls_policies_round_trips_through_json_as_a_saved_plan_does() {
+    let desired = known_staging(true);
+    let p = plan("myproject", "staging", &desired, &Inventory::default());
+    let text = serde_json::to_string(&p).unwrap();
+    assert!(text.contains(r#""tls_policies":{"443":"ELBSecurityPolicy-TLS-1-2-2017-01"}"#));
+    let back: fabrs_plan::plan::Plan = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    let lb = |p: &fabrs_plan::plan::Plan| {
+        p.changes
+            .iter()
+            .find(|c| c.address == fabrs_plan::addr::load_balancer())
+            .and_then(|c| c.desired.clone())
+    };
+    assert_eq!(lb(&back), lb(&p));
+}

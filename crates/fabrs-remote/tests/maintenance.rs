@@ -17,9 +17,15 @@ async fn maintenance_on_and_off_over_ssh_with_real_nginx() {
     let mut env = fabrs_config::load_file(&root().join("environments/staging.yaml")).unwrap();
     env.project = format!("maint{}", std::process::id());
     let stack = WebStack::start(env, &root());
-    let (http, flag) = (stack.http, stack.flag.clone());
-    assert_eq!(get(http, "/"), (200, "page".into()));
-    assert_eq!(get(http, "/healthcheck.html"), (200, "page".into()));
+    let (https, flag) = (stack.https, stack.flag.clone());
+    // Staging has an HTTPS listener: port 80 sends everything to HTTPS (its
+    // health check is HTTPS:443, so that path too); 443 serves.
+    let location = format!("https://{HOST}/some/page?q=1");
+    assert_eq!(get_plain(stack.http, "/some/page?q=1"), (301, Some(location)));
+    assert_eq!(get_plain(stack.http, "/healthcheck.html").0, 301);
+    let get = get_tls;
+    assert_eq!(get(https, "/"), (200, "page".into()));
+    assert_eq!(get(https, "/healthcheck.html"), (200, "page".into()));
 
     let sshd = Sshd::start(&["127.0.0.2"]);
     let web1 = [sshd.target(1, "i-0web1")];
@@ -34,11 +40,11 @@ async fn maintenance_on_and_off_over_ssh_with_real_nginx() {
         String::from_utf8_lossy(&r[0].stderr)
     );
     assert!(Path::new(&flag).is_file());
-    let (status, body) = get(http, "/");
+    let (status, body) = get(https, "/");
     assert_eq!(status, 503);
     assert!(body.contains("down for maintenance"), "{body}");
-    assert_eq!(get(http, "/healthcheck.html"), (200, "ok (maintenance)\n".into()));
-    assert_eq!(get(http, "/static/maintenance.html").0, 503);
+    assert_eq!(get(https, "/healthcheck.html"), (200, "ok (maintenance)\n".into()));
+    assert_eq!(get(https, "/static/maintenance.html").0, 503);
     // Again: still on, still fine.
     let r = run_all(&web1, &maintenance_command(&flag, true, false), &ssh).await;
     assert_eq!(r[0].outcome, Outcome::Exited(0));
@@ -54,6 +60,6 @@ async fn maintenance_on_and_off_over_ssh_with_real_nginx() {
         );
     }
     assert!(!Path::new(&flag).exists());
-    assert_eq!(get(http, "/"), (200, "page".into()));
-    assert_eq!(get(http, "/healthcheck.html"), (200, "page".into()));
+    assert_eq!(get(https, "/"), (200, "page".into()));
+    assert_eq!(get(https, "/healthcheck.html"), (200, "page".into()));
 }

@@ -277,6 +277,16 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
             "http_port": l.http_port,
             "https_port": l.https_port,
             "keepalive_timeout": env.load_balancer.idle_timeout.as_secs().saturating_add(15),
+            // Port 80 redirects to HTTPS where the load balancer has an
+            // HTTPS (or SSL) listener…
+            "https_redirect": env
+                .load_balancer
+                .listeners
+                .iter()
+                .any(|l| matches!(l.protocol, fabrs_config::Protocol::Https | fabrs_config::Protocol::Ssl)),
+            // …except the health check, when the ELB checks over plain HTTP on 80.
+            "healthcheck_on_http": env.load_balancer.health_check.protocol == fabrs_config::Protocol::Http
+                && env.load_balancer.health_check.port == 80,
             "client_max_body_size": "12m",
         },
         "pgbouncer": {

@@ -83,12 +83,129 @@ fn id_of(user: &str) -> (u32, u32) {
 // ------------------------------------------------------------------- nginx
 
 fn http_get(port: u16, host: &str) -> String {
+    http_head(port, host, "/x", &[])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The response head of a plain-HTTP GET (empty when nginx closes without an answer).
+fn http_head(port: u16, host: &str, path: &str, headers: &[&str]) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string()
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}
+
+/// The status of an HTTPS GET to nginx's self-signed certificate (curl).
+fn https_status(port: u16, host: &str, path: &str) -> String {
+    let out = Command::new(tool("curl"))
+        .args([
+            "-ksS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+        ])
+        .arg(format!("Host: {host}"))
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Start nginx on a rendered web nginx.conf; stopped on drop.
+fn start_nginx(dir: &Path, conf: &str, port: u16) -> Guard {
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new(tool("nginx"))
+        .args(["-e", "stderr", "-c"])
+        .arg(&path)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    wait_listening(port, "nginx", || {
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    });
+    guard
+}
+
+#[test]
+fn port_80_redirects_to_https_where_an_https_listener_exists_and_443_serves() {
+    // Staging: HTTP and HTTPS listeners, health check HTTPS:443.
+    let dir = tempdir();
+    let mut env = staging();
+    env.app.port = free_port(); // nothing listens there: the app server answers 502
+    let layout = unprivileged_nginx_layout(dir.path());
+    let (http, https) = (layout.http_port, layout.https_port);
+    let role = render(&env, RoleKind::Web, &secrets("d", "c", "q"), layout);
+    let _nginx = start_nginx(dir.path(), &role.files["nginx.conf"].content, http);
+    let host = "staging.myproject.example";
+    let head = http_head(http, host, "/a/b?c=d&e=%20", &[]);
+    assert!(head.starts_with("HTTP/1.1 301 "), "{head}");
+    assert!(
+        head.lines()
+            .any(|l| l == format!("Location: https://{host}/a/b?c=d&e=%20")),
+        "{head}"
+    );
+    // The health check is HTTPS:443: on 80 it is redirected too.
+    assert!(http_head(http, host, "/healthcheck.html", &[]).starts_with("HTTP/1.1 301 "));
+    // An ELB HTTPS listener that ends TLS and forwards to 80 says so: served, not looped.
+    let head = http_head(http, host, "/x", &["X-Forwarded-Proto: https"]);
+    assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+    // Through the ELB's HTTP listener (X-Forwarded-Proto: http): redirected.
+    let head = http_head(http, host, "/x", &["X-Forwarded-Proto: http"]);
+    assert!(head.starts_with("HTTP/1.1 301 "), "{head}");
+    // 443 still serves the app (502: no app behind it here) and its health check.
+    assert_eq!(https_status(https, host, "/x"), "502");
+    assert_eq!(https_status(https, "10.0.0.1", "/healthcheck.html"), "502");
+    drop(_nginx);
+
+    // Health check HTTP:80: that path answers on 80; the rest still redirects.
+    let dir = tempdir();
+    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    let text = text.replace("target: HTTPS:443/healthcheck.html", "target: HTTP:80/healthcheck.html");
+    let mut env = fabrs_config::load_str(&text, Path::new("environments/staging.yaml"), &root()).unwrap();
+    env.app.port = free_port();
+    let layout = unprivileged_nginx_layout(dir.path());
+    let http = layout.http_port;
+    let role = render(&env, RoleKind::Web, &secrets("d", "c", "q"), layout);
+    let _nginx = start_nginx(dir.path(), &role.files["nginx.conf"].content, http);
+    for h in [host, "10.0.0.1"] {
+        let head = http_head(http, h, "/healthcheck.html", &[]);
+        assert!(head.starts_with("HTTP/1.1 502 "), "{h}: {head}");
+    }
+    assert!(http_head(http, host, "/x", &[]).starts_with("HTTP/1.1 301 "));
+    drop(_nginx);
+
+    // No HTTPS listener: port 80 serves.
+    let dir = tempdir();
+    let mut env = staging();
+    env.load_balancer
+        .listeners
+        .retain(|l| l.protocol == fabrs_config::Protocol::Http);
+    env.app.port = free_port();
+    let layout = unprivileged_nginx_layout(dir.path());
+    let http = layout.http_port;
+    let role = render(&env, RoleKind::Web, &secrets("d", "c", "q"), layout);
+    assert!(!role.files["nginx.conf"].content.contains("return 301"));
+    let _nginx = start_nginx(dir.path(), &role.files["nginx.conf"].content, http);
+    assert!(http_head(http, host, "/x", &[]).starts_with("HTTP/1.1 502 "));
 }
 
 #[test]
@@ -135,8 +252,9 @@ fn nginx_serves_exactly_the_server_names_of_the_file() {
     wait_listening(port, "nginx", || {
         std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
     });
-    // Hosts the names match reach the app's server block (502: no app running);
-    // anything else is the default server's 444 (connection closed, no answer).
+    // Hosts the names match reach the app's server block (on port 80 it
+    // redirects to HTTPS: staging has an HTTPS listener); anything else is
+    // the default server's 444 (connection closed, no answer).
     for host in [
         "exact-name.example",
         "a.wild.example",
@@ -146,7 +264,7 @@ fn nginx_serves_exactly_the_server_names_of_the_file() {
         "under_score.example",
     ] {
         assert!(
-            http_get(port, host).contains(" 502 "),
+            http_get(port, host).contains(" 301 "),
             "{host} should match a server name"
         );
     }

@@ -214,6 +214,7 @@ const KEYS: &[&str] = &[
     "timeout",
     "idle_timeout",
     "cross_zone",
+    "draining_timeout",
     "ingress_cidrs",
     "roles",
     "instance_type",

@@ -55,6 +55,38 @@ pub fn upstream(port: u16) {
     });
 }
 
+/// GET `path` over plain HTTP with the application's Host: (status, the
+/// `Location` header if any). Port 80 of a stack with an HTTPS listener
+/// answers 301 to `https://<host><path>`.
+pub fn get_plain(port: u16, path: &str) -> (u16, Option<String>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let head = resp.split_once("\r\n\r\n").map(|(h, _)| h).unwrap_or(&resp);
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").map(str::to_string));
+    (status, location)
+}
+
+/// GET `path` over HTTPS (nginx's self-signed certificate, not verified) with
+/// the application's Host: (status, body). `curl` from scripts/setup.
+pub fn get_tls(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-ksS", "--max-time", "10", "-H"])
+        .arg(format!("Host: {HOST}"))
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// GET `path` from nginx with the application's Host: (status, body).
 pub fn get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -86,6 +118,7 @@ pub fn flag_in(nginx_conf: &str) -> String {
 /// the release's maintenance page; all removed on drop.
 pub struct WebStack {
     pub http: u16,
+    pub https: u16,
     pub flag: String,
     _nginx: Nginx,
     _cleanup: RemoveDir,
@@ -116,9 +149,9 @@ impl WebStack {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.path();
         let mut opts = Options::review(&env, "rev1");
-        let http = free_port();
+        let (http, https) = (free_port(), free_port());
         opts.layout.http_port = http;
-        opts.layout.https_port = free_port();
+        opts.layout.https_port = https;
         opts.layout.nginx_pid = d.join("nginx.pid").display().to_string();
         opts.layout.nginx_error_log = d.join("nginx-error.log").display().to_string();
         opts.layout.nginx_access_log = d.join("nginx-access.log").display().to_string();
@@ -164,8 +197,13 @@ impl WebStack {
             std::fs::read_to_string(d.join("nginx-stderr.log")).unwrap_or_default()
         );
 
+        assert!(
+            wait_port(https, Duration::from_secs(10)),
+            "nginx does not listen on its HTTPS port"
+        );
         WebStack {
             http,
+            https,
             flag,
             _nginx,
             _cleanup: cleanup,

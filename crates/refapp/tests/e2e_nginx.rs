@@ -77,6 +77,13 @@ impl Stack {
         fenv.database.name = env.db.name.clone();
         fenv.database.username = format!("{}_app", env.db.name);
         fenv.app.port = free_port();
+        // The app through nginx over plain HTTP: without an HTTPS listener
+        // port 80 serves instead of redirecting to HTTPS (the redirect has
+        // its own tests in fabrs-render's formats.rs and fabrs-remote's
+        // maintenance.rs).
+        fenv.load_balancer
+            .listeners
+            .retain(|l| l.protocol == fabrs_config::Protocol::Http);
         let password = format!("pw-{}", env.tag);
         let admin = env.db.client().await;
         admin

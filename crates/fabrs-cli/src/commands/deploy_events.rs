@@ -7,8 +7,9 @@
 //! The driver's notes are text; the instance events are read from the roll's
 //! notes (`<role>: waiting for <ids> to be InService`, `<role>: terminating
 //! <ids>`, `<role>: rolling back: …`). New instances become healthy when the
-//! roll moves past its wait (it terminates old instances, launches the next
-//! batch, or finishes) without rolling back.
+//! roll moves past its wait (it takes old instances out of the load balancer
+//! to drain, terminates old instances, launches the next batch, or finishes)
+//! without rolling back.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -121,6 +122,10 @@ impl Events {
                 } else if rest.starts_with("rolling back") {
                     st.waiting.remove(&role);
                     self.emit(&mut st, "rollback", json!({ "role": role, "message": rest }));
+                } else if rest.contains(" out of load balancer ") {
+                    // Old instances leave the ELB to drain: past the wait.
+                    self.healthy(&mut st, &role);
+                    self.emit(&mut st, "info", json!({ "role": role, "message": rest }));
                 } else if rest.starts_with("launching ") {
                     self.healthy(&mut st, &role);
                     self.emit(&mut st, "info", json!({ "role": role, "message": rest }));

@@ -87,6 +87,10 @@ pub struct Settings {
     pub poll: Duration,
     /// Delete a lock left by another deploy before taking it.
     pub break_lock: bool,
+    /// The load balancer's connection draining timeout: an instance the
+    /// roll takes out of the load balancer is terminated only this long
+    /// after its deregistration (`load_balancer.draining_timeout`).
+    pub draining: Duration,
 }
 
 impl Settings {
@@ -99,6 +103,7 @@ impl Settings {
             keep_launch_configurations: env.deploy.keep_launch_configurations,
             poll: Duration::from_secs(2),
             break_lock: false,
+            draining: env.load_balancer.draining_timeout,
         }
     }
 }

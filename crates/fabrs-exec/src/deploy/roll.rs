@@ -1,6 +1,9 @@
 //! One role's roll: point the group at a launch and drive the rollout
 //! machine from what `Fleet::group` reports; and the pruning after.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use fabrs_plan::deploy::{RolePlan, RollWatch, launch_label, prune_list};
 use fabrs_plan::desired::health_check_type;
 use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
@@ -50,7 +53,17 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
     let mut watch = RollWatch::new(&before, r.load_balancer.is_some());
     let mut actions = machine.handle(rollout::Event::Started { now: now() });
     // A bound beyond the machine's own deadlines, against a driver bug.
-    let hard_stop = settings.health_timeout * (2 * (r.desired + r.old.len() as u32) + 4);
+    let hard_stop = settings.health_timeout * (2 * (r.desired + r.old.len() as u32) + 4)
+        + settings.draining * (r.old.len() as u32 + 1);
+    // Connection draining: an instance the roll took out of the load
+    // balancer is terminated only once its in-flight requests had the
+    // draining timeout to finish. Auto Scaling waits for draining when it
+    // deregisters an instance itself; this one the roll deregistered, so
+    // fabrs does not count on TerminateInstanceInAutoScalingGroup waiting.
+    // Meanwhile the roll goes on: id → when (elapsed) it may be terminated.
+    let mut draining: BTreeMap<String, Duration> = BTreeMap::new();
+    // Terminations the machine asked for, waiting for their draining.
+    let mut doomed: Vec<String> = Vec::new();
     loop {
         for a in std::mem::take(&mut actions) {
             match a {
@@ -71,11 +84,29 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
                 rollout::Action::Deregister { ids } => {
                     if let Some(lb) = &r.load_balancer {
                         cloud.deregister(lb, &ids).await?;
+                        if !settings.draining.is_zero() {
+                            notes(Note::Info(format!(
+                                "{}: {} out of load balancer {lb}, draining for {}",
+                                r.role,
+                                ids.join(", "),
+                                human_duration(settings.draining)
+                            )));
+                            let until = elapsed() + settings.draining;
+                            for id in &ids {
+                                draining.insert(id.clone(), until);
+                            }
+                        }
                     }
                 }
                 rollout::Action::Terminate { ids } => {
-                    notes(Note::Info(format!("{}: terminating {}", r.role, ids.join(", "))));
-                    for id in &ids {
+                    let (later, now_ids): (Vec<String>, Vec<String>) = ids
+                        .into_iter()
+                        .partition(|id| draining.get(id).is_some_and(|t| *t > elapsed()));
+                    doomed.extend(later);
+                    if !now_ids.is_empty() {
+                        notes(Note::Info(format!("{}: terminating {}", r.role, now_ids.join(", "))));
+                    }
+                    for id in &now_ids {
                         cloud.terminate(id).await?;
                         desired = desired.saturating_sub(1);
                     }
@@ -101,6 +132,21 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
                     }
                 }
                 rollout::Action::Finish { outcome, summary } => {
+                    // The last removals wait out their draining.
+                    if let Some(until) = doomed.iter().filter_map(|id| draining.get(id)).max().copied() {
+                        let left = until.saturating_sub(elapsed());
+                        if !left.is_zero() {
+                            clock.sleep(left).await;
+                        }
+                    }
+                    let last = std::mem::take(&mut doomed);
+                    if !last.is_empty() {
+                        notes(Note::Info(format!("{}: terminating {}", r.role, last.join(", "))));
+                    }
+                    for id in &last {
+                        cloud.terminate(id).await?;
+                        desired = desired.saturating_sub(1);
+                    }
                     if max != max0 {
                         cloud.set_capacity(&r.group, desired, max0.max(desired)).await?;
                     }
@@ -108,6 +154,20 @@ pub(super) async fn roll_role<C: Cloud + Fleet, K: Clock>(
                     return Ok(outcome);
                 }
             }
+        }
+        // Removals whose draining is over.
+        let due: Vec<String> = doomed
+            .iter()
+            .filter(|id| draining.get(*id).is_none_or(|t| *t <= elapsed()))
+            .cloned()
+            .collect();
+        if !due.is_empty() {
+            notes(Note::Info(format!("{}: terminating {}", r.role, due.join(", "))));
+            for id in &due {
+                cloud.terminate(id).await?;
+                desired = desired.saturating_sub(1);
+            }
+            doomed.retain(|id| !due.contains(id));
         }
         if elapsed() > hard_stop {
             return Err(DeployError::Aborted(format!(
