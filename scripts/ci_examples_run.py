@@ -214,10 +214,14 @@ def main():
         ev = events(os.path.join(temp, "rotate-events.jsonl"))
         check(ev[-1]["event"] == "result" and ev[-1]["outcome"] == "ok", "the rotation succeeded")
         checks += 2
-    lcs = subprocess.run(["aws", "autoscaling", "describe-launch-configurations", "--output", "text",
-                          "--query", "LaunchConfigurations[].ImageId"], check=True, capture_output=True, text=True).stdout
-    check(NEW_AMI in lcs, "launch configurations on the new AMI exist")
-    checks += 1
+    # staging's groups use launch templates: the latest version of each is on the new AMI.
+    for role in ("web", "worker"):
+        ami = subprocess.run(["aws", "ec2", "describe-launch-template-versions", "--launch-template-name",
+                              f"myproject-staging-{role}", "--versions", "$Latest", "--output", "text",
+                              "--query", "LaunchTemplateVersions[].LaunchTemplateData.ImageId"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        check(ami == NEW_AMI, f"the {role} launch template's latest version is on the new AMI ({ami})")
+    checks += 2
     # Nothing left to do once the parameter is where the servers are.
     for _, _, outputs, _ in run_workflow(rotate_wf):
         check(outputs["ami"].get("moved") == "false", "a second run finds nothing to rotate")
