@@ -312,6 +312,7 @@ pub(crate) fn asg_to_observed(
             tags,
         }),
         status: Status {
+            holds_data: false,
             state: g.status().unwrap_or("active").to_string(),
             private_ip: None,
             endpoint: None,
@@ -355,6 +356,7 @@ pub(crate) async fn asg_status(c: &AwsCloud, name: &str) -> Result<Option<Status
     };
     let health = lb_health(c, &g).await?;
     Ok(Some(Status {
+        holds_data: false,
         state: g.status().unwrap_or("active").to_string(),
         private_ip: None,
         endpoint: None,

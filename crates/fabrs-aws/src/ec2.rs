@@ -681,6 +681,7 @@ pub(crate) fn live(i: &Instance) -> bool {
 
 pub(crate) fn instance_status(i: &Instance) -> Status {
     Status {
+        holds_data: false,
         state: i
             .state()
             .and_then(|s| s.name())

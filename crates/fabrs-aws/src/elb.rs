@@ -372,6 +372,7 @@ pub(crate) fn lb_to_observed(
             tags,
         }),
         status: Status {
+            holds_data: false,
             state: "active".into(),
             private_ip: None,
             endpoint: d.dns_name().map(str::to_string),

@@ -8,6 +8,7 @@
 //! tags, by the `# fabrs:owner=` line of their user-data.
 
 mod asg;
+mod bucket;
 mod discover;
 mod ec2;
 mod elb;
@@ -117,7 +118,8 @@ pub struct AwsCloud {
     pub(crate) asg: aws_sdk_autoscaling::Client,
     pub(crate) rds: aws_sdk_rds::Client,
     pub(crate) iam: aws_sdk_iam::Client,
-    s3: aws_sdk_s3::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) region: String,
     counter: Arc<CallCounter>,
     vpc: tokio::sync::OnceCell<VpcInfo>,
     root_devices: std::sync::Mutex<BTreeMap<String, String>>,
@@ -211,6 +213,7 @@ impl AwsCloud {
                     .force_path_style(true)
                     .build(),
             ),
+            region: opts.region.clone(),
             counter,
             vpc: tokio::sync::OnceCell::new(),
             root_devices: std::sync::Mutex::new(BTreeMap::new()),
@@ -335,6 +338,7 @@ impl AwsCloud {
     ) -> Result<Option<Observed>, CloudError> {
         match spec {
             Spec::InstanceRole(_) => iam::read_role(self, address, id).await,
+            Spec::Bucket(_) => bucket::read_bucket(self, address, id).await,
             Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
             Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
             Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, s.launch.role, gmap).await,
@@ -374,6 +378,7 @@ impl Cloud for AwsCloud {
         let gmap = util::GroupMap::from_ctx(ctx);
         let id = match spec {
             Spec::InstanceRole(s) => iam::create_role(self, s).await?,
+            Spec::Bucket(s) => bucket::create_bucket(self, s).await?,
             Spec::SecurityGroup(s) => return ec2::create_sg(self, address, s, ctx).await,
             Spec::LoadBalancer(s) => elb::create_lb(self, address, s, ctx, &gmap).await?,
             Spec::LaunchConfiguration(s) => asg::create_lc(self, address, s, ctx, &gmap).await?,
@@ -395,6 +400,7 @@ impl Cloud for AwsCloud {
         let res = util::describe(&current.address, desired);
         match (&current.spec, desired) {
             (Spec::InstanceRole(c), Spec::InstanceRole(d)) => iam::update_role(self, c, d).await?,
+            (Spec::Bucket(c), Spec::Bucket(d)) => bucket::update_bucket(self, c, d).await?,
             (Spec::SecurityGroup(c), Spec::SecurityGroup(d)) => ec2::update_sg(self, &current.id, c, d, ctx).await?,
             (Spec::LoadBalancer(c), Spec::LoadBalancer(d)) => elb::update_lb(self, c, d, ctx).await?,
             (Spec::LaunchConfiguration(c), Spec::LaunchConfiguration(d)) => {
@@ -427,6 +433,7 @@ impl Cloud for AwsCloud {
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
         let r = match &current.spec {
             Spec::InstanceRole(s) => iam::delete_role(self, s).await,
+            Spec::Bucket(s) => bucket::delete_bucket(self, &s.name).await,
             Spec::SecurityGroup(_) => ec2::delete_sg(self, current).await,
             Spec::LoadBalancer(s) => elb::delete_lb(self, &s.name).await,
             Spec::LaunchConfiguration(_) => asg::delete_lc(self, &current.id).await,
@@ -454,6 +461,17 @@ impl Cloud for AwsCloud {
         match rds::delete_db(self, db, how).await {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             r => r,
+        }
+    }
+
+    async fn empty_bucket(&self, current: &Observed) -> Result<u64, CloudError> {
+        match &current.spec {
+            Spec::Bucket(s) => bucket::empty_bucket(self, &s.name).await,
+            other => Err(err::other(
+                "DeleteObjects",
+                &util::describe(&current.address, other),
+                "not a bucket",
+            )),
         }
     }
 

@@ -487,6 +487,7 @@ pub(crate) fn db_live(d: &DbInstance) -> bool {
 
 pub(crate) fn db_status(d: &DbInstance) -> Status {
     Status {
+        holds_data: false,
         state: d.db_instance_status().unwrap_or_default().to_string(),
         private_ip: None,
         endpoint: d.endpoint().and_then(|e| e.address()).map(str::to_string),

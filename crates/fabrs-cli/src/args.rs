@@ -200,6 +200,11 @@ pub struct DestroyEnvArgs {
     /// (without it, a protected database stops destroy-env before anything is deleted)
     #[arg(long)]
     pub disable_deletion_protection: bool,
+    /// Delete the objects of the environment's buckets (the photo bucket), then
+    /// the buckets (without it, a bucket holding data stops destroy-env before
+    /// anything is deleted)
+    #[arg(long)]
+    pub delete_bucket_contents: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -140,6 +140,11 @@ pub trait Cloud: Send + Sync {
         how: &DbDelete,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
+    /// Delete every object (and object version) of a bucket fabrs owns, so
+    /// that `delete` can remove it: `destroy-env --delete-bucket-contents`
+    /// only. Returns how many were deleted.
+    fn empty_bucket(&self, current: &Observed) -> impl Future<Output = Result<u64, CloudError>> + Send;
+
     /// Read-only: the versions of `engine` the cloud offers for new database
     /// instances in major `major` (RDS: DescribeDBEngineVersions). `None`
     /// when the endpoint does not implement the call (moto), so the check

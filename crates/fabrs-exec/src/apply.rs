@@ -23,7 +23,7 @@ use crate::deploy::{Clock, SystemClock};
 fn step_of(address: &Address) -> usize {
     match address.kind {
         // Instance roles need nothing; launches name their profiles.
-        Kind::InstanceRole | Kind::SecurityGroup => 0,
+        Kind::InstanceRole | Kind::SecurityGroup | Kind::Bucket => 0,
         Kind::LoadBalancer | Kind::DbSubnetGroup | Kind::DbParameterGroup => 1,
         Kind::DbInstance if address.name == "master" => 2,
         Kind::DbInstance => 3,
@@ -50,6 +50,9 @@ pub struct ApplyOptions {
     /// How database instances are deleted (`destroy-env`'s final snapshot
     /// and deletion-protection flags).
     pub db_delete: DbDelete,
+    /// Empty a bucket before deleting it (`destroy-env --delete-bucket-contents`);
+    /// otherwise a bucket holding data is not deleted.
+    pub empty_buckets: bool,
     /// The load balancer's connection draining timeout: a fixed instance
     /// registered with it is deregistered, given this long to finish its
     /// requests, then terminated. Zero: terminated at once (`destroy-env`,
@@ -99,6 +102,7 @@ impl Default for ApplyOptions {
             db_password: None,
             user_data: BTreeMap::new(),
             db_delete: DbDelete::default(),
+            empty_buckets: false,
             draining: Duration::ZERO,
             sleeper: Sleeper::default(),
         }
@@ -146,6 +150,7 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
         Spec::LaunchConfiguration(s) => Some(s.launch.role),
         Spec::LaunchTemplate(s) => Some(s.launch.role),
         Spec::InstanceRole(_)
+        | Spec::Bucket(_)
         | Spec::SecurityGroup(_)
         | Spec::LoadBalancer(_)
         | Spec::DbSubnetGroup(_)
@@ -406,6 +411,11 @@ pub async fn delete_and_wait<C: Cloud>(
 ) -> Result<(), CloudError> {
     if current.address.kind == Kind::DbInstance {
         cloud.delete_database(current, &opts.db_delete).await?;
+    } else if current.address.kind == Kind::Bucket {
+        if opts.empty_buckets {
+            cloud.empty_bucket(current).await?;
+        }
+        cloud.delete(current).await?;
     } else {
         drain(cloud, current, opts, events).await?;
         cloud.delete(current).await?;

@@ -55,6 +55,13 @@ impl FakeCloud {
         self.state.lock().unwrap().resources.remove(address);
     }
     /// Change a resource behind fabrs's back (drift).
+    /// A bucket now holds objects (as the app's uploads would leave it).
+    pub fn put_data(&self, address: &Address) {
+        if let Some(o) = self.state.lock().unwrap().resources.get_mut(address) {
+            o.status.holds_data = true;
+        }
+    }
+
     pub fn tamper(&self, address: &Address, f: impl FnOnce(&mut Spec)) {
         let mut s = self.state.lock().unwrap();
         if let Some(o) = s.resources.get_mut(address) {
@@ -82,7 +89,11 @@ fn groups_used(spec: &Spec) -> Vec<String> {
         Spec::Instance(s) => s.launch.security_groups.clone(),
         Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
         Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
-        Spec::InstanceRole(_) | Spec::DbSubnetGroup(_) | Spec::DbParameterGroup(_) | Spec::AutoScalingGroup(_) => {
+        Spec::InstanceRole(_)
+        | Spec::Bucket(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_)
+        | Spec::AutoScalingGroup(_) => {
             vec![]
         }
     }
@@ -126,6 +137,16 @@ impl FakeCloud {
         if let Spec::LaunchConfiguration(lc) = &current.spec {
             if s.resources.values().any(|o| matches!(&o.spec, Spec::AutoScalingGroup(a) if a.launch == LaunchRef::Configuration(lc.name.clone()))) {
                 return Err(err(ErrorKind::DependencyViolation, "DeleteLaunchConfiguration", &key, "in use by a group"));
+            }
+        }
+        if let Spec::Bucket(b) = &current.spec {
+            if s.resources.get(&key).is_some_and(|o| o.status.holds_data) {
+                return Err(err(
+                    ErrorKind::DependencyViolation,
+                    "DeleteBucket",
+                    &key,
+                    &format!("BucketNotEmpty: the bucket {} is not empty", b.name),
+                ));
             }
         }
         s.calls.push(("delete".into(), key.to_string()));
@@ -228,6 +249,7 @@ impl Cloud for FakeCloud {
                 ..Default::default()
             },
             Spec::InstanceRole(_)
+            | Spec::Bucket(_)
             | Spec::SecurityGroup(_)
             | Spec::LoadBalancer(_)
             | Spec::DbSubnetGroup(_)
@@ -288,6 +310,18 @@ impl Cloud for FakeCloud {
             return self.delete_database(current, &DbDelete::default()).await;
         }
         self.delete_inner(current)
+    }
+
+    async fn empty_bucket(&self, current: &Observed) -> Result<u64, CloudError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(("empty".into(), current.address.to_string()));
+        Ok(match s.resources.get_mut(&current.address) {
+            Some(o) if o.status.holds_data => {
+                o.status.holds_data = false;
+                1
+            }
+            _ => 0,
+        })
     }
 
     async fn delete_database(&self, current: &Observed, how: &DbDelete) -> Result<(), CloudError> {

@@ -314,6 +314,10 @@ impl Cloud for FakeFleet {
     async fn delete_database(&self, current: &Observed, how: &fabrs_cloud::DbDelete) -> Result<(), CloudError> {
         self.cloud.delete_database(current, how).await
     }
+
+    async fn empty_bucket(&self, current: &Observed) -> Result<u64, CloudError> {
+        self.cloud.empty_bucket(current).await
+    }
     async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
         self.cloud.engine_versions(engine, major).await
     }

@@ -328,6 +328,9 @@ pub struct DestroyOptions {
     pub skip_final_snapshot: bool,
     /// `--disable-deletion-protection`.
     pub disable_deletion_protection: bool,
+    /// `--delete-bucket-contents`: empty the environment's buckets and
+    /// delete them; without it a bucket holding data stops destroy-env.
+    pub delete_bucket_contents: bool,
     /// The final snapshot's unique suffix (a timestamp).
     pub stamp: String,
 }
@@ -376,6 +379,21 @@ pub fn destroy_plan(env: &Environment, inventory: &Inventory, o: &DestroyOptions
     let (how, conflict) = destroy_database(inventory, o);
     let mut p = plan(&env.project, &env.name, &Desired::default(), inventory);
     p.conflicts.extend(conflict);
+    // Buckets hold the app's data: never emptied unless asked.
+    for b in inventory.resources.values() {
+        if let Spec::Bucket(spec) = &b.spec
+            && b.status.holds_data
+            && !o.delete_bucket_contents
+        {
+            p.conflicts.push(Conflict {
+                address: b.address.clone(),
+                message: format!(
+                    "the bucket {} holds data: nothing was deleted; pass --delete-bucket-contents to delete its objects and the bucket",
+                    spec.name
+                ),
+            });
+        }
+    }
     // Launch configurations are listed by name, once each, in use or not.
     p.changes.retain(|c| c.address.kind != Kind::LaunchConfiguration);
     for (name, lc) in &inventory.launch_configurations {

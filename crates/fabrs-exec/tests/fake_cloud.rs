@@ -579,3 +579,78 @@ async fn a_fixed_web_instance_is_deregistered_and_drained_before_it_is_replaced(
             .is_empty()
     );
 }
+
+/// Issue 10, item 2: the photo bucket is the app's data. destroy-env refuses
+/// it while it holds objects (nothing at all deleted); told to, it empties
+/// it, then deletes it.
+#[tokio::test]
+async fn destroy_refuses_a_bucket_holding_data_unless_told_to_delete_its_contents() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = converged(&env).await;
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let Some(Spec::Bucket(b)) = inv.resources.get(&addr::photos_bucket()).map(|o| &o.spec) else {
+        panic!("no photo bucket: {:?}", inv.resources.keys().collect::<Vec<_>>())
+    };
+    assert_eq!(b.name, "myproject-staging-photos");
+    assert!(b.block_public_access && b.encryption == "AES256" && b.object_ownership == "BucketOwnerEnforced");
+    cloud.put_data(&addr::photos_bucket());
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let o = DestroyOptions {
+        disable_deletion_protection: true,
+        ..DestroyOptions::default()
+    };
+    let (p, _) = destroy_plan(&env, &inv, &o);
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert_eq!(p.conflicts[0].address, addr::photos_bucket());
+    assert!(
+        p.conflicts[0].message.contains("myproject-staging-photos")
+            && p.conflicts[0].message.contains("--delete-bucket-contents"),
+        "{}",
+        p.conflicts[0].message
+    );
+    // Without the flag the driver would not empty it: S3 refuses the delete.
+    let plain = DestroyOptions {
+        disable_deletion_protection: true,
+        skip_final_snapshot: true,
+        delete_bucket_contents: true,
+        ..DestroyOptions::default()
+    };
+    let (p, how) = destroy_plan(&env, &inv, &plain);
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    let refused = apply(
+        &cloud,
+        &p,
+        &inv,
+        &ApplyOptions {
+            db_delete: how.clone(),
+            ..ApplyOptions::default()
+        },
+        &|_| {},
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a bucket holding data is not deleted without emptying"
+    );
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let (p, how) = destroy_plan(&env, &inv, &plain);
+    apply(
+        &cloud,
+        &p,
+        &inv,
+        &ApplyOptions {
+            db_delete: how,
+            empty_buckets: true,
+            ..ApplyOptions::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(cloud.is_empty(), "left: {}", cloud.len());
+    let calls = cloud.calls();
+    let empty = calls.iter().position(|(op, a)| op == "empty" && a == "bucket.photos");
+    let delete = calls.iter().position(|(op, a)| op == "delete" && a == "bucket.photos");
+    assert!(empty.is_some() && empty < delete, "{calls:?}");
+}

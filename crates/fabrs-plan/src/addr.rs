@@ -52,6 +52,9 @@ pub fn owner_value(project: &str, environment: &str) -> String {
 pub fn instance_role(role: RoleKind) -> Address {
     Address::new(Kind::InstanceRole, role.as_str())
 }
+pub fn photos_bucket() -> Address {
+    Address::new(Kind::Bucket, "photos")
+}
 pub fn security_group(key: &str) -> Address {
     Address::new(Kind::SecurityGroup, key)
 }

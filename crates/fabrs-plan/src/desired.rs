@@ -37,6 +37,7 @@ impl Desired {
 pub fn name_of(spec: &Spec) -> Option<String> {
     Some(match spec {
         Spec::InstanceRole(s) => s.name.clone(),
+        Spec::Bucket(s) => s.name.clone(),
         Spec::SecurityGroup(s) => s.name.clone(),
         Spec::LoadBalancer(s) => s.name.clone(),
         Spec::DbSubnetGroup(s) => s.name.clone(),
@@ -48,6 +49,11 @@ pub fn name_of(spec: &Spec) -> Option<String> {
         Spec::AutoScalingGroup(s) => s.name.clone(),
     })
 }
+
+/// SSE-S3 default encryption (no key to manage; `aws:kms` is a later choice).
+pub const BUCKET_ENCRYPTION: &str = "AES256";
+/// ACLs disabled: every object is the bucket owner's.
+pub const BUCKET_OWNERSHIP: &str = "BucketOwnerEnforced";
 
 pub fn base(env: &Environment) -> String {
     format!("{}-{}", env.project, env.name)
@@ -232,6 +238,20 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         r.insert(addr::db_replica(n), Spec::DbInstance(spec));
     }
 
+    // The photo bucket: the app's data, private; destroy-env refuses it
+    // while it holds data.
+    let photos = fabrs_config::names::photos_bucket(env);
+    r.insert(
+        addr::photos_bucket(),
+        Spec::Bucket(BucketSpec {
+            tags: tags(env, None, &photos, &[]),
+            name: photos,
+            block_public_access: true,
+            encryption: BUCKET_ENCRYPTION.into(),
+            object_ownership: BUCKET_OWNERSHIP.into(),
+        }),
+    );
+
     for kind in env.roles.keys() {
         let name = fabrs_config::names::iam_role(env, *kind);
         r.insert(
@@ -380,6 +400,7 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
         Spec::InstanceRole(_)
+        | Spec::Bucket(_)
         | Spec::SecurityGroup(_)
         | Spec::LoadBalancer(_)
         | Spec::DbSubnetGroup(_)

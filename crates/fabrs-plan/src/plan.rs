@@ -144,6 +144,13 @@ fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
             profile: Update,
             tags: Update,
         }),
+        Kind::Bucket => rules!(BucketSpec {
+            name: Replace,
+            block_public_access: Update,
+            encryption: Update,
+            object_ownership: Update,
+            tags: Update,
+        }),
         Kind::SecurityGroup => rules!(SecurityGroupSpec {
             key: Ignore,
             name: Replace,

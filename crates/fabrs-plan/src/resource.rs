@@ -18,6 +18,7 @@ pub type Tags = BTreeMap<String, String>;
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     InstanceRole,
+    Bucket,
     SecurityGroup,
     LoadBalancer,
     DbSubnetGroup,
@@ -33,6 +34,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::InstanceRole => "instance_role",
+            Kind::Bucket => "bucket",
             Kind::SecurityGroup => "security_group",
             Kind::LoadBalancer => "load_balancer",
             Kind::DbSubnetGroup => "db_subnet_group",
@@ -365,10 +367,25 @@ pub struct InstanceRoleSpec {
     pub tags: Tags,
 }
 
+/// An S3 bucket the environment owns (the photo bucket): private, encrypted,
+/// its objects owned by the bucket owner (ACLs off).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketSpec {
+    pub name: String,
+    /// All four public access blocks on.
+    pub block_public_access: bool,
+    /// Default encryption: `AES256` (SSE-S3) or `aws:kms`; empty: none.
+    pub encryption: String,
+    /// Object ownership: `BucketOwnerEnforced` (ACLs disabled).
+    pub object_ownership: String,
+    pub tags: Tags,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Spec {
     InstanceRole(InstanceRoleSpec),
+    Bucket(BucketSpec),
     SecurityGroup(SecurityGroupSpec),
     LoadBalancer(LoadBalancerSpec),
     DbSubnetGroup(DbSubnetGroupSpec),
@@ -384,6 +401,7 @@ impl Spec {
     pub fn kind(&self) -> Kind {
         match self {
             Spec::InstanceRole(_) => Kind::InstanceRole,
+            Spec::Bucket(_) => Kind::Bucket,
             Spec::SecurityGroup(_) => Kind::SecurityGroup,
             Spec::LoadBalancer(_) => Kind::LoadBalancer,
             Spec::DbSubnetGroup(_) => Kind::DbSubnetGroup,
@@ -407,6 +425,10 @@ pub struct Status {
     pub endpoint: Option<String>,
     /// Instances in an ASG or registered with an ELB, with their health.
     pub members: Vec<Member>,
+    /// A bucket holds at least one object (or object version): destroy-env
+    /// refuses to delete it unless told to empty it.
+    #[serde(default)]
+    pub holds_data: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

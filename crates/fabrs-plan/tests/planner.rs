@@ -713,3 +713,24 @@ fn a_plan_with_tls_policies_round_trips_through_json_as_a_saved_plan_does() {
     };
     assert_eq!(lb(&back), lb(&p));
 }
+
+/// Issue 10, item 2: the photo bucket is the environment's: private,
+/// encrypted, ACLs off, tagged like everything else.
+#[test]
+fn the_photo_bucket_is_private_encrypted_and_owned() {
+    let env = load("staging");
+    let d = desired_state(&env, &BTreeMap::new());
+    let Some(Spec::Bucket(b)) = d.resources.get(&fabrs_plan::addr::photos_bucket()) else {
+        panic!("no photo bucket")
+    };
+    assert_eq!(b.name, "myproject-staging-photos");
+    assert!(b.block_public_access);
+    assert_eq!(
+        (b.encryption.as_str(), b.object_ownership.as_str()),
+        ("AES256", "BucketOwnerEnforced")
+    );
+    assert_eq!(
+        b.tags.get(fabrs_plan::addr::TAG_ENVIRONMENT).map(String::as_str),
+        Some("staging")
+    );
+}

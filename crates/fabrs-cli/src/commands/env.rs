@@ -252,12 +252,14 @@ pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer
         let destroy_opts = ops::DestroyOptions {
             skip_final_snapshot: args.skip_final_snapshot,
             disable_deletion_protection: args.disable_deletion_protection,
+            delete_bucket_contents: args.delete_bucket_contents,
             stamp: utc_stamp(),
         };
         let (plan, db_delete) = ops::destroy_plan(&env, &inventory, &destroy_opts);
         // Decided before anything is deleted: a protected database stops the whole run.
-        if let Some(c) = plan.conflicts.first() {
-            bail!("refusing to destroy {} / {}: {}", env.project, env.name, c.message);
+        if !plan.conflicts.is_empty() {
+            let why: Vec<&str> = plan.conflicts.iter().map(|c| c.message.as_str()).collect();
+            bail!("refusing to destroy {} / {}: {}", env.project, env.name, why.join("; "));
         }
         printer.data(&fabrs_plan::display::human(&plan));
         for f in &inventory.foreign {
@@ -282,6 +284,7 @@ pub fn destroy(global: &GlobalArgs, args: &DestroyEnvArgs, printer: &mut Printer
         let opts = ApplyOptions {
             concurrency: args.concurrency,
             db_delete,
+            empty_buckets: args.delete_bucket_contents,
             ..Default::default()
         };
         let progress = Progress::new(quiet);
