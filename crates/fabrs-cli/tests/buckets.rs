@@ -30,17 +30,9 @@ fn create_env_makes_the_photo_bucket_private_encrypted_and_owned() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("conformance.jsonl");
-    let proxy = Proxy::start(
-        &moto,
-        &["--conformance", log.to_str().unwrap(), "--conformance-report-only"],
-    );
+    let proxy = conformance_proxy(&moto, &log);
     ok(&fabrs(&proxy.url(), &["create-env", "staging", "--yes"]));
-    let s3: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("\"s3\""))
-        .map(String::from)
-        .collect();
+    let s3 = violations(&log, "s3");
     assert!(s3.is_empty(), "S3 would refuse: {s3:#?}");
 
     let pab = s3api(&moto, &["get-public-access-block", "--bucket", PHOTOS])["PublicAccessBlockConfiguration"].clone();
@@ -130,10 +122,7 @@ fn destroy_env_refuses_a_bucket_with_data_and_with_the_flag_empties_and_deletes_
     );
 
     let log = dir.path().join("conformance.jsonl");
-    let proxy = Proxy::start(
-        &moto,
-        &["--conformance", log.to_str().unwrap(), "--conformance-report-only"],
-    );
+    let proxy = conformance_proxy(&moto, &log);
     let out = fabrs(
         &proxy.url(),
         &[
@@ -150,17 +139,7 @@ fn destroy_env_refuses_a_bucket_with_data_and_with_the_flag_empties_and_deletes_
         stderr.contains(PHOTOS) && stderr.contains("--delete-bucket-contents"),
         "{stderr}"
     );
-    let ops = proxy.stats()["operations"].clone();
-    let writes: Vec<&String> = ops
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|op| {
-            let name = op.split_once('.').map_or(op.as_str(), |(_, n)| n);
-            !["Describe", "List", "Get", "Head"].iter().any(|p| name.starts_with(p))
-        })
-        .collect();
-    assert!(ops.as_object().unwrap().len() > 1, "the run was seen: {ops}");
+    let writes = write_calls(&proxy.stats());
     assert!(writes.is_empty(), "write calls before the refusal: {writes:?}");
     let listed = s3api(&moto, &["list-objects-v2", "--bucket", PHOTOS]);
     assert_eq!(

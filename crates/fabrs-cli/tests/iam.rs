@@ -11,22 +11,6 @@ use serde_json::Value;
 mod common;
 use common::*;
 
-fn conformance_proxy(moto: &Moto, log: &std::path::Path) -> Proxy {
-    Proxy::start(
-        moto,
-        &["--conformance", log.to_str().unwrap(), "--conformance-report-only"],
-    )
-}
-
-fn violations(log: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn strings(v: &Value) -> BTreeSet<String> {
     match v {
         Value::String(s) => [s.clone()].into(),
@@ -76,15 +60,7 @@ fn every_server_gets_a_least_privilege_instance_role_read_back_with_awscli() {
     let proxy = conformance_proxy(&moto, &log);
     // staging, on launch configurations (the shipped file uses templates)
     // for web and worker, with a fixed cache server; production: templates.
-    let legacy = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(legacy.path().join("environments")).unwrap();
-    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
-    assert_eq!(text.matches("launch: template").count(), 2);
-    std::fs::write(
-        legacy.path().join("environments/staging.yaml"),
-        text.replace("launch: template", "launch: configuration"),
-    )
-    .unwrap();
+    let legacy = staging_on_configurations();
     let legacy_dir = legacy.path().to_str().unwrap();
     ok(&fabrs(
         &proxy.url(),
@@ -100,7 +76,7 @@ fn every_server_gets_a_least_privilege_instance_role_read_back_with_awscli() {
     ] {
         assert!(ops[op].as_u64().unwrap_or(0) >= 1, "{op} went through the proxy: {ops}");
     }
-    let iam: Vec<Value> = violations(&log).into_iter().filter(|v| v["service"] == "iam").collect();
+    let iam: Vec<Value> = violations(&log, "iam");
     assert!(iam.is_empty(), "IAM would refuse: {iam:#?}");
 
     // One role per server role under the environment's path, tagged.

@@ -42,21 +42,6 @@ fn check_against_file(moto: &Moto, env: &str) {
     check_against(moto, env, &root().join(format!("environments/{env}.yaml")))
 }
 
-/// A project of its own whose staging asks for launch configurations (the
-/// shipped one uses templates); pass `<dir>/environments/staging.yaml`.
-fn staging_on_configurations() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("environments")).unwrap();
-    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
-    assert_eq!(text.matches("launch: template").count(), 2);
-    std::fs::write(
-        dir.path().join("environments/staging.yaml"),
-        text.replace("launch: template", "launch: configuration"),
-    )
-    .unwrap();
-    dir
-}
-
 /// Instance metadata: IMDSv2 only, one hop.
 fn assert_imdsv2(what: &str, options: &Value) {
     assert_eq!(options["HttpTokens"], "required", "{what}: {options}");

@@ -65,3 +65,52 @@ pub fn env_filter(env: &str) -> Vec<String> {
         "Name=tag:fabrs:project,Values=myproject".into(),
     ]
 }
+
+/// A proxy that checks every request against AWS's models and rules
+/// (tests/peers/conformance.py), logging violations to `log` without
+/// refusing them; its `stats()` count the calls per operation.
+pub fn conformance_proxy(moto: &Moto, log: &std::path::Path) -> Proxy {
+    Proxy::start(
+        moto,
+        &["--conformance", log.to_str().unwrap(), "--conformance-report-only"],
+    )
+}
+
+/// The violations a conformance proxy logged, of one service (`rds`, `iam`…).
+pub fn violations(log: &std::path::Path, service: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["service"] == service)
+        .collect()
+}
+
+/// The operations a proxy saw that write (anything but Describe, List, Get, Head).
+pub fn write_calls(stats: &serde_json::Value) -> Vec<String> {
+    let ops = stats["operations"].as_object().cloned().unwrap_or_default();
+    assert!(ops.len() > 1, "the run went through the proxy: {stats}");
+    ops.keys()
+        .filter(|op| {
+            let name = op.split_once('.').map_or(op.as_str(), |(_, n)| n);
+            !["Describe", "List", "Get", "Head"].iter().any(|p| name.starts_with(p))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A project of its own whose staging asks for launch configurations (the
+/// shipped one uses templates): pass its path as `--dir`.
+pub fn staging_on_configurations() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("environments")).unwrap();
+    let text = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    assert_eq!(text.matches("launch: template").count(), 2);
+    std::fs::write(
+        dir.path().join("environments/staging.yaml"),
+        text.replace("launch: template", "launch: configuration"),
+    )
+    .unwrap();
+    dir
+}
