@@ -75,6 +75,17 @@ pub fn instance_profile(env: &Environment, role: RoleKind) -> String {
 pub fn iam_path(project: &str, environment: &str) -> String {
     format!("/fabrs/{project}/{environment}/")
 }
+/// The SSM Parameter Store path of an environment's secrets:
+/// `/<project>/<environment>` (no trailing slash: the instance roles' policy
+/// names this path and what is below it; servers read it at boot with
+/// GetParametersByPath).
+pub fn ssm_path(project: &str, environment: &str) -> String {
+    format!("/{project}/{environment}")
+}
+/// A secret's parameter: `/<project>/<environment>/<secret>`.
+pub fn ssm_parameter(project: &str, environment: &str, secret: &str) -> String {
+    format!("{}/{secret}", ssm_path(project, environment))
+}
 /// Where the app keeps photos and renditions in the photo bucket (the app's
 /// `S3_PREFIX`; the instance role may read and write only under it).
 pub const PHOTOS_PREFIX: &str = "photos/";

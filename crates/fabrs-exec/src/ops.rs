@@ -212,7 +212,8 @@ pub fn plan_from(
     secrets: Option<&Secrets>,
 ) -> Result<(Plan, Rendered), OpError> {
     let rendered = render_launches(env, renderer, inventory, revision, secrets)?;
-    let desired = desired_state(env, &rendered.launches);
+    let mut desired = desired_state(env, &rendered.launches);
+    fabrs_plan::ssm::fill_fingerprints(&mut desired, secrets, inventory);
     Ok((plan(&env.project, &env.name, &desired, inventory), rendered))
 }
 
@@ -251,6 +252,7 @@ pub async fn converge<C: Cloud>(
         let mut opts = base.clone();
         opts.user_data = rendered.user_data;
         opts.db_password = secrets.get(&env.database.password_secret).cloned();
+        opts.secrets = secrets.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let report = apply(cloud, &p, &inventory, &opts, events).await?;
         let progressed = !report.applied.is_empty();
         reports.push(report);
