@@ -12,7 +12,7 @@ use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, V
 
 use crate::ec2::{self, filter, from_ec2_tags, owner_filters};
 use crate::util::{self, GroupMap};
-use crate::{AwsCloud, asg, elb, err, iam, rds};
+use crate::{AwsCloud, asg, elb, err, iam, rds, ssm};
 
 fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
     scope
@@ -261,6 +261,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         subnet_groups,
         parameter_groups,
         (roles, roles_foreign),
+        (params, params_foreign),
     ) = futures::try_join!(
         sgs,
         sgs_named,
@@ -272,12 +273,14 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         dbs,
         subnet_groups,
         parameter_groups,
-        iam::discover(c, scope)
+        iam::discover(c, scope),
+        ssm::discover(c, scope)
     )?;
 
     let mut inv = Inventory::default();
     let mut foreign: Vec<Foreign> = roles_foreign;
-    for o in roles {
+    foreign.extend(params_foreign);
+    for o in roles.into_iter().chain(params) {
         inv.resources.entry(o.address.clone()).or_insert(o);
     }
 

@@ -168,6 +168,7 @@ where
 pub(crate) fn describe(address: &Address, spec: &Spec) -> String {
     match spec {
         Spec::InstanceRole(s) => format!("instance role {}", s.name),
+        Spec::SsmParameter(s) => format!("SSM parameter {}", s.name),
         Spec::SecurityGroup(s) => format!("security group {}", s.name),
         Spec::LoadBalancer(s) => format!("load balancer {}", s.name),
         Spec::DbSubnetGroup(s) => format!("DB subnet group {}", s.name),
