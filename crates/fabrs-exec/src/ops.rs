@@ -147,7 +147,19 @@ pub fn render_launches(
         let sha = sha256_hex(review.user_data.as_bytes());
         review_texts.insert(*role, review.user_data.clone());
         if let Some(secrets) = secrets {
+            // The forms the values take in files (to hide them in user-data
+            // made before secrets moved to SSM); this render is never sent.
             opts.secrets = SecretMode::Values(secrets);
+            let with_values = renderer.render_role(env, *role, &opts)?;
+            if let Some(forms) = forms.as_mut() {
+                forms.extend(fabrs_plan::review::userdata::secret_forms(
+                    &review.user_data,
+                    &with_values.user_data,
+                ));
+            }
+            // What servers get: tokens, which they replace at boot with the
+            // values from SSM Parameter Store (the `ssm_parameter` resources).
+            opts.secrets = SecretMode::Fetched(secrets);
             let full = renderer.render_role(env, *role, &opts)?;
             if let Some(forms) = forms.as_mut() {
                 forms.extend(fabrs_plan::review::userdata::secret_forms(
