@@ -3,7 +3,8 @@
 
 Every request is forwarded to the upstream, except that, at random (seeded):
   --throttle P   answer with the API's own throttling error (EC2: 503
-                 RequestLimitExceeded; query APIs: 400 Throttling)
+                 RequestLimitExceeded; query APIs: 400 Throttling; JSON APIs
+                 such as SSM: 400 ThrottlingException)
   --error P      answer 500 InternalError (a 5xx the client must retry)
   --drop P       close the connection without answering
   --latency-ms N wait N ms before forwarding every request
@@ -139,6 +140,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.connection.shutdown(2)
             except OSError:
                 pass
+            return
+        if fault in ("throttle", "error") and self.headers.get("X-Amz-Target"):
+            # A JSON-protocol API (SSM): its errors are JSON with __type.
+            if fault == "throttle":
+                record("throttled")
+                code, status, msg = ("ThrottlingException", 400, "Rate exceeded")
+            else:
+                record("errors")
+                code, status, msg = ("InternalServerError", 500, "An internal error has occurred")
+            payload = json.dumps({"__type": code, "message": msg}).encode()
+            self.reply(status, None, [("Content-Type", "application/x-amz-json-1.1")], payload)
             return
         if fault in ("throttle", "error"):
             ec2 = form.get("Version", [""])[0] == "2016-11-15"

@@ -12,7 +12,7 @@ use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, V
 
 use crate::ec2::{self, filter, from_ec2_tags, owner_filters};
 use crate::util::{self, GroupMap};
-use crate::{AwsCloud, asg, bucket, elb, err, iam, rds};
+use crate::{AwsCloud, asg, bucket, elb, err, iam, rds, ssm};
 
 fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
     scope
@@ -262,6 +262,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         parameter_groups,
         (roles, roles_foreign),
         (buckets, buckets_foreign),
+        (params, params_foreign),
     ) = futures::try_join!(
         sgs,
         sgs_named,
@@ -274,13 +275,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         subnet_groups,
         parameter_groups,
         iam::discover(c, scope),
-        bucket::discover(c, scope)
+        bucket::discover(c, scope),
+        ssm::discover(c, scope)
     )?;
 
     let mut inv = Inventory::default();
     let mut foreign: Vec<Foreign> = roles_foreign;
     foreign.extend(buckets_foreign);
-    for o in roles.into_iter().chain(buckets) {
+    foreign.extend(params_foreign);
+    for o in roles.into_iter().chain(buckets).chain(params) {
         inv.resources.entry(o.address.clone()).or_insert(o);
     }
 

@@ -1,4 +1,5 @@
-//! fabrs's `Cloud` on the AWS SDK for Rust: IAM (instance roles), EC2 (security groups, instances,
+//! fabrs's `Cloud` on the AWS SDK for Rust: IAM (instance roles), SSM
+//! Parameter Store (the secrets servers read at boot), EC2 (security groups, instances,
 //! launch templates), classic ELB, Auto Scaling (groups, launch
 //! configurations) and RDS (PostgreSQL master, read replicas, subnet and
 //! parameter groups); `Store` on S3 (`AwsCloud::store`).
@@ -17,6 +18,7 @@ mod iam;
 mod rds;
 mod roll;
 mod s3;
+mod ssm;
 mod util;
 
 use std::collections::BTreeMap;
@@ -118,6 +120,7 @@ pub struct AwsCloud {
     pub(crate) asg: aws_sdk_autoscaling::Client,
     pub(crate) rds: aws_sdk_rds::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) ssm: aws_sdk_ssm::Client,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) region: String,
     counter: Arc<CallCounter>,
@@ -202,6 +205,11 @@ impl AwsCloud {
             ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&sdk)
                     .interceptor(icpt.clone())
                     .build(),
             ),
@@ -339,6 +347,7 @@ impl AwsCloud {
         match spec {
             Spec::InstanceRole(_) => iam::read_role(self, address, id).await,
             Spec::Bucket(_) => bucket::read_bucket(self, address, id).await,
+            Spec::SsmParameter(_) => ssm::read(self, id).await,
             Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
             Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
             Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, s.launch.role, gmap).await,
@@ -379,6 +388,7 @@ impl Cloud for AwsCloud {
         let id = match spec {
             Spec::InstanceRole(s) => iam::create_role(self, s).await?,
             Spec::Bucket(s) => bucket::create_bucket(self, s).await?,
+            Spec::SsmParameter(s) => ssm::create(self, s, ctx).await?,
             Spec::SecurityGroup(s) => return ec2::create_sg(self, address, s, ctx).await,
             Spec::LoadBalancer(s) => elb::create_lb(self, address, s, ctx, &gmap).await?,
             Spec::LaunchConfiguration(s) => asg::create_lc(self, address, s, ctx, &gmap).await?,
@@ -401,6 +411,7 @@ impl Cloud for AwsCloud {
         match (&current.spec, desired) {
             (Spec::InstanceRole(c), Spec::InstanceRole(d)) => iam::update_role(self, c, d).await?,
             (Spec::Bucket(c), Spec::Bucket(d)) => bucket::update_bucket(self, c, d).await?,
+            (Spec::SsmParameter(c), Spec::SsmParameter(d)) => ssm::update(self, c, d, ctx).await?,
             (Spec::SecurityGroup(c), Spec::SecurityGroup(d)) => ec2::update_sg(self, &current.id, c, d, ctx).await?,
             (Spec::LoadBalancer(c), Spec::LoadBalancer(d)) => elb::update_lb(self, c, d, ctx).await?,
             (Spec::LaunchConfiguration(c), Spec::LaunchConfiguration(d)) => {
@@ -434,6 +445,7 @@ impl Cloud for AwsCloud {
         let r = match &current.spec {
             Spec::InstanceRole(s) => iam::delete_role(self, s).await,
             Spec::Bucket(s) => bucket::delete_bucket(self, &s.name).await,
+            Spec::SsmParameter(s) => ssm::delete(self, s).await,
             Spec::SecurityGroup(_) => ec2::delete_sg(self, current).await,
             Spec::LoadBalancer(s) => elb::delete_lb(self, &s.name).await,
             Spec::LaunchConfiguration(_) => asg::delete_lc(self, &current.id).await,

@@ -169,6 +169,7 @@ pub(crate) fn describe(address: &Address, spec: &Spec) -> String {
     match spec {
         Spec::InstanceRole(s) => format!("instance role {}", s.name),
         Spec::Bucket(s) => format!("bucket {}", s.name),
+        Spec::SsmParameter(s) => format!("SSM parameter {}", s.name),
         Spec::SecurityGroup(s) => format!("security group {}", s.name),
         Spec::LoadBalancer(s) => format!("load balancer {}", s.name),
         Spec::DbSubnetGroup(s) => format!("DB subnet group {}", s.name),

@@ -170,6 +170,7 @@ fn ctx(ids: &[(Address, String)]) -> ApplyCtx {
         ids: ids.iter().cloned().collect(),
         user_data: None,
         db_password: None,
+        secret_value: None,
     }
 }
 

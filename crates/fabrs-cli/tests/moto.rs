@@ -319,9 +319,11 @@ fn check_against(moto: &Moto, env: &str, path: &std::path::Path) {
             "the user-data points pgbouncer at the real database endpoint"
         );
         assert!(!decoded.contains("fabrs.invalid"), "no placeholder address is left");
+        // Secrets are fetched from SSM at boot (tests/ssm.rs): the user-data
+        // holds tokens, never the resolved value.
         assert!(
-            decoded.contains("moto-db-Pa55word"),
-            "the launched user-data carries the resolved secret"
+            !decoded.contains("moto-db-Pa55word") && decoded.contains("fabrs-ssm.url.db_password."),
+            "the launched user-data holds the secret's token, not its value"
         );
     }
 

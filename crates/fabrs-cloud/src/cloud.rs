@@ -36,6 +36,8 @@ pub struct ApplyCtx {
     pub user_data: Option<String>,
     /// For a database master: its password.
     pub db_password: Option<SecretValue>,
+    /// For an SSM parameter: the secret's value (written, never read back).
+    pub secret_value: Option<SecretValue>,
 }
 
 /// How a database instance is deleted (`destroy-env`'s flags). The default

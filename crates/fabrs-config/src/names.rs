@@ -75,6 +75,17 @@ pub fn instance_profile(env: &Environment, role: RoleKind) -> String {
 pub fn iam_path(project: &str, environment: &str) -> String {
     format!("/fabrs/{project}/{environment}/")
 }
+/// The SSM Parameter Store path of an environment's secrets:
+/// `/<project>/<environment>` (no trailing slash: the instance roles' policy
+/// names this path and what is below it; servers read it at boot with
+/// GetParametersByPath).
+pub fn ssm_path(project: &str, environment: &str) -> String {
+    format!("/{project}/{environment}")
+}
+/// A secret's parameter: `/<project>/<environment>/<secret>`.
+pub fn ssm_parameter(project: &str, environment: &str, secret: &str) -> String {
+    format!("{}/{secret}", ssm_path(project, environment))
+}
 /// Where the app keeps photos and renditions in the photo bucket (the app's
 /// `S3_PREFIX`; the instance role may read and write only under it).
 pub const PHOTOS_PREFIX: &str = "photos/";
@@ -104,6 +115,7 @@ pub enum Rule {
     Bucket,
     IamRole,
     InstanceProfile,
+    SsmParameter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +214,14 @@ pub fn derived(env: &Environment) -> Vec<Derived> {
             Source::Base,
         ));
     }
+    for secret in env.secrets.keys() {
+        out.push(d(
+            &format!("the SSM parameter of secret `{secret}`"),
+            ssm_parameter(&env.project, &env.name, secret),
+            Rule::SsmParameter,
+            Source::Base,
+        ));
+    }
     if env.app.photos_bucket.is_none() {
         out.push(d(
             "the photo bucket name (`<project>-<environment>-photos`)",
@@ -282,7 +302,31 @@ pub fn problem(rule: Rule, name: &str) -> Option<String> {
         Rule::Bucket => bucket_problem(name),
         Rule::IamRole => too_long(name, 64, "an IAM role name").or_else(|| iam_chars(name)),
         Rule::InstanceProfile => too_long(name, 128, "an IAM instance profile name").or_else(|| iam_chars(name)),
+        Rule::SsmParameter => ssm_parameter_problem(name),
     }
+}
+
+/// SSM Parameter Store's rules for a hierarchical name (`/a/b/c`): at most
+/// 1011 characters with its ARN (names are kept well under: 900), letters,
+/// digits and `_ . - /`, at most 15 levels, and no first level starting
+/// with `aws` or `ssm` (reserved, in any case).
+fn ssm_parameter_problem(name: &str) -> Option<String> {
+    too_long(name, 900, "an SSM parameter name (with its ARN, 1011)")
+        .or_else(|| {
+            (!name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')))
+            .then(|| "may hold only letters, digits and _ . - /".into())
+        })
+        .or_else(|| {
+            let levels = name.trim_start_matches('/').split('/').count();
+            (levels > 15).then(|| format!("has {levels} levels; SSM allows 15"))
+        })
+        .or_else(|| {
+            let first = name.trim_start_matches('/').to_ascii_lowercase();
+            (first.starts_with("aws") || first.starts_with("ssm"))
+                .then(|| "may not start with `aws` or `ssm` (SSM keeps those prefixes)".into())
+        })
 }
 
 fn iam_chars(name: &str) -> Option<String> {
@@ -459,5 +503,15 @@ mod tests {
         assert_eq!(problem(Rule::InstanceProfile, &"r".repeat(128)), None);
         assert!(problem(Rule::LaunchTemplate, "a b").is_some());
         assert!(problem(Rule::DbSubnetGroup, "default").is_some());
+    }
+
+    #[test]
+    fn ssm_parameters() {
+        assert_eq!(problem(Rule::SsmParameter, "/shop/prod/db_password"), None);
+        assert!(problem(Rule::SsmParameter, "/ssm-shop/prod/db_password").is_some());
+        assert!(problem(Rule::SsmParameter, "/AWSshop/prod/db_password").is_some());
+        assert!(problem(Rule::SsmParameter, "/shop/prod/db password").is_some());
+        assert!(problem(Rule::SsmParameter, &format!("/{}", "a/".repeat(15))).is_some());
+        assert!(problem(Rule::SsmParameter, &format!("/shop/prod/{}", "x".repeat(900))).is_some());
     }
 }

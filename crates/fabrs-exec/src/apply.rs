@@ -22,8 +22,10 @@ use crate::deploy::{Clock, SystemClock};
 /// addresses of the cache and database; groups need their launch.
 fn step_of(address: &Address) -> usize {
     match address.kind {
-        // Instance roles need nothing; launches name their profiles.
-        Kind::InstanceRole | Kind::SecurityGroup | Kind::Bucket => 0,
+        // Instance roles, the secrets' parameters and the buckets need
+        // nothing; launches name the profiles, servers read the parameters
+        // at boot.
+        Kind::InstanceRole | Kind::SsmParameter | Kind::SecurityGroup | Kind::Bucket => 0,
         Kind::LoadBalancer | Kind::DbSubnetGroup | Kind::DbParameterGroup => 1,
         Kind::DbInstance if address.name == "master" => 2,
         Kind::DbInstance => 3,
@@ -44,6 +46,8 @@ pub struct ApplyOptions {
     pub database_timeout: Duration,
     /// The database master's password (needed to create it).
     pub db_password: Option<SecretValue>,
+    /// Every secret's value by name, written to its SSM parameter.
+    pub secrets: BTreeMap<String, SecretValue>,
     /// Full user-data per role (secrets resolved, marker lines included), for
     /// roles whose user-data is fully known in this pass.
     pub user_data: BTreeMap<RoleKind, String>,
@@ -100,6 +104,7 @@ impl Default for ApplyOptions {
             instance_timeout: Duration::from_secs(600),
             database_timeout: Duration::from_secs(2400),
             db_password: None,
+            secrets: BTreeMap::new(),
             user_data: BTreeMap::new(),
             db_delete: DbDelete::default(),
             empty_buckets: false,
@@ -151,6 +156,7 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
         Spec::LaunchTemplate(s) => Some(s.launch.role),
         Spec::InstanceRole(_)
         | Spec::Bucket(_)
+        | Spec::SsmParameter(_)
         | Spec::SecurityGroup(_)
         | Spec::LoadBalancer(_)
         | Spec::DbSubnetGroup(_)
@@ -163,6 +169,12 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
 /// Why a change cannot run in this pass, if it cannot.
 fn blocked(change: &Change, deferred: &BTreeSet<Address>, opts: &ApplyOptions) -> Option<String> {
     let spec = change.desired.as_ref()?;
+    if let Spec::SsmParameter(p) = spec {
+        if p.fingerprint.is_none() || !opts.secrets.contains_key(&p.secret) {
+            return Some(format!("the value of secret `{}` was not given", p.secret));
+        }
+        return None;
+    }
     if !is_known(spec) {
         return Some("its user-data depends on addresses not known yet".into());
     }
@@ -326,10 +338,15 @@ pub async fn apply<C: Cloud>(
             .iter()
             .filter(|c| step_of(&c.address) == step && c.action == Action::Delete)
             .collect();
-        if step == 0 && !doomed.is_empty() {
+        let doomed_groups: Vec<&Change> = doomed
+            .iter()
+            .copied()
+            .filter(|c| c.address.kind == Kind::SecurityGroup)
+            .collect();
+        if !doomed_groups.is_empty() {
             // A group cannot be deleted while another group's rule names it:
             // strip the rules of every doomed group first.
-            let stripped: Vec<Result<Observed, CloudError>> = futures::stream::iter(&doomed)
+            let stripped: Vec<Result<Observed, CloudError>> = futures::stream::iter(&doomed_groups)
                 .map(|change| {
                     let ctx = ApplyCtx {
                         ids: ids.clone(),
@@ -347,7 +364,7 @@ pub async fn apply<C: Cloud>(
                 .buffer_unordered(opts.concurrency.max(1))
                 .collect()
                 .await;
-            let failures: Vec<(Address, CloudError)> = doomed
+            let failures: Vec<(Address, CloudError)> = doomed_groups
                 .iter()
                 .zip(stripped)
                 .filter_map(|(c, r)| r.err().map(|e| (c.address.clone(), e)))
@@ -493,6 +510,10 @@ async fn run_change<C: Cloud>(
         user_data: role_of(spec).and_then(|r| opts.user_data.get(&r).cloned()),
         db_password: match spec {
             Spec::DbInstance(db) if db.replica_of.is_none() => opts.db_password.clone(),
+            _ => None,
+        },
+        secret_value: match spec {
+            Spec::SsmParameter(p) => opts.secrets.get(&p.secret).cloned(),
             _ => None,
         },
     };

@@ -27,6 +27,10 @@ struct FakeState {
     engine_versions: Option<Vec<String>>,
     /// Final snapshots taken when deleting databases.
     snapshots: Vec<String>,
+    /// SSM parameters' values by parameter name.
+    ssm_values: BTreeMap<String, String>,
+    /// Every user-data sent (launches created or updated), in order.
+    user_data_sent: Vec<String>,
 }
 
 impl FakeCloud {
@@ -49,6 +53,14 @@ impl FakeCloud {
     /// The final snapshots taken so far.
     pub fn snapshots(&self) -> Vec<String> {
         self.state.lock().unwrap().snapshots.clone()
+    }
+    /// Every user-data a create or update carried, in order.
+    pub fn user_data_sent(&self) -> Vec<String> {
+        self.state.lock().unwrap().user_data_sent.clone()
+    }
+    /// The value last written to an SSM parameter (by its full name).
+    pub fn ssm_value(&self, name: &str) -> Option<String> {
+        self.state.lock().unwrap().ssm_values.get(name).cloned()
     }
     /// Remove a resource behind fabrs's back (or as if it was never made).
     pub fn remove(&self, address: &Address) {
@@ -74,6 +86,23 @@ fn err(kind: ErrorKind, op: &str, a: &Address, msg: &str) -> CloudError {
     CloudError::new(kind, op, a.to_string(), msg)
 }
 
+/// As strict as a real write needs: a value, and the spec's fingerprint
+/// must be that value's (the fingerprint tag is how a later plan sees it).
+fn check_parameter_value(
+    a: &Address,
+    p: &fabrs_plan::resource::SsmParameterSpec,
+    ctx: &ApplyCtx,
+    op: &str,
+) -> Result<(), CloudError> {
+    let Some(v) = &ctx.secret_value else {
+        return Err(err(ErrorKind::Other, op, a, "no value for the parameter"));
+    };
+    if p.fingerprint.as_deref() != Some(fabrs_plan::ssm::fingerprint(&p.name, v.expose()).as_str()) {
+        return Err(err(ErrorKind::Other, op, a, "the fingerprint is not the value's"));
+    }
+    Ok(())
+}
+
 fn groups_used(spec: &Spec) -> Vec<String> {
     match spec {
         Spec::SecurityGroup(s) => s
@@ -91,6 +120,7 @@ fn groups_used(spec: &Spec) -> Vec<String> {
         Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
         Spec::InstanceRole(_)
         | Spec::Bucket(_)
+        | Spec::SsmParameter(_)
         | Spec::DbSubnetGroup(_)
         | Spec::DbParameterGroup(_)
         | Spec::AutoScalingGroup(_) => {
@@ -148,6 +178,9 @@ impl FakeCloud {
                     &format!("BucketNotEmpty: the bucket {} is not empty", b.name),
                 ));
             }
+        }
+        if let Spec::SsmParameter(p) = &current.spec {
+            s.ssm_values.remove(&p.name);
         }
         s.calls.push(("delete".into(), key.to_string()));
         s.resources.remove(&key);
@@ -213,12 +246,22 @@ impl Cloud for FakeCloud {
                 return Err(err(ErrorKind::Other, "CreateDBInstance", address, "no master password"));
             }
         }
+        if let Spec::SsmParameter(p) = spec {
+            check_parameter_value(address, p, ctx, "PutParameter")?;
+            s.ssm_values.insert(
+                p.name.clone(),
+                ctx.secret_value.as_ref().expect("checked").expose().to_string(),
+            );
+        }
         if matches!(
             spec,
             Spec::Instance(_) | Spec::LaunchConfiguration(_) | Spec::LaunchTemplate(_)
         ) && ctx.user_data.is_none()
         {
             return Err(err(ErrorKind::Other, "Create", address, "no user-data"));
+        }
+        if let Some(ud) = &ctx.user_data {
+            s.user_data_sent.push(ud.clone());
         }
         // Launch configurations live under their own name (several per role).
         let key = match spec {
@@ -250,6 +293,7 @@ impl Cloud for FakeCloud {
             },
             Spec::InstanceRole(_)
             | Spec::Bucket(_)
+            | Spec::SsmParameter(_)
             | Spec::SecurityGroup(_)
             | Spec::LoadBalancer(_)
             | Spec::DbSubnetGroup(_)
@@ -289,6 +333,16 @@ impl Cloud for FakeCloud {
             }
         }
         let mut s = self.state.lock().unwrap();
+        if let Spec::SsmParameter(p) = desired {
+            check_parameter_value(&current.address, p, ctx, "PutParameter")?;
+            s.ssm_values.insert(
+                p.name.clone(),
+                ctx.secret_value.as_ref().expect("checked").expose().to_string(),
+            );
+        }
+        if let Some(ud) = &ctx.user_data {
+            s.user_data_sent.push(ud.clone());
+        }
         let key = match desired {
             Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
             _ => current.address.clone(),

@@ -147,7 +147,19 @@ pub fn render_launches(
         let sha = sha256_hex(review.user_data.as_bytes());
         review_texts.insert(*role, review.user_data.clone());
         if let Some(secrets) = secrets {
+            // The forms the values take in files (to hide them in user-data
+            // made before secrets moved to SSM); this render is never sent.
             opts.secrets = SecretMode::Values(secrets);
+            let with_values = renderer.render_role(env, *role, &opts)?;
+            if let Some(forms) = forms.as_mut() {
+                forms.extend(fabrs_plan::review::userdata::secret_forms(
+                    &review.user_data,
+                    &with_values.user_data,
+                ));
+            }
+            // What servers get: tokens, which they replace at boot with the
+            // values from SSM Parameter Store (the `ssm_parameter` resources).
+            opts.secrets = SecretMode::Fetched(secrets);
             let full = renderer.render_role(env, *role, &opts)?;
             if let Some(forms) = forms.as_mut() {
                 forms.extend(fabrs_plan::review::userdata::secret_forms(
@@ -212,7 +224,8 @@ pub fn plan_from(
     secrets: Option<&Secrets>,
 ) -> Result<(Plan, Rendered), OpError> {
     let rendered = render_launches(env, renderer, inventory, revision, secrets)?;
-    let desired = desired_state(env, &rendered.launches);
+    let mut desired = desired_state(env, &rendered.launches);
+    fabrs_plan::ssm::fill_fingerprints(&mut desired, secrets, inventory);
     Ok((plan(&env.project, &env.name, &desired, inventory), rendered))
 }
 
@@ -252,6 +265,7 @@ pub async fn converge<C: Cloud>(
         opts.user_data = rendered.user_data;
         opts.db_password = secrets.get(&env.database.password_secret).cloned();
         opts.draining = env.load_balancer.draining_timeout;
+        opts.secrets = secrets.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let report = apply(cloud, &p, &inventory, &opts, events).await?;
         let progressed = !report.applied.is_empty();
         reports.push(report);

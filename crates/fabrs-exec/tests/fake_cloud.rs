@@ -654,3 +654,92 @@ async fn destroy_refuses_a_bucket_holding_data_unless_told_to_delete_its_content
     let delete = calls.iter().position(|(op, a)| op == "delete" && a == "bucket.photos");
     assert!(empty.is_some() && empty < delete, "{calls:?}");
 }
+
+#[tokio::test]
+async fn secrets_go_to_ssm_never_into_user_data_and_a_rotation_updates_one_parameter() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    let values = [
+        ("db_password", "Zq7-db-s3cret@:/%\"'\\ $"),
+        ("cache_password", "Zq7-cache-s3cret"),
+        ("queue_password", "Zq7-queue-s3cret"),
+    ];
+    let secrets = Secrets::from_pairs(values);
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some(&rev("3f9c2e1")),
+        &secrets,
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    for (name, v) in values {
+        assert_eq!(
+            cloud.ssm_value(&format!("/myproject/staging/{name}")).as_deref(),
+            Some(v),
+            "{name}"
+        );
+    }
+    let sent = cloud.user_data_sent();
+    assert!(!sent.is_empty());
+    for ud in &sent {
+        assert!(ud.contains(fabrs_render::FETCH_SECRETS));
+        for (name, v) in values {
+            assert!(!ud.contains(v), "the value of {name} is in a user-data");
+        }
+    }
+
+    // Rotating the database password: its parameter, in place, and nothing else.
+    let mut rotated = values;
+    rotated[0].1 = "Zq7-db-rotated";
+    let rotated_secrets = Secrets::from_pairs(rotated);
+    let (p, _, _) = make_plan(&cloud, &env, &renderer, None, Some(&rotated_secrets))
+        .await
+        .unwrap();
+    let changes: Vec<_> = p.changes.iter().map(|c| (c.address.clone(), c.action)).collect();
+    assert_eq!(changes, [(addr::ssm_parameter("db_password"), Action::Update)]);
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        None,
+        &rotated_secrets,
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cloud.ssm_value("/myproject/staging/db_password").as_deref(),
+        Some("Zq7-db-rotated")
+    );
+    assert_eq!(
+        cloud.user_data_sent().len(),
+        sent.len(),
+        "a rotation sends no new user-data"
+    );
+
+    // destroy-env deletes them.
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let o = DestroyOptions {
+        disable_deletion_protection: true,
+        skip_final_snapshot: true,
+        ..DestroyOptions::default()
+    };
+    let (p, how) = destroy_plan(&env, &inv, &o);
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    let opts = ApplyOptions {
+        db_delete: how,
+        ..ApplyOptions::default()
+    };
+    apply(&cloud, &p, &inv, &opts, &|_| {}).await.unwrap();
+    for (name, _) in values {
+        assert_eq!(cloud.ssm_value(&format!("/myproject/staging/{name}")), None);
+    }
+}

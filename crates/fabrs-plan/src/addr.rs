@@ -27,6 +27,9 @@ pub const TAG_DB_ROLE: &str = "fabrs:db-role";
 /// On ASGs, launch templates and instances: the revision their user-data installs.
 pub const TAG_REVISION: &str = "fabrs:revision";
 pub const TAG_NAME: &str = "Name";
+/// On SSM parameters: `ssm::fingerprint` of the value, so discovery knows
+/// whether the value changed without decrypting it.
+pub const TAG_FINGERPRINT: &str = "fabrs:fingerprint";
 
 /// Launch configurations cannot carry tags: their user-data starts with these
 /// lines (after `#cloud-config`), which is how fabrs proves it owns one and
@@ -54,6 +57,9 @@ pub fn instance_role(role: RoleKind) -> Address {
 }
 pub fn photos_bucket() -> Address {
     Address::new(Kind::Bucket, "photos")
+}
+pub fn ssm_parameter(secret: &str) -> Address {
+    Address::new(Kind::SsmParameter, secret)
 }
 pub fn security_group(key: &str) -> Address {
     Address::new(Kind::SecurityGroup, key)

@@ -38,6 +38,7 @@ pub fn name_of(spec: &Spec) -> Option<String> {
     Some(match spec {
         Spec::InstanceRole(s) => s.name.clone(),
         Spec::Bucket(s) => s.name.clone(),
+        Spec::SsmParameter(s) => s.name.clone(),
         Spec::SecurityGroup(s) => s.name.clone(),
         Spec::LoadBalancer(s) => s.name.clone(),
         Spec::DbSubnetGroup(s) => s.name.clone(),
@@ -267,6 +268,22 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         );
     }
 
+    // Every declared secret, as a SecureString under the environment's path;
+    // the fingerprints come from the values (`ssm::fill_fingerprints`).
+    for secret in env.secrets.keys() {
+        let name = fabrs_config::names::ssm_parameter(&env.project, &env.name, secret);
+        r.insert(
+            addr::ssm_parameter(secret),
+            Spec::SsmParameter(SsmParameterSpec {
+                secret: secret.clone(),
+                tags: tags(env, None, &name, &[]),
+                parameter_type: "SecureString".into(),
+                fingerprint: None,
+                name,
+            }),
+        );
+    }
+
     for (kind, role) in &env.roles {
         let name = kind.as_str();
         let launch_info = launches.get(kind).cloned().unwrap_or(RoleLaunch {
@@ -399,6 +416,7 @@ pub fn is_known(spec: &Spec) -> bool {
         Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
         Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
         Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
+        Spec::SsmParameter(s) => s.fingerprint.is_some(),
         Spec::InstanceRole(_)
         | Spec::Bucket(_)
         | Spec::SecurityGroup(_)

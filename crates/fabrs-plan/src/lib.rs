@@ -10,3 +10,4 @@ pub mod plan;
 pub mod resource;
 pub mod review;
 pub mod rollout;
+pub mod ssm;

@@ -151,6 +151,14 @@ fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
             object_ownership: Update,
             tags: Update,
         }),
+        Kind::SsmParameter => rules!(SsmParameterSpec {
+            secret: Ignore,
+            name: Replace,
+            parameter_type: Update,
+            // A rotated secret: PutParameter with Overwrite, in place.
+            fingerprint: Update,
+            tags: Update,
+        }),
         Kind::SecurityGroup => rules!(SecurityGroupSpec {
             key: Ignore,
             name: Replace,
@@ -322,7 +330,8 @@ fn diff(kind: Kind, current: &Spec, desired: &Spec) -> Vec<Diff> {
 }
 
 fn unknown_when_null(attr: &str) -> bool {
-    attr.ends_with("user_data_sha256")
+    // A secret's fingerprint is unknown to a plan made without the secrets.
+    attr.ends_with("user_data_sha256") || attr == "fingerprint"
 }
 
 /// A value only known once other resources exist: a user-data fingerprint,

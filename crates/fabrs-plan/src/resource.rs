@@ -19,6 +19,7 @@ pub type Tags = BTreeMap<String, String>;
 pub enum Kind {
     InstanceRole,
     Bucket,
+    SsmParameter,
     SecurityGroup,
     LoadBalancer,
     DbSubnetGroup,
@@ -35,6 +36,7 @@ impl Kind {
         match self {
             Kind::InstanceRole => "instance_role",
             Kind::Bucket => "bucket",
+            Kind::SsmParameter => "ssm_parameter",
             Kind::SecurityGroup => "security_group",
             Kind::LoadBalancer => "load_balancer",
             Kind::DbSubnetGroup => "db_subnet_group",
@@ -381,11 +383,31 @@ pub struct BucketSpec {
     pub tags: Tags,
 }
 
+/// One of the environment's secrets in SSM Parameter Store, which servers
+/// read at boot with their instance role (`/usr/local/sbin/fabrs-fetch-secrets`).
+/// The value itself is never here: only its fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsmParameterSpec {
+    /// The secret's name in the environment file (`db_password`).
+    pub secret: String,
+    /// `/<project>/<environment>/<secret>`.
+    pub name: String,
+    /// Always `SecureString` (encrypted with the account's `aws/ssm` key).
+    pub parameter_type: String,
+    /// `ssm::fingerprint` of the value (Argon2id, salted with the name),
+    /// kept in the parameter's `fabrs:fingerprint` tag. `None`: the value
+    /// was not given to this plan (a plan without secrets).
+    pub fingerprint: Option<String>,
+    /// Ownership tags (without the fingerprint tag).
+    pub tags: Tags,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Spec {
     InstanceRole(InstanceRoleSpec),
     Bucket(BucketSpec),
+    SsmParameter(SsmParameterSpec),
     SecurityGroup(SecurityGroupSpec),
     LoadBalancer(LoadBalancerSpec),
     DbSubnetGroup(DbSubnetGroupSpec),
@@ -402,6 +424,7 @@ impl Spec {
         match self {
             Spec::InstanceRole(_) => Kind::InstanceRole,
             Spec::Bucket(_) => Kind::Bucket,
+            Spec::SsmParameter(_) => Kind::SsmParameter,
             Spec::SecurityGroup(_) => Kind::SecurityGroup,
             Spec::LoadBalancer(_) => Kind::LoadBalancer,
             Spec::DbSubnetGroup(_) => Kind::DbSubnetGroup,

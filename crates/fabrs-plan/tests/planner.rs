@@ -734,3 +734,121 @@ fn the_photo_bucket_is_private_encrypted_and_owned() {
         Some("staging")
     );
 }
+
+/// Values with every character some format treats specially.
+const AWKWARD: &str = "p@ss:w/o%rd\"'\\ $x";
+
+fn staging_secrets(db: &str) -> fabrs_config::secrets::Secrets {
+    let env = load("staging");
+    let values: Vec<(String, String)> = env
+        .secrets
+        .keys()
+        .map(|k| {
+            let v = if k == &env.database.password_secret {
+                db.to_string()
+            } else {
+                format!("{k}-{AWKWARD}")
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    fabrs_config::secrets::Secrets::from_pairs(values.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+fn desired_with(env: &Environment, secrets: Option<&fabrs_config::secrets::Secrets>, inv: &Inventory) -> Desired {
+    let mut d = desired_state(env, &BTreeMap::new());
+    fabrs_plan::ssm::fill_fingerprints(&mut d, secrets, inv);
+    d
+}
+
+#[test]
+fn every_secret_is_a_secure_string_parameter_under_the_environments_path() {
+    let env = load("staging");
+    let secrets = staging_secrets(&format!("db-{AWKWARD}"));
+    let d = desired_with(&env, Some(&secrets), &Inventory::default());
+    assert!(!env.secrets.is_empty());
+    for name in env.secrets.keys() {
+        let Some(Spec::SsmParameter(p)) = d.resources.get(&fabrs_plan::addr::ssm_parameter(name)) else {
+            panic!("no ssm_parameter.{name}");
+        };
+        assert_eq!(p.name, format!("/{}/{}/{name}", env.project, env.name));
+        assert_eq!(p.parameter_type, "SecureString");
+        assert_eq!(p.tags.get("fabrs:project"), Some(&env.project));
+        assert_eq!(p.tags.get("fabrs:environment"), Some(&env.name));
+        assert_eq!(p.tags.get("managed-by").map(String::as_str), Some("fabrs"));
+        let f = p.fingerprint.clone().expect("a fingerprint from the value");
+        let value = secrets.get(name).unwrap().expose();
+        assert_eq!(f, fabrs_plan::ssm::fingerprint(&p.name, value));
+        assert_ne!(f, value);
+        assert!(!f.contains(value) && !value.contains(&f));
+        // The instance roles' policy covers exactly this path.
+        let role = match d.resources.get(&fabrs_plan::addr::instance_role(RoleKind::Web)) {
+            Some(Spec::InstanceRole(r)) => r.clone(),
+            other => panic!("{other:?}"),
+        };
+        let path = fabrs_config::names::ssm_path(&env.project, &env.name);
+        assert!(p.name.starts_with(&format!("{path}/")));
+        assert!(
+            role.policy
+                .iter()
+                .any(|s| s.resources.iter().any(|r| r.ends_with(&format!(":parameter{path}/*"))))
+        );
+    }
+}
+
+#[test]
+fn a_rotated_secret_is_an_update_in_place_of_its_parameter_only_and_no_value_is_shown() {
+    let env = load("staging");
+    let old = staging_secrets("old-db-password-1");
+    let new = staging_secrets("new-db-password-2");
+    let inv = observed_from(&desired_with(&env, Some(&old), &Inventory::default()));
+
+    // Unchanged values, or no values at all: nothing to do.
+    assert!(plan("myproject", "staging", &desired_with(&env, Some(&old), &inv), &inv).is_empty());
+    assert!(plan("myproject", "staging", &desired_with(&env, None, &inv), &inv).is_empty());
+
+    let p = plan("myproject", "staging", &desired_with(&env, Some(&new), &inv), &inv);
+    assert_eq!(p.changes.len(), 1, "{}", fabrs_plan::display::human(&p));
+    let c = &p.changes[0];
+    assert_eq!(
+        c.address,
+        fabrs_plan::addr::ssm_parameter(&env.database.password_secret)
+    );
+    assert_eq!(c.action, Action::Update);
+    let attrs: Vec<&str> = c.diffs.iter().map(|d| d.attribute.as_str()).collect();
+    assert_eq!(attrs, ["fingerprint"]);
+    let text = fabrs_plan::display::human(&p);
+    let json = fabrs_plan::display::json(&p).to_string();
+    for v in ["old-db-password-1", "new-db-password-2"] {
+        assert!(!text.contains(v) && !json.contains(v), "a value in the plan:\n{text}");
+    }
+}
+
+#[test]
+fn creating_parameters_without_the_values_shows_the_fingerprint_as_unknown() {
+    let env = load("staging");
+    let d = desired_with(&env, None, &Inventory::default());
+    let p = plan("myproject", "staging", &d, &Inventory::default());
+    let c = p
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::SsmParameter)
+        .expect("a parameter to create");
+    let f = c.diffs.iter().find(|d| d.attribute == "fingerprint").unwrap();
+    assert!(f.known_after_apply && f.after.is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// The fingerprint is never the value, never holds it, and changes with it.
+    #[test]
+    fn a_fingerprint_never_shows_its_value(v in "[ -~]{8,40}", w in "[ -~]{8,40}") {
+        let f = fabrs_plan::ssm::fingerprint("/p/e/db_password", &v);
+        prop_assert_eq!(f.len(), 32);
+        prop_assert!(f != v && !f.contains(&v));
+        if v != w {
+            prop_assert_ne!(f, fabrs_plan::ssm::fingerprint("/p/e/db_password", &w));
+        }
+    }
+}

@@ -9,7 +9,7 @@ use fabrs_config::{CacheEngine, Environment, QueueEngine, RoleKind};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{Options, RenderError, SecretMode, placeholder};
+use crate::{Options, RenderError, SecretMode, placeholder, token};
 
 /// Addresses that exist only once resources do. `fabrs render` shows
 /// placeholders in the reserved `.invalid` domain; apply fills in the real ones.
@@ -111,16 +111,59 @@ impl Layout {
     }
 }
 
-pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<String, RenderError> {
+/// Where a secret's text comes from in a render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SecretSrc {
+    /// No secret (e.g. a cache without a password): the empty string.
+    None,
+    /// The value itself, or its placeholder.
+    Text(String),
+    /// A token per encoding for the boot-time fetch (`SecretMode::Fetched`);
+    /// the value is kept only to check that each format can hold it.
+    Token { name: String, value: String },
+}
+
+impl SecretSrc {
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, SecretSrc::None)
+    }
+    /// The text to quote for the encoding `enc` (`url`, `redis`,
+    /// `userlist`, `json`): the value, or the token standing for its
+    /// encoding (which every encoder leaves as it is).
+    pub(crate) fn form(&self, enc: &str) -> String {
+        match self {
+            SecretSrc::None => String::new(),
+            SecretSrc::Text(t) => t.clone(),
+            SecretSrc::Token { name, .. } => token(name, enc),
+        }
+    }
+    /// What the format checks run on: the value wherever it is known.
+    pub(crate) fn checked(&self) -> &str {
+        match self {
+            SecretSrc::None => "",
+            SecretSrc::Text(t) => t,
+            SecretSrc::Token { value, .. } => value,
+        }
+    }
+}
+
+pub(crate) fn secret_text(mode: SecretMode<'_>, name: Option<&str>) -> Result<SecretSrc, RenderError> {
     let Some(name) = name else {
-        return Ok(String::new());
+        return Ok(SecretSrc::None);
     };
-    match mode {
-        SecretMode::Placeholders => Ok(placeholder(name)),
-        SecretMode::Values(secrets) => secrets
+    let value = |secrets: &fabrs_config::secrets::Secrets| {
+        secrets
             .get(name)
             .map(|v| v.expose().to_string())
-            .ok_or_else(|| RenderError::MissingSecret(name.to_string())),
+            .ok_or_else(|| RenderError::MissingSecret(name.to_string()))
+    };
+    match mode {
+        SecretMode::Placeholders => Ok(SecretSrc::Text(placeholder(name))),
+        SecretMode::Values(secrets) => Ok(SecretSrc::Text(value(secrets)?)),
+        SecretMode::Fetched(secrets) => Ok(SecretSrc::Token {
+            name: name.to_string(),
+            value: value(secrets)?,
+        }),
     }
 }
 
@@ -154,11 +197,18 @@ fn host(what: &str, s: &str) -> Result<Hostname, RenderError> {
     Hostname::parse(s).map_err(|e| bad(what, e))
 }
 
-fn secret(value: &str) -> SecretCtx {
+fn secret(src: &SecretSrc) -> SecretCtx {
     SecretCtx {
-        url: UrlPart::encode(value),
-        redis: RedisValue::quote(value),
+        url: UrlPart::encode(&src.form("url")),
+        redis: RedisValue::quote(&src.form("redis")),
     }
+}
+
+/// pgbouncer's auth file can hold the value (checked on the value itself
+/// when the file gets a token).
+fn userlist(what: &str, src: &SecretSrc) -> Result<UserlistValue, RenderError> {
+    UserlistValue::quote(src.checked()).map_err(|e| bad(what, e))?;
+    UserlistValue::quote(&src.form("userlist")).map_err(|e| bad(what, e))
 }
 
 /// What templates see: every string is a type of `fabrs_config::formats`
@@ -231,7 +281,7 @@ pub(crate) fn build(env: &Environment, role: RoleKind, opts: &Options<'_>) -> Re
             "password": secret(&db_pw),
             "userlist": {
                 "user": UserlistValue::quote(&env.database.username).map_err(|e| bad("database.username", e))?,
-                "password": UserlistValue::quote(&db_pw).map_err(|e| bad(&format!("secret {}", env.database.password_secret), e))?,
+                "password": userlist(&format!("secret {}", env.database.password_secret), &db_pw)?,
             },
             "port": l.db_port,
             "master_host": host("database master address", &opts.facts.db_master_host)?,

@@ -12,7 +12,7 @@ mod filters;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fabrs_config::formats::{RabbitDefinitions, YamlFileContent, YamlScalar};
+use fabrs_config::formats::{RabbitDefinitions, Word, YamlFileContent, YamlScalar};
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, RoleKind};
 
@@ -34,6 +34,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
         "pgbouncer-userlist.txt.tera",
         "templates",
         include_str!("../../../templates/pgbouncer-userlist.txt.tera"),
+    ),
+    (
+        "fetch-secrets.py.tera",
+        "templates",
+        include_str!("../../../templates/fetch-secrets.py.tera"),
     ),
     (
         "pgbouncer-rds-ca.conf.tera",
@@ -130,10 +135,29 @@ pub enum SecretMode<'a> {
     Placeholders,
     /// The real values: such files are written with restrictive modes and never printed.
     Values(&'a Secrets),
+    /// For user-data: a token per secret and encoding (`token`), which
+    /// `/usr/local/sbin/fabrs-fetch-secrets` replaces at boot with the value
+    /// read from SSM Parameter Store, encoded as the token says. The values
+    /// are given only to check that each format can hold them; none is
+    /// written.
+    Fetched(&'a Secrets),
 }
 
 pub fn placeholder(name: &str) -> String {
     format!("__secret_{name}__")
+}
+
+/// Where the boot-time secret fetch is installed on every server.
+pub const FETCH_SECRETS: &str = "/usr/local/sbin/fabrs-fetch-secrets";
+
+/// The token standing for secret `name` encoded as `enc` (`url`: a URL's
+/// userinfo, percent-encoded; `redis`: inside Redis's double quotes;
+/// `userlist`: inside pgbouncer's double quotes; `json`: inside a JSON
+/// string). Letters, digits, `-`, `.` and `_` only (secret names are
+/// `[a-z][a-z0-9_]*`), so every encoder leaves it as it is, and the final
+/// `.` ends it; `fabrs-fetch-secrets` matches exactly this shape.
+pub fn token(name: &str, enc: &str) -> String {
+    format!("fabrs-ssm.{enc}.{name}.")
 }
 
 /// One rendered file.
@@ -356,11 +380,13 @@ impl Renderer {
                     // The application user, imported by fabrs-setup-cache; read by
                     // rabbitmqctl as the rabbitmq user.
                     let pw = context::secret_text(opts.secrets, r.queue_password_secret.as_deref())?;
-                    let defs = RabbitDefinitions::user(&env.project, &pw).map_err(|e| RenderError::Value {
+                    let refused = |e: fabrs_config::formats::FormatError| RenderError::Value {
                         what: format!("secret {}", r.queue_password_secret.as_deref().unwrap_or("")),
                         message: e.message,
                         hint: e.hint,
-                    })?;
+                    };
+                    RabbitDefinitions::user(&env.project, pw.checked()).map_err(refused)?;
+                    let defs = RabbitDefinitions::user(&env.project, &pw.form("json")).map_err(refused)?;
                     svc(
                         &mut files,
                         "rabbitmq-user.json",
@@ -384,6 +410,39 @@ impl Renderer {
                 );
             }
         }
+        // The boot-time fetch of the secrets into the files holding them
+        // (tokens there in user-data; it changes nothing in files without).
+        let mut ctx = base.clone();
+        let secret_files: Vec<Word> = files
+            .values()
+            .filter(|f| f.sensitive)
+            .map(|f| {
+                Word::parse(&f.target).map_err(|e| RenderError::Value {
+                    what: format!("path {}", f.target),
+                    message: e.message,
+                    hint: e.hint,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        ctx.insert("secret_files", &secret_files);
+        ctx.insert(
+            "ssm_path",
+            &Word::parse(&fabrs_config::names::ssm_path(&env.project, &env.name)).map_err(|e| RenderError::Value {
+                what: "SSM path".into(),
+                message: e.message,
+                hint: e.hint,
+            })?,
+        );
+        svc(
+            &mut files,
+            "fabrs-fetch-secrets",
+            FETCH_SECRETS.into(),
+            self.render("fetch-secrets.py.tera", &ctx)?,
+            "root:root",
+            "0755",
+            false,
+            false,
+        );
         // write_files entries: every field quoted for YAML; the content a literal
         // block (keys of an entry sit at column 4) or base64, read back exactly.
         let embedded: Vec<serde_json::Value> = files

@@ -4,9 +4,10 @@
 //! private network made by `tests/peers/boot-peer` with real stand-ins (moto
 //! behind TLS, an IMDSv2 stand-in, a PostgreSQL cluster with TLS and a test CA).
 //!
-//! The user-data is exactly what fabrs renders (secrets resolved from test
-//! values, the database and cache addresses of the private network as facts);
-//! nothing in it is edited. Needs root, systemd-nspawn, debootstrap and the
+//! The user-data is exactly what fabrs renders (secrets as tokens, their test
+//! values put in moto's SSM Parameter Store as create-env puts them, and read
+//! at boot by `fabrs-fetch-secrets` with the instance role; the database and
+//! cache addresses of the private network as facts); nothing in it is edited. Needs root, systemd-nspawn, debootstrap and the
 //! project venv (scripts/setup installs them all): a missing piece fails the
 //! test, it does not skip. The first run builds the rootfs (about 3 minutes,
 //! cached outside the clone).
@@ -212,12 +213,12 @@ fn secrets() -> Secrets {
     ])
 }
 
-/// What create-env would send for this role: production layout, resolved
-/// secrets, the private network's addresses as facts.
+/// What create-env would send for this role: production layout, secrets as
+/// tokens fetched at boot, the private network's addresses as facts.
 fn user_data(env: &Environment, role: RoleKind, revision: &str, secrets: &Secrets) -> String {
     let opts = Options {
         revision: revision.to_string(),
-        secrets: SecretMode::Values(secrets),
+        secrets: SecretMode::Fetched(secrets),
         facts: Facts {
             db_master_host: DB_HOST.into(),
             db_replica_host: (env.database.replicas > 0).then(|| DB_HOST.into()),
@@ -306,6 +307,25 @@ fn create_instance_role(peer: &BootPeer, name: &str) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// The secrets as create-env writes them: SecureString parameters under
+/// `/<project>/<environment>/`, in the moto the containers reach as
+/// ssm.us-east-1.amazonaws.com.
+fn put_secrets(peer: &BootPeer, env: &Environment, secrets: &Secrets) {
+    for (name, v) in secrets.iter() {
+        let out = peer.aws(&[
+            "ssm",
+            "put-parameter",
+            "--name",
+            &fabrs_config::names::ssm_parameter(&env.project, &env.name, name),
+            "--type",
+            "SecureString",
+            "--value",
+            v.expose(),
+        ]);
+        assert!(out.status.success(), "put-parameter {name}: {}", text(&out));
+    }
+}
+
 fn instance_role(role: RoleKind) -> String {
     format!("myproject-staging-{role}")
 }
@@ -321,6 +341,7 @@ fn every_role_boots_from_its_rendered_user_data() {
         create_instance_role(&peer, &instance_role(role));
     }
     publish_release(&peer, &env);
+    put_secrets(&peer, &env, &secrets);
     // All three at once: a boot is mostly waiting.
     let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
@@ -328,6 +349,12 @@ fn every_role_boots_from_its_rendered_user_data() {
             .map(|&role| {
                 let revision = if role == RoleKind::Worker { REVISION } else { "none" };
                 let ud = user_data(&env, role, revision, &secrets);
+                for (name, v) in secrets.iter() {
+                    assert!(
+                        !ud.contains(v.expose()),
+                        "{role}: the value of {name} is in the user-data"
+                    );
+                }
                 let peer = &peer;
                 s.spawn(move || (role, peer.boot(role, &ud, Some(&instance_role(role)))))
             })
@@ -341,6 +368,39 @@ fn every_role_boots_from_its_rendered_user_data() {
         assert!(b.ok, "{role} did not reach cloud-init done:\n{}", b.report());
         assert!(b.status.contains("status: done"), "{role}:\n{}", b.report());
         assert_eq!(b.failed_units.trim(), "", "{role}: failed units:\n{}", b.report());
+    }
+
+    // --- every role fetched its secrets from SSM at boot, with its
+    // instance role, into files that kept their owners and modes (the
+    // checks below use the values: psql, redis-cli, rabbitmqctl).
+    for (role, b) in &booted {
+        let log = &b.output_log;
+        assert!(
+            log.contains("fabrs-fetch-secrets: ") && log.contains(" secrets from /myproject/staging into "),
+            "{role}: no secret fetch at boot:\n{}",
+            b.report()
+        );
+        for (name, v) in secrets.iter() {
+            assert!(
+                !log.contains(v.expose()),
+                "{role}: the value of {name} is in the boot log"
+            );
+        }
+    }
+    for (role, file, want) in [
+        (RoleKind::Web, "/etc/pgbouncer/userlist.txt", "600 postgres:postgres"),
+        (RoleKind::Worker, "/etc/myproject/app.env", "640 root:myproject"),
+        (RoleKind::Cache, "/etc/redis/redis.conf", "640 redis:redis"),
+        (
+            RoleKind::Cache,
+            "/etc/myproject/rabbitmq-user.json",
+            "400 rabbitmq:rabbitmq",
+        ),
+    ] {
+        let out = peer.exec(role, &["stat", "-c", "%a %U:%G", file]);
+        assert_eq!(text(&out).trim(), want, "{role} {file}");
+        let out = peer.exec(role, &["grep", "-c", "fabrs-ssm\\.", file]);
+        assert_eq!(text(&out).trim(), "0", "{role} {file}: a token is left");
     }
 
     // --- web

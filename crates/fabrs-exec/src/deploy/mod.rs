@@ -489,6 +489,7 @@ where
                 ids: ids.clone(),
                 user_data: p.user_data.get(&r.role).cloned(),
                 db_password: None,
+                secret_value: None,
             };
             let new_launch = self.create_launch(r, &ctx).await?;
             record.launches.insert(r.role.to_string(), launch_label(&new_launch));
