@@ -4,7 +4,7 @@
 Every request is forwarded to the upstream, except that, at random (seeded):
   --throttle P   answer with the API's own throttling error (EC2: 503
                  RequestLimitExceeded; query APIs: 400 Throttling; JSON APIs
-                 such as SSM: 400 ThrottlingException)
+                 such as SSM: 400 ThrottlingException; S3: 503 SlowDown)
   --error P      answer 500 InternalError (a 5xx the client must retry)
   --drop P       close the connection without answering
   --latency-ms N wait N ms before forwarding every request
@@ -28,6 +28,9 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  (to list every violation of a whole run, not just the first)
   --conformance-new-account  also apply the rules of accounts created since
                  2024-10-01 (no CreateLaunchConfiguration)
+Where moto falls short of AWS in a way a client can see, the proxy does what
+AWS does: the Tags of a CreateBucket request are put on the bucket before the
+answer (moto ignores them; on AWS a bucket never exists without them).
 The first --grace requests pass untouched. Statistics go to --stats FILE on
 every request (JSON), so a test can assert that faults really happened.
 Only ever listens on and forwards to 127.0.0.1.
@@ -45,6 +48,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 
 args = None
 rng = None
@@ -152,6 +156,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             payload = json.dumps({"__type": code, "message": msg}).encode()
             self.reply(status, None, [("Content-Type", "application/x-amz-json-1.1")], payload)
             return
+        auth = self.headers.get("Authorization") or ""
+        if fault in ("throttle", "error") and "/s3/aws4_request" in auth:
+            # S3 (REST-XML): an <Error> document at the root; throttling is 503 SlowDown.
+            if fault == "throttle":
+                record("throttled")
+                code, status, msg = ("SlowDown", 503, "Please reduce your request rate.")
+            else:
+                record("errors")
+                code, status, msg = ("InternalError", 500, "We encountered an internal error. Please try again.")
+            payload = f"<Error><Code>{code}</Code><Message>{msg}</Message><RequestId>fault-proxy</RequestId></Error>"
+            self.reply(status, None, [("Content-Type", "application/xml")], payload.encode())
+            return
         if fault in ("throttle", "error"):
             ec2 = form.get("Version", [""])[0] == "2016-11-15"
             if fault == "throttle":
@@ -174,6 +190,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             group = form.get("AutoScalingGroupName", [""])[0]
             before, _ = describe_group(headers, group)
         status, reason, resp_headers, data = forward(self.command, self.path, body, headers)
+        if status == 200 and "/s3/aws4_request" in (self.headers.get("Authorization") or ""):
+            create_time_bucket_tags(self.command, self.path, body, headers)
         if sicken and status == 200:
             after, lc = describe_group(headers, group)
             new = sorted(set(after) - set(before))
@@ -187,6 +205,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(status, reason, [(k, v) for k, v in resp_headers if k.lower() not in skip], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+def create_time_bucket_tags(method, path, body, headers):
+    """AWS applies the tags of a CreateBucket request (CreateBucketConfiguration
+    Tags) with the bucket; moto ignores them. Put them on before the client
+    hears back, so that, as on AWS, no bucket exists without its tags (a
+    client killed right after CreateBucket leaves a bucket it can prove it owns)."""
+    bucket = urllib.parse.urlsplit(path)
+    if method != "PUT" or bucket.query or bucket.path.count("/") != 1 or b"<Tags>" not in body:
+        return
+    try:
+        root = strip_ns(ET.fromstring(body))
+    except ET.ParseError:
+        return
+    tags = root.find("Tags")
+    if tags is None:
+        return
+    tagging = ET.Element("Tagging")
+    tagset = ET.SubElement(tagging, "TagSet")
+    for t in tags.findall("Tag"):
+        tag = ET.SubElement(tagset, "Tag")
+        ET.SubElement(tag, "Key").text = t.findtext("Key")
+        ET.SubElement(tag, "Value").text = t.findtext("Value") or ""
+    payload = ET.tostring(tagging)
+    h = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-content-sha256", "content-md5")}
+    h["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+    forward("PUT", f"{bucket.path}?tagging", payload, h)
 
 
 def forward(method, path, body, headers):

@@ -81,7 +81,7 @@ async fn tags_of(c: &AwsCloud, name: &str) -> Result<Tags, CloudError> {
 async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Result<Observed, CloudError> {
     let r = res(name);
     let (pab, enc, own, objects, versions) = futures::try_join!(
-        async {
+        Box::pin(async {
             absent(
                 c.s3.get_public_access_block()
                     .bucket(name)
@@ -90,8 +90,8 @@ async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Res
                     .map_err(|e| err::sdk("GetPublicAccessBlock", &r, e)),
                 &["NoSuchPublicAccessBlockConfiguration"],
             )
-        },
-        async {
+        }),
+        Box::pin(async {
             absent(
                 c.s3.get_bucket_encryption()
                     .bucket(name)
@@ -100,8 +100,8 @@ async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Res
                     .map_err(|e| err::sdk("GetBucketEncryption", &r, e)),
                 &["ServerSideEncryptionConfigurationNotFoundError"],
             )
-        },
-        async {
+        }),
+        Box::pin(async {
             absent(
                 c.s3.get_bucket_ownership_controls()
                     .bucket(name)
@@ -110,23 +110,23 @@ async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Res
                     .map_err(|e| err::sdk("GetBucketOwnershipControls", &r, e)),
                 &["OwnershipControlsNotFoundError"],
             )
-        },
-        async {
+        }),
+        Box::pin(async {
             c.s3.list_objects_v2()
                 .bucket(name)
                 .max_keys(1)
                 .send()
                 .await
                 .map_err(|e| err::sdk("ListObjectsV2", &r, e))
-        },
-        async {
+        }),
+        Box::pin(async {
             c.s3.list_object_versions()
                 .bucket(name)
                 .max_keys(1)
                 .send()
                 .await
                 .map_err(|e| err::sdk("ListObjectVersions", &r, e))
-        },
+        }),
     )?;
     let block_public_access = pab
         .and_then(|p| p.public_access_block_configuration().cloned())

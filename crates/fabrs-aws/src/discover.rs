@@ -264,19 +264,20 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         (buckets, buckets_foreign),
         (params, params_foreign),
     ) = futures::try_join!(
-        sgs,
-        sgs_named,
-        lbs,
-        lcs,
-        lts,
-        asgs,
-        instances,
-        dbs,
-        subnet_groups,
-        parameter_groups,
-        iam::discover(c, scope),
-        bucket::discover(c, scope),
-        ssm::discover(c, scope)
+        // Each on the heap: together they outgrow a test thread's 2 MiB stack.
+        Box::pin(sgs),
+        Box::pin(sgs_named),
+        Box::pin(lbs),
+        Box::pin(lcs),
+        Box::pin(lts),
+        Box::pin(asgs),
+        Box::pin(instances),
+        Box::pin(dbs),
+        Box::pin(subnet_groups),
+        Box::pin(parameter_groups),
+        Box::pin(iam::discover(c, scope)),
+        Box::pin(bucket::discover(c, scope)),
+        Box::pin(ssm::discover(c, scope)),
     )?;
 
     let mut inv = Inventory::default();

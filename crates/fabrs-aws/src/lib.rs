@@ -345,9 +345,9 @@ impl AwsCloud {
         gmap: &util::GroupMap,
     ) -> Result<Option<Observed>, CloudError> {
         match spec {
-            Spec::InstanceRole(_) => iam::read_role(self, address, id).await,
-            Spec::Bucket(_) => bucket::read_bucket(self, address, id).await,
-            Spec::SsmParameter(_) => ssm::read(self, id).await,
+            Spec::InstanceRole(_) => Box::pin(iam::read_role(self, address, id)).await,
+            Spec::Bucket(_) => Box::pin(bucket::read_bucket(self, address, id)).await,
+            Spec::SsmParameter(_) => Box::pin(ssm::read(self, id)).await,
             Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
             Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
             Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, s.launch.role, gmap).await,
@@ -386,9 +386,9 @@ impl Cloud for AwsCloud {
     async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
         let gmap = util::GroupMap::from_ctx(ctx);
         let id = match spec {
-            Spec::InstanceRole(s) => iam::create_role(self, s).await?,
-            Spec::Bucket(s) => bucket::create_bucket(self, s).await?,
-            Spec::SsmParameter(s) => ssm::create(self, s, ctx).await?,
+            Spec::InstanceRole(s) => Box::pin(iam::create_role(self, s)).await?,
+            Spec::Bucket(s) => Box::pin(bucket::create_bucket(self, s)).await?,
+            Spec::SsmParameter(s) => Box::pin(ssm::create(self, s, ctx)).await?,
             Spec::SecurityGroup(s) => return ec2::create_sg(self, address, s, ctx).await,
             Spec::LoadBalancer(s) => elb::create_lb(self, address, s, ctx, &gmap).await?,
             Spec::LaunchConfiguration(s) => asg::create_lc(self, address, s, ctx, &gmap).await?,
@@ -409,9 +409,9 @@ impl Cloud for AwsCloud {
         }
         let res = util::describe(&current.address, desired);
         match (&current.spec, desired) {
-            (Spec::InstanceRole(c), Spec::InstanceRole(d)) => iam::update_role(self, c, d).await?,
-            (Spec::Bucket(c), Spec::Bucket(d)) => bucket::update_bucket(self, c, d).await?,
-            (Spec::SsmParameter(c), Spec::SsmParameter(d)) => ssm::update(self, c, d, ctx).await?,
+            (Spec::InstanceRole(c), Spec::InstanceRole(d)) => Box::pin(iam::update_role(self, c, d)).await?,
+            (Spec::Bucket(c), Spec::Bucket(d)) => Box::pin(bucket::update_bucket(self, c, d)).await?,
+            (Spec::SsmParameter(c), Spec::SsmParameter(d)) => Box::pin(ssm::update(self, c, d, ctx)).await?,
             (Spec::SecurityGroup(c), Spec::SecurityGroup(d)) => ec2::update_sg(self, &current.id, c, d, ctx).await?,
             (Spec::LoadBalancer(c), Spec::LoadBalancer(d)) => elb::update_lb(self, c, d, ctx).await?,
             (Spec::LaunchConfiguration(c), Spec::LaunchConfiguration(d)) => {
@@ -443,9 +443,9 @@ impl Cloud for AwsCloud {
 
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
         let r = match &current.spec {
-            Spec::InstanceRole(s) => iam::delete_role(self, s).await,
-            Spec::Bucket(s) => bucket::delete_bucket(self, &s.name).await,
-            Spec::SsmParameter(s) => ssm::delete(self, s).await,
+            Spec::InstanceRole(s) => Box::pin(iam::delete_role(self, s)).await,
+            Spec::Bucket(s) => Box::pin(bucket::delete_bucket(self, &s.name)).await,
+            Spec::SsmParameter(s) => Box::pin(ssm::delete(self, s)).await,
             Spec::SecurityGroup(_) => ec2::delete_sg(self, current).await,
             Spec::LoadBalancer(s) => elb::delete_lb(self, &s.name).await,
             Spec::LaunchConfiguration(_) => asg::delete_lc(self, &current.id).await,
