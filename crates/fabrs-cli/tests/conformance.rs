@@ -45,5 +45,9 @@ fn create_deploy_and_destroy_send_nothing_aws_would_refuse() {
         assert!(text.contains(&format!("== {case}")), "{case} ran: {text}");
     }
     // The staging case deployed (release push and the roll went through the proxy).
-    assert!(text.lines().any(|l| l.trim_start().starts_with("deploy") && l.ends_with("ok")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("deploy") && l.ends_with("ok")),
+        "{text}"
+    );
 }
