@@ -42,6 +42,7 @@ SIGNING_TO_SERVICE = {
     "iam": "iam",
     "sts": "sts",
     "ssm": "ssm",
+    "acm": "acm",
     "s3": "s3",
 }
 # classic ELB and ELBv2 share the signing name; the API version tells them apart.
@@ -914,7 +915,7 @@ def error_code(v):
         return v.code
     if v.service == "ec2":
         return RULE_CODE_EC2.get(v.rule, "InvalidParameterValue")
-    if v.service == "ssm":
+    if v.service in ("ssm", "acm"):
         return "ValidationException"
     if v.rule == "required" and v.service != "s3":
         return "MissingParameter" if v.service == "rds" else "ValidationError"

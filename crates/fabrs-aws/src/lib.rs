@@ -2,7 +2,9 @@
 //! Parameter Store (the secrets servers read at boot), EC2 (security groups, instances,
 //! launch templates), classic ELB, Auto Scaling (groups, launch
 //! configurations) and RDS (PostgreSQL master, read replicas, subnet and
-//! parameter groups); `Store` on S3 (`AwsCloud::store`).
+//! parameter groups); `Store` on S3 (`AwsCloud::store`). `preflight.rs`:
+//! read-only checks of what the file names but fabrs does not make (AMIs,
+//! the key pair, IAM and ACM certificates).
 //!
 //! Ownership is proven by tags (`fabrs:project`, `fabrs:environment`,
 //! `managed-by: fabrs`), or for launch configurations, which cannot carry
@@ -15,6 +17,7 @@ mod ec2;
 mod elb;
 mod err;
 mod iam;
+mod preflight;
 mod rds;
 mod roll;
 mod s3;
@@ -34,7 +37,7 @@ use aws_sdk_ec2::config::interceptors::{
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
-use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Progress, Scope};
+use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Missing, Preconditions, Progress, Scope};
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 
 pub use err::LC_UNSUPPORTED;
@@ -120,6 +123,7 @@ pub struct AwsCloud {
     pub(crate) asg: aws_sdk_autoscaling::Client,
     pub(crate) rds: aws_sdk_rds::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) acm: aws_sdk_acm::Client,
     pub(crate) ssm: aws_sdk_ssm::Client,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) region: String,
@@ -210,6 +214,11 @@ impl AwsCloud {
             ),
             ssm: aws_sdk_ssm::Client::from_conf(
                 aws_sdk_ssm::config::Builder::from(&sdk)
+                    .interceptor(icpt.clone())
+                    .build(),
+            ),
+            acm: aws_sdk_acm::Client::from_conf(
+                aws_sdk_acm::config::Builder::from(&sdk)
                     .interceptor(icpt.clone())
                     .build(),
             ),
@@ -489,6 +498,10 @@ impl Cloud for AwsCloud {
 
     async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
         rds::engine_versions(self, engine, major).await
+    }
+
+    async fn preflight(&self, p: &Preconditions) -> Result<Vec<Missing>, CloudError> {
+        preflight::preflight(self, p).await
     }
 
     async fn wait(

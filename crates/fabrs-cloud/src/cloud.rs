@@ -10,6 +10,8 @@ use fabrs_config::Revision;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::resource::{Address, Inventory, Observed, Spec, VpcRef};
 
+use crate::preflight::{Missing, Preconditions};
+
 /// Which environment to look at, and the names its resources would have (to
 /// find look-alikes that are in the way but not fabrs's).
 #[derive(Clone, Debug)]
@@ -156,6 +158,16 @@ pub trait Cloud: Send + Sync {
         engine: &str,
         major: &str,
     ) -> impl Future<Output = Result<Option<Vec<String>>, CloudError>> + Send;
+
+    /// Read-only, before the first write of `create-env`: which of the
+    /// preconditions the file names (AMIs, the key pair, listener
+    /// certificates) the account does not have, all of them (empty: every
+    /// one holds). An error only when a check could not be made at all
+    /// (access denied, the endpoint down). Whether the account may create
+    /// launch configurations is not checked: no read-only call tells (the
+    /// create call's refusal is `ErrorKind::LaunchConfigurationsUnsupported`).
+    fn preflight(&self, preconditions: &Preconditions)
+    -> impl Future<Output = Result<Vec<Missing>, CloudError>> + Send;
 
     /// Wait until the resource is usable (an instance running with a private
     /// address, a database available with an endpoint) or gone (`gone = true`),

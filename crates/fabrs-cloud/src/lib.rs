@@ -5,9 +5,11 @@
 //! Nothing here names an SDK type or does I/O.
 
 pub mod cloud;
+pub mod preflight;
 pub mod remote;
 pub mod store;
 
 pub use cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Fleet, GroupNow, Progress, Scope};
+pub use preflight::{Missing, Precondition, Preconditions};
 pub use remote::{Remote, RemoteOutput};
 pub use store::{ObjectMeta, PutOutcome, Store};

@@ -3,14 +3,17 @@
 //! another resource still uses, a master with replicas, a launch
 //! configuration in use; it requires referenced groups to exist at create.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use fabrs_plan::addr;
 use fabrs_plan::resource::*;
 
-use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Progress, Scope};
+use fabrs_cloud::preflight::DOES_NOT_EXIST;
+use fabrs_cloud::{
+    ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Missing, Precondition, Preconditions, Progress, Scope,
+};
 
 #[derive(Default)]
 pub struct FakeCloud {
@@ -31,6 +34,9 @@ struct FakeState {
     ssm_values: BTreeMap<String, String>,
     /// Every user-data sent (launches created or updated), in order.
     user_data_sent: Vec<String>,
+    /// What the account has that fabrs does not make (`preflight`): AMIs,
+    /// key pairs, certificate ARNs. A new fake account has none of them.
+    preexisting: BTreeSet<Precondition>,
 }
 
 impl FakeCloud {
@@ -49,6 +55,24 @@ impl FakeCloud {
     /// The database engine versions this cloud offers (every engine).
     pub fn offer_engine_versions(&self, versions: &[&str]) {
         self.state.lock().unwrap().engine_versions = Some(versions.iter().map(|v| v.to_string()).collect());
+    }
+    /// The account has these AMIs, key pairs and certificates (ARNs), as a
+    /// user makes them before `create-env`; `preflight` finds nothing else.
+    pub fn account_has(&self, images: &[&str], key_pairs: &[&str], certificates: &[&str]) {
+        let mut s = self.state.lock().unwrap();
+        s.preexisting
+            .extend(images.iter().map(|i| Precondition::Image(i.to_string())));
+        s.preexisting
+            .extend(key_pairs.iter().map(|k| Precondition::KeyPair(k.to_string())));
+        s.preexisting
+            .extend(certificates.iter().map(|c| Precondition::Certificate(c.to_string())));
+    }
+    /// Everything `p` names exists in the account.
+    pub fn account_has_all(&self, p: &Preconditions) {
+        let images: Vec<&str> = p.images.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = p.key_pair.iter().map(String::as_str).collect();
+        let certs: Vec<&str> = p.certificates.keys().map(String::as_str).collect();
+        self.account_has(&images, &keys, &certs);
     }
     /// The final snapshots taken so far.
     pub fn snapshots(&self) -> Vec<String> {
@@ -427,6 +451,20 @@ impl Cloud for FakeCloud {
                 .cloned()
                 .collect()
         }))
+    }
+    /// Read-only: records no call.
+    async fn preflight(&self, p: &Preconditions) -> Result<Vec<Missing>, CloudError> {
+        let s = self.state.lock().unwrap();
+        let wanted = p
+            .images
+            .keys()
+            .map(|i| Precondition::Image(i.clone()))
+            .chain(p.key_pair.iter().map(|k| Precondition::KeyPair(k.clone())))
+            .chain(p.certificates.keys().map(|c| Precondition::Certificate(c.clone())));
+        Ok(wanted
+            .filter(|w| !s.preexisting.contains(w))
+            .map(|w| Missing::new(w, DOES_NOT_EXIST))
+            .collect())
     }
     async fn wait(
         &self,

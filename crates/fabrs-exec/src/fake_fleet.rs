@@ -321,6 +321,9 @@ impl Cloud for FakeFleet {
     async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
         self.cloud.engine_versions(engine, major).await
     }
+    async fn preflight(&self, p: &fabrs_cloud::Preconditions) -> Result<Vec<fabrs_cloud::Missing>, CloudError> {
+        self.cloud.preflight(p).await
+    }
     async fn wait(
         &self,
         current: &Observed,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fabrs_cloud::{Cloud, CloudError, DbDelete, Scope};
+use fabrs_cloud::{Cloud, CloudError, DbDelete, Preconditions, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, Revision, RoleKind};
@@ -23,6 +23,10 @@ pub enum OpError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Render(#[from] fabrs_render::RenderError),
+    /// Preconditions the account does not have, one line each (`AMI ami-…
+    /// does not exist in us-east-1 (roles web, worker)`), all of them.
+    #[error("preflight: {}", .0.join("; "))]
+    Preflight(Vec<String>),
     #[error("the plan has conflicts: {0}")]
     Conflicts(String),
     #[error("{0}")]
@@ -276,6 +280,50 @@ pub async fn converge<C: Cloud>(
         }
     }
     Err(OpError::Other("the environment did not converge after 4 passes".into()))
+}
+
+/// What the environment file names that fabrs does not make: the AMI of
+/// every role (`ami:` may differ per role), the key pair `ssh.key_name`, each
+/// secure listener's certificate. Pure.
+///
+/// Not here: whether the account may create launch configurations (accounts
+/// created since 2024-10-01 may not). No read-only call tells; the create
+/// call's refusal becomes the one-line `LC_UNSUPPORTED` error, and the
+/// shipped files use launch templates.
+pub fn preconditions(env: &Environment) -> Preconditions {
+    let mut p = Preconditions {
+        region: env.region.clone(),
+        key_pair: env.ssh.key_name.clone(),
+        ..Default::default()
+    };
+    for (kind, role) in &env.roles {
+        p.images
+            .entry(role.ami.clone())
+            .or_default()
+            .push(kind.as_str().to_string());
+    }
+    for l in &env.load_balancer.listeners {
+        if let Some(arn) = &l.certificate_arn {
+            p.certificates.entry(arn.clone()).or_default().push(l.port);
+        }
+    }
+    p
+}
+
+/// Before the first write of `create-env`: the preconditions of
+/// [`preconditions`], checked with read-only calls (`Cloud::preflight`).
+/// Every one that does not hold is a line of `OpError::Preflight`.
+pub async fn preflight<C: Cloud>(cloud: &C, env: &Environment) -> Result<(), OpError> {
+    let p = preconditions(env);
+    if p.is_empty() {
+        return Ok(());
+    }
+    let mut missing = cloud.preflight(&p).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(OpError::Preflight(missing.iter().map(|m| p.line(m)).collect()))
 }
 
 /// Before any write: when the plan creates the database master or changes

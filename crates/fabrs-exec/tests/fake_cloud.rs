@@ -8,7 +8,9 @@ use fabrs_config::secrets::Secrets;
 use fabrs_config::{Environment, Revision, RoleKind};
 use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::fake::FakeCloud;
-use fabrs_exec::ops::{DestroyOptions, check_engine_version, converge, destroy_plan, make_plan};
+use fabrs_exec::ops::{
+    DestroyOptions, OpError, check_engine_version, converge, destroy_plan, make_plan, preconditions, preflight,
+};
 use fabrs_plan::addr;
 use fabrs_plan::plan::Action;
 use fabrs_plan::resource::Spec;
@@ -742,4 +744,112 @@ async fn secrets_go_to_ssm_never_into_user_data_and_a_rotation_updates_one_param
     for (name, _) in values {
         assert_eq!(cloud.ssm_value(&format!("/myproject/staging/{name}")), None);
     }
+}
+
+/// Staging with its worker on an AMI of its own (`ami:` per role).
+fn staging_with_worker_ami(ami: &str) -> Environment {
+    let file = root().join("environments/staging.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let from = "  worker:\n    instance_type: t3.small\n";
+    assert!(text.contains(from));
+    let text = text.replacen(from, &format!("{from}    ami: {ami}\n"), 1);
+    fabrs_config::load_str(&text, &file, &root()).unwrap()
+}
+
+/// Preflight (issue 10 item 9): what the file names but fabrs does not make,
+/// each missing one a line naming it, all at once, before any write; once
+/// the account has them, create-env goes ahead.
+#[tokio::test]
+async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_written() {
+    const SHIPPED_AMI: &str = "ami-0c7217cdde317cfec";
+    const WORKER_AMI: &str = "ami-0123456789abcdef0";
+    const CERT: &str = "arn:aws:iam::123456789012:server-certificate/myproject-staging";
+    let renderer = Renderer::new(&root()).unwrap();
+    let env = staging_with_worker_ami(WORKER_AMI);
+    let p = preconditions(&env);
+    assert_eq!(p.region, "us-east-1");
+    assert_eq!(
+        p.images
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.join(",")))
+            .collect::<Vec<_>>(),
+        [
+            (WORKER_AMI, "worker".to_string()),
+            (SHIPPED_AMI, "web,cache".to_string())
+        ]
+    );
+    assert_eq!(p.key_pair.as_deref(), Some("myproject-admin"));
+    assert_eq!(p.certificates.get(CERT), Some(&vec![443]));
+
+    // An empty account: every precondition is missing, each named once.
+    let cloud = FakeCloud::new();
+    let (plan, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    assert!(!plan.is_empty());
+    let lines = match preflight(&cloud, &env).await {
+        Err(OpError::Preflight(lines)) => lines,
+        other => panic!("expected the preflight to fail: {other:?}"),
+    };
+    assert_eq!(
+        lines,
+        [
+            format!("AMI {WORKER_AMI} does not exist in us-east-1 (role worker)"),
+            format!("AMI {SHIPPED_AMI} does not exist in us-east-1 (roles web, cache)"),
+            "key pair myproject-admin does not exist in us-east-1 (ssh.key_name)".to_string(),
+            format!("IAM server certificate {CERT} does not exist (load balancer listener 443)"),
+        ]
+    );
+
+    // Some made: only the rest is named.
+    cloud.account_has(&[SHIPPED_AMI], &[], &[CERT]);
+    let lines = match preflight(&cloud, &env).await {
+        Err(OpError::Preflight(lines)) => lines,
+        other => panic!("expected the preflight to fail: {other:?}"),
+    };
+    assert_eq!(
+        lines,
+        [
+            format!("AMI {WORKER_AMI} does not exist in us-east-1 (role worker)"),
+            "key pair myproject-admin does not exist in us-east-1 (ssh.key_name)".to_string(),
+        ]
+    );
+    assert!(cloud.calls().is_empty(), "no write: {:?}", cloud.calls());
+    assert!(cloud.is_empty(), "nothing was made");
+
+    // All there: the preflight passes and the environment converges.
+    cloud.account_has(&[WORKER_AMI], &["myproject-admin"], &[]);
+    preflight(&cloud, &env).await.unwrap();
+    converge(
+        &cloud,
+        &env,
+        &renderer,
+        Some(&rev("3f9c2e1")),
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!cloud.is_empty());
+}
+
+/// Production's preconditions: one AMI for every role, its own certificate;
+/// a file without a key pair or a secure listener has none to check.
+#[test]
+fn preconditions_come_from_the_file_alone() {
+    let p = preconditions(&env("production"));
+    assert_eq!(p.images.len(), 1);
+    assert_eq!(
+        p.images["ami-0c7217cdde317cfec"],
+        ["web", "worker", "cache"].map(String::from)
+    );
+    assert_eq!(
+        p.certificates.keys().collect::<Vec<_>>(),
+        ["arn:aws:iam::123456789012:server-certificate/myproject-production"]
+    );
+    let mut bare = env("production");
+    bare.ssh.key_name = None;
+    bare.load_balancer.listeners.retain(|l| l.certificate_arn.is_none());
+    let p = preconditions(&bare);
+    assert!(p.key_pair.is_none() && p.certificates.is_empty() && !p.images.is_empty());
 }

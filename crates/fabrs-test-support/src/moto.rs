@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::{free_port, venv, wait_for_port};
+use crate::{free_port, root, venv, wait_for_port};
 
 pub struct Moto {
     child: Child,
@@ -13,7 +13,11 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Start moto (EC2 without its default AMIs). It runs under a watchdog
+    /// Start moto with what a user makes by hand before `create-env` (the
+    /// preconditions its preflight checks): EC2 with the images of
+    /// `tests/peers/moto-amis.json` instead of moto's defaults, then
+    /// `tests/peers/moto-seed` (the key pairs and IAM server certificates the
+    /// repository's environment files and examples name). It runs under a watchdog
     /// shell, so it goes away with the test binary even when it is never
     /// dropped (a static). `FABRS_TEST_MOTO_LOG=DIR` keeps each moto's log
     /// (tracebacks of its 500s) as `DIR/moto-PORT.log`.
@@ -35,11 +39,30 @@ impl Moto {
             .arg("-c")
             .arg(script)
             .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+            .env("MOTO_AMIS_PATH", root().join("tests/peers/moto-amis.json"))
             .stdin(Stdio::null())
             .spawn()
             .expect("start moto_server");
         wait_for_port(port, "moto_server");
-        Moto { child, port }
+        let moto = Moto { child, port };
+        moto.seed();
+        moto
+    }
+
+    /// `tests/peers/moto-seed`: the preconditions, made the way a user makes them.
+    fn seed(&self) {
+        let out = Command::new(venv("python"))
+            .arg(root().join("tests/peers/moto-seed"))
+            .args(["--endpoint", &self.url()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/peers/moto-seed");
+        assert!(
+            out.status.success(),
+            "tests/peers/moto-seed failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// One moto for the whole test binary (each test uses its own names).

@@ -203,6 +203,20 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
                 );
             }
         }
+        // Before the first write (and for --dry-run, which shows what would
+        // be written): what the file names but fabrs does not make. Read-only.
+        if !plan.is_empty() {
+            match ops::preflight(&cloud, &env).await {
+                Err(OpError::Preflight(lines)) => {
+                    for l in &lines {
+                        printer.error(&format!("preflight: {l}"));
+                    }
+                    printer.info("Nothing was changed: make these first (README: \"Before create-env\"), or fix the environment file.");
+                    return Ok(Outcome::Failed);
+                }
+                r => r.map_err(op_error)?,
+            }
+        }
         printer.data(&fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory)));
         if !plan.conflicts.is_empty() {
             return Ok(Outcome::Failed);
