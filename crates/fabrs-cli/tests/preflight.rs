@@ -36,7 +36,7 @@ fn writes(ops: &[(String, u64)]) -> Vec<(String, u64)> {
     ops.iter()
         .filter(|(op, _)| {
             let name = op.split_once('.').map(|(_, n)| n).unwrap_or(op);
-            !["Describe", "Get", "List"].iter().any(|p| name.starts_with(p))
+            !["Describe", "Get", "List", "Head"].iter().any(|p| name.starts_with(p))
         })
         .cloned()
         .collect()
