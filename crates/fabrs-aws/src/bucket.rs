@@ -19,15 +19,7 @@ fn res(name: &str) -> String {
 }
 
 fn s3_tags(tags: &Tags) -> Result<Vec<Tag>, CloudError> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| err::other("Tag", k, e.to_string()))
-        })
-        .collect()
+    util::sdk_tags(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// What HeadBucket says of a name.

@@ -17,15 +17,7 @@ use fabrs_plan::resource::{Address, Foreign, InstanceRoleSpec, Kind, Observed, S
 use crate::{AwsCloud, err, util};
 
 fn iam_tags(tags: &Tags) -> Result<Vec<Tag>, CloudError> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| err::other("Tag", k, e.to_string()))
-        })
-        .collect()
+    util::sdk_tags(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 fn from_iam_tags(tags: &[Tag]) -> Tags {

@@ -30,15 +30,7 @@ fn scrubbed(mut e: CloudError, value: &SecretValue) -> CloudError {
 }
 
 fn ssm_tags(tags: &Tags) -> Result<Vec<Tag>, CloudError> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| err::other("Tag", k, e.to_string()))
-        })
-        .collect()
+    util::sdk_tags(tags, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// The tags written on a parameter: the spec's, plus its fingerprint.

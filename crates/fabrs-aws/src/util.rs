@@ -95,6 +95,17 @@ pub(crate) fn tag_diff(current: &Tags, desired: &Tags) -> (Tags, Vec<String>) {
     (set, remove)
 }
 
+/// The tags as a service's own `Tag` values (IAM, S3 and SSM each have one,
+/// with required key and value): `build` is the service's builder.
+pub(crate) fn sdk_tags<T, E: std::fmt::Display>(
+    tags: &Tags,
+    build: impl Fn(&str, &str) -> Result<T, E>,
+) -> Result<Vec<T>, CloudError> {
+    tags.iter()
+        .map(|(k, v)| build(k, v).map_err(|e| err::other("Tag", k, e.to_string())))
+        .collect()
+}
+
 pub(crate) fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
