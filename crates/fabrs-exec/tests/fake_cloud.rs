@@ -48,6 +48,25 @@ async fn converged(env: &Environment) -> FakeCloud {
     cloud
 }
 
+/// create-env of `env` on `cloud` with the test secrets and default options.
+async fn converge_with(
+    cloud: &FakeCloud,
+    env: &Environment,
+    revision: Option<&Revision>,
+) -> Result<Vec<fabrs_exec::apply::ApplyReport>, fabrs_exec::ops::OpError> {
+    converge(
+        cloud,
+        env,
+        &Renderer::new(&root()).unwrap(),
+        revision,
+        &secrets(),
+        &ApplyOptions::default(),
+        None,
+        &|_| {},
+    )
+    .await
+}
+
 fn secrets() -> Secrets {
     Secrets::from_pairs([
         ("db_password", "pw-db"),
@@ -100,18 +119,7 @@ async fn converges_from_empty_in_two_passes_then_has_nothing_to_do() {
         assert!(inv.resources.contains_key(&addr::db_replica(0)));
         // A second converge makes no mutating call.
         let before = cloud.calls().len();
-        let reports = converge(
-            &cloud,
-            &env,
-            &renderer,
-            None,
-            &secrets(),
-            &ApplyOptions::default(),
-            None,
-            &|_| {},
-        )
-        .await
-        .unwrap();
+        let reports = converge_with(&cloud, &env, None).await.unwrap();
         assert!(reports.is_empty());
         assert_eq!(cloud.calls().len(), before);
     }
@@ -122,18 +130,7 @@ async fn drift_is_planned_and_repaired() {
     let env = env("staging");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     cloud.tamper(&addr::autoscaling_group(RoleKind::Worker), |s| {
         if let Spec::AutoScalingGroup(a) = s {
             a.max = 9;
@@ -146,18 +143,7 @@ async fn drift_is_planned_and_repaired() {
         (addr::autoscaling_group(RoleKind::Worker), Action::Update)
     );
     assert_eq!(p.changes[0].diffs[0].attribute, "max");
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        None,
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, None).await.unwrap();
     assert!(
         make_plan(&cloud, &env, &renderer, None, None)
             .await
@@ -172,18 +158,7 @@ async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
     let env = with_configurations("staging");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     let (p, _, _) = make_plan(&cloud, &env, &renderer, Some(&rev("a1b2c3d")), None)
         .await
         .unwrap();
@@ -193,18 +168,7 @@ async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
         .find(|c| c.address == addr::launch_configuration(RoleKind::Web))
         .unwrap();
     assert_eq!(lc.action, Action::Replace);
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("a1b2c3d")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("a1b2c3d"))).await.unwrap();
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     let web_lcs: Vec<&String> = inv
         .launch_configurations
@@ -220,18 +184,7 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
     let env = env("production");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     assert!(!cloud.is_empty());
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     // The master is protected (the file's default): refused, nothing deleted.
@@ -276,18 +229,7 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
     let env = env("staging");
     let renderer = Renderer::new(&root()).unwrap();
     let cloud = FakeCloud::new();
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     for (a, _) in inv
         .resources
@@ -309,18 +251,7 @@ async fn a_run_killed_among_the_groups_converges_on_rerun() {
             sg.ingress.clear();
         }
     });
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     assert!(
         make_plan(&cloud, &env, &renderer, None, None)
             .await
@@ -364,18 +295,7 @@ async fn an_engine_version_rds_does_not_offer_stops_the_plan_before_any_write() 
     // Once the master exists (say at 16.10), its version is not asked again
     // while the file's version is satisfied.
     let env = env("staging");
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     cloud.offer_engine_versions(&[]);
     let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     check_engine_version(&cloud, &env, &p).await.unwrap();
@@ -453,18 +373,7 @@ async fn an_unhardened_launch_template_or_instance_is_planned_as_a_change_and_re
         Action::Replace,
         "an instance's launch cannot change in place"
     );
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        None,
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, None).await.unwrap();
     let (p, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     assert!(p.is_empty(), "{:?}", p.changes);
 }
@@ -499,18 +408,7 @@ async fn a_load_balancer_without_draining_or_tls_policy_is_updated_in_place() {
     let attrs: Vec<&str> = c.diffs.iter().map(|d| d.attribute.as_str()).collect();
     assert!(attrs.contains(&"connection_draining_secs"), "{attrs:?}");
     assert!(attrs.iter().any(|a| a.starts_with("tls_policies")), "{attrs:?}");
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        None,
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, None).await.unwrap();
     assert!(
         make_plan(&cloud, &env, &renderer, None, None)
             .await
@@ -818,18 +716,7 @@ async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_writt
     // All there: the preflight passes and the environment converges.
     cloud.account_has(&[WORKER_AMI], &["myproject-admin"], &[]);
     preflight(&cloud, &env).await.unwrap();
-    converge(
-        &cloud,
-        &env,
-        &renderer,
-        Some(&rev("3f9c2e1")),
-        &secrets(),
-        &ApplyOptions::default(),
-        None,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     assert!(!cloud.is_empty());
 }
 
