@@ -8,6 +8,9 @@ Every request is forwarded to the upstream, except that, at random (seeded):
   --error P      answer 500 InternalError (a 5xx the client must retry)
   --drop P       close the connection without answering
   --latency-ms N wait N ms before forwarding every request
+  --send-twice A   forward every call of API action A twice and answer with
+                   the second answer: as if a run killed with the call in
+                   flight had sent it just before (repeatable).
   --deny-action A  answer every call of API action A the way AWS answers an
                  account that may not make it (CreateLaunchConfiguration:
                  400 UnsupportedOperation, as for accounts created after 2024-10-01)
@@ -55,6 +58,7 @@ rng = None
 lock = threading.Lock()
 checker = None
 stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0,
+         "doubled": 0,
          "violations": 0, "checked": 0, "operations": {}}
 
 
@@ -189,6 +193,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if sicken:
             group = form.get("AutoScalingGroupName", [""])[0]
             before, _ = describe_group(headers, group)
+        if action and action in (args.send_twice or []):
+            forward(self.command, self.path, body, headers)
+            record("doubled")
         status, reason, resp_headers, data = forward(self.command, self.path, body, headers)
         if status == 200 and "/s3/aws4_request" in (self.headers.get("Authorization") or ""):
             create_time_bucket_tags(self.command, self.path, body, headers)
@@ -213,7 +220,9 @@ def create_time_bucket_tags(method, path, body, headers):
     hears back, so that, as on AWS, no bucket exists without its tags (a
     client killed right after CreateBucket leaves a bucket it can prove it owns)."""
     bucket = urllib.parse.urlsplit(path)
-    if method != "PUT" or bucket.query or bucket.path.count("/") != 1 or b"<Tags>" not in body:
+    # PUT /<bucket> or /<bucket>/ (the Rust SDK sends the slash), no query.
+    name = bucket.path.strip("/")
+    if method != "PUT" or bucket.query or not name or "/" in name or b"<Tags>" not in body:
         return
     try:
         root = strip_ns(ET.fromstring(body))
@@ -231,7 +240,9 @@ def create_time_bucket_tags(method, path, body, headers):
     payload = ET.tostring(tagging)
     h = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-content-sha256", "content-md5")}
     h["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
-    forward("PUT", f"{bucket.path}?tagging", payload, h)
+    status, _, _, data = forward("PUT", f"/{name}?tagging", payload, h)
+    if status != 200:
+        sys.stderr.write(f"fault_proxy: tagging the new bucket {name} failed: {status} {data[:200]!r}\n")
 
 
 def forward(method, path, body, headers):
@@ -318,6 +329,7 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stats")
     p.add_argument("--deny-action", action="append")
+    p.add_argument("--send-twice", action="append")
     p.add_argument("--sicken-revision")
     p.add_argument("--conformance", metavar="LOG", default=os.environ.get("FABRS_TEST_CONFORMANCE_LOG") or None)
     p.add_argument("--conformance-report-only", action="store_true",

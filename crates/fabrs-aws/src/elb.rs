@@ -406,6 +406,20 @@ pub(crate) async fn read_lb(
     Ok(Some(complete(c, &d, tags, gmap).await?))
 }
 
+/// A load balancer of the spec's name exists: fine when its tags say it is
+/// the environment's, a conflict otherwise.
+async fn ours_or_refused(c: &AwsCloud, s: &LoadBalancerSpec, res: &str) -> Result<(), CloudError> {
+    let tags = tags_of(c, std::slice::from_ref(&s.name))
+        .await?
+        .remove(&s.name)
+        .unwrap_or_default();
+    let (project, env) = util::owner_of(&s.tags);
+    if !util::owned(&tags, &project, &env) {
+        return Err(err::exists_foreign("CreateLoadBalancer", res));
+    }
+    Ok(())
+}
+
 pub(crate) async fn create_lb(
     c: &AwsCloud,
     _address: &Address,
@@ -417,14 +431,7 @@ pub(crate) async fn create_lb(
     // CreateLoadBalancer is idempotent on AWS for an identical load
     // balancer, whoever made it: look first, so fabrs never adopts a stranger's.
     if describe_lb(c, &s.name).await?.is_some() {
-        let tags = tags_of(c, std::slice::from_ref(&s.name))
-            .await?
-            .remove(&s.name)
-            .unwrap_or_default();
-        let (project, env) = util::owner_of(&s.tags);
-        if !util::owned(&tags, &project, &env) {
-            return Err(err::exists_foreign("CreateLoadBalancer", &res));
-        }
+        ours_or_refused(c, s, &res).await?;
         return Ok(s.name.clone());
     }
     let sgs = util::group_ids(ctx, &s.security_groups, "CreateLoadBalancer", &res)?;
@@ -453,7 +460,13 @@ pub(crate) async fn create_lb(
     } else {
         req = req.set_subnets(Some(s.subnets.clone()));
     }
-    req.send().await.map_err(|e| err::sdk("CreateLoadBalancer", &res, e))?;
+    match req.send().await.map_err(|e| err::sdk("CreateLoadBalancer", &res, e)) {
+        Ok(_) => {}
+        // Made since the look above (a killed run's call in flight): ours
+        // by its tags, it is configured below like a new one.
+        Err(er) if er.kind == ErrorKind::AlreadyExists => ours_or_refused(c, s, &res).await?,
+        Err(er) => return Err(er),
+    }
     c.elb
         .configure_health_check()
         .load_balancer_name(&s.name)

@@ -239,13 +239,27 @@ async fn ensure_profile(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudE
         Err(er) => return Err(er),
     };
     if !holds {
-        c.iam
+        let added = c
+            .iam
             .add_role_to_instance_profile()
             .instance_profile_name(&s.name)
             .role_name(&s.name)
             .send()
             .await
-            .map_err(|e| err::sdk("AddRoleToInstanceProfile", &res, e))?;
+            .map_err(|e| err::sdk("AddRoleToInstanceProfile", &res, e));
+        match added {
+            Ok(_) => {}
+            // A profile holds one role: IAM says LimitExceeded when it has
+            // one already, e.g. this role, added by a run killed with the
+            // call in flight. That is done; any other role is not.
+            Err(er) if er.message.starts_with("LimitExceeded") => {
+                let (p, e) = util::owner_of(&s.tags);
+                if profile_of(c, &s.name, &p, &e).await? != s.name {
+                    return Err(er);
+                }
+            }
+            Err(er) => return Err(er),
+        }
     }
     Ok(())
 }

@@ -340,3 +340,30 @@ fn drift_is_repaired_look_alikes_refused_and_destroy_removes_the_roles() {
     let left = aws(&moto, &["iam", "list-instance-profiles", "--path-prefix", "/fabrs/"])["InstanceProfiles"].clone();
     assert_eq!(left, serde_json::json!([]), "profiles left: {left}");
 }
+
+#[test]
+fn a_role_already_in_its_profile_from_a_killed_run_is_not_an_error() {
+    let moto = Moto::start();
+    // Every AddRoleToInstanceProfile reaches IAM twice, as when a killed
+    // run's call was in flight: the call fabrs hears back from is refused
+    // with LimitExceeded (the profile holds its one role already).
+    let proxy = Proxy::start(&moto, &["--send-twice", "AddRoleToInstanceProfile"]);
+    ok(&fabrs(&proxy.url(), &["create-env", "staging", "--yes"]));
+    assert_eq!(proxy.stats()["doubled"], 3, "{}", proxy.stats());
+    for role in ["web", "worker", "cache"] {
+        let name = format!("myproject-staging-{role}");
+        let p = aws(
+            &moto,
+            &["iam", "get-instance-profile", "--instance-profile-name", &name],
+        );
+        let roles: Vec<&str> = p["InstanceProfile"]["Roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["RoleName"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, vec![name.as_str()], "{p}");
+    }
+    let out = ok(&fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]));
+    assert!(out.contains("No changes"), "{out}");
+}

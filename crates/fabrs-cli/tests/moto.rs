@@ -783,25 +783,65 @@ fn create_env_converges_through_throttling_errors_latency_and_dropped_connection
 
 #[test]
 fn killed_create_env_reruns_to_the_same_result_without_duplicates_or_orphans() {
-    for kill_after_ms in [700u64, 2000, 4000] {
+    // Killed after the n-th write call the proxy forwarded: among the
+    // instance roles and secrets, the security groups and load balancer,
+    // the database and servers (KILL_POINTS, comma-separated, overrides).
+    let points: Vec<u64> = std::env::var("KILL_POINTS")
+        .map(|v| v.split(',').map(|n| n.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|_| vec![4, 12, 30]);
+    for kill_after_writes in points {
         let moto = Moto::start();
-        // Latency makes the run long enough to be killed at different points.
-        let proxy = Proxy::start(&moto, &["--latency-ms", "60"]);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("conformance.jsonl");
+        // Latency keeps the kill close to the write it follows.
+        let proxy = Proxy::start(
+            &moto,
+            &[
+                "--conformance",
+                log.to_str().unwrap(),
+                "--conformance-report-only",
+                "--latency-ms",
+                "60",
+            ],
+        );
         let mut child = fabrs_cmd(&proxy.url(), &["create-env", "staging", "--yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        while write_call_count(&proxy.stats()) < kill_after_writes {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "create-env ended before {kill_after_writes} writes: {}",
+                proxy.stats()
+            );
+            std::thread::sleep(Duration::from_millis(10)); // polling the proxy's count, not a timing guess
+        }
         let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        ok(&fabrs(&moto.url(), &["create-env", "staging", "--yes"]));
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), None, "killed by the signal, not finished");
+        // The kill landed mid-run: something was made, not everything.
+        let pending = fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]);
+        assert_eq!(
+            pending.status.code(),
+            Some(2),
+            "killed after {kill_after_writes} writes: {}",
+            String::from_utf8_lossy(&pending.stdout)
+        );
+        let rerun = fabrs(&moto.url(), &["create-env", "staging", "--yes"]);
+        assert_eq!(
+            rerun.status.code(),
+            Some(0),
+            "rerun after a kill after {kill_after_writes} writes ({:?}): {}",
+            proxy.stats()["operations"],
+            String::from_utf8_lossy(&rerun.stderr)
+        );
         assert_eq!(
             fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"])
                 .status
                 .code(),
             Some(0),
-            "killed at {kill_after_ms} ms"
+            "killed after {kill_after_writes} writes"
         );
         check_against_file(&moto, "staging");
         // No duplicates: exactly one of each thing, by independent count.
@@ -816,7 +856,7 @@ fn killed_create_env_reruns_to_the_same_result_without_duplicates_or_orphans() {
         assert_eq!(
             names,
             vec!["myproject-staging-web", "myproject-staging-worker"],
-            "killed at {kill_after_ms} ms: {lts}"
+            "killed after {kill_after_writes} writes: {lts}"
         );
         let inst = aws(
             &moto,
@@ -837,11 +877,11 @@ fn killed_create_env_reruns_to_the_same_result_without_duplicates_or_orphans() {
             .iter()
             .filter(|i| tag(&i["Tags"], "fabrs:role") == Some("cache"))
             .count();
-        assert_eq!(cache, 1, "killed at {kill_after_ms} ms: one cache server");
+        assert_eq!(cache, 1, "killed after {kill_after_writes} writes: one cache server");
         assert_eq!(
             all.len(),
             1 + 2 + 1,
-            "killed at {kill_after_ms} ms: cache + 2 web + 1 worker, no orphan"
+            "killed after {kill_after_writes} writes: cache + 2 web + 1 worker, no orphan"
         );
         let dbs = aws(&moto, &["rds", "describe-db-instances"]);
         assert_eq!(dbs["DBInstances"].as_array().unwrap().len(), 2);
@@ -879,4 +919,43 @@ fn an_account_that_refuses_launch_configurations_gets_told_to_use_templates() {
         !err.contains("Error {") && !err.contains("DispatchFailure"),
         "one line, no debug dump: {err}"
     );
+}
+
+#[test]
+fn create_calls_a_killed_run_left_in_flight_do_not_fail_the_next_run() {
+    // Each create call reaches the API twice, as when a run killed with the
+    // call in flight sent it just before: the call fabrs hears back from
+    // finds the resource made (Duplicate… / AlreadyExists). fabrs proves it
+    // is its own by the tags and goes on; one of each thing results.
+    let moto = Moto::start();
+    let proxy = Proxy::start(
+        &moto,
+        &[
+            "--send-twice",
+            "CreateLoadBalancer",
+            "--send-twice",
+            "CreateSecurityGroup",
+            "--send-twice",
+            "CreateDBSubnetGroup",
+            "--send-twice",
+            "CreateDBParameterGroup",
+            "--send-twice",
+            "CreateDBInstance",
+            "--send-twice",
+            "CreateLaunchTemplate",
+            "--send-twice",
+            "CreateAutoScalingGroup",
+            "--send-twice",
+            "CreateRole",
+            "--send-twice",
+            "CreateInstanceProfile",
+        ],
+    );
+    ok(&fabrs(&proxy.url(), &["create-env", "staging", "--yes"]));
+    assert!(proxy.stats()["doubled"].as_u64() >= Some(17), "{}", proxy.stats());
+    let out = ok(&fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]));
+    assert!(out.contains("No changes"), "{out}");
+    check_against_file(&moto, "staging");
+    let lbs = aws(&moto, &["elb", "describe-load-balancers"]);
+    assert_eq!(lbs["LoadBalancerDescriptions"].as_array().unwrap().len(), 1, "{lbs}");
 }

@@ -91,13 +91,23 @@ pub fn violations(log: &std::path::Path, service: &str) -> Vec<serde_json::Value
 pub fn write_calls(stats: &serde_json::Value) -> Vec<String> {
     let ops = stats["operations"].as_object().cloned().unwrap_or_default();
     assert!(ops.len() > 1, "the run went through the proxy: {stats}");
-    ops.keys()
-        .filter(|op| {
-            let name = op.split_once('.').map_or(op.as_str(), |(_, n)| n);
-            !["Describe", "List", "Get", "Head"].iter().any(|p| name.starts_with(p))
-        })
-        .cloned()
-        .collect()
+    ops.keys().filter(|op| is_write(op)).cloned().collect()
+}
+
+/// `service.Operation` writes (anything but Describe, List, Get, Head).
+fn is_write(op: &str) -> bool {
+    let name = op.split_once('.').map_or(op, |(_, n)| n);
+    !["Describe", "List", "Get", "Head"].iter().any(|p| name.starts_with(p))
+}
+
+/// How many write calls (see `write_calls`) a proxy with `--conformance`
+/// forwarded so far.
+pub fn write_call_count(stats: &serde_json::Value) -> u64 {
+    let ops = stats["operations"].as_object().cloned().unwrap_or_default();
+    ops.iter()
+        .filter(|(op, _)| is_write(op))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// A project of its own whose staging asks for launch configurations (the
