@@ -241,7 +241,7 @@ def create_time_bucket_tags(method, path, body, headers):
     h = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "x-amz-content-sha256", "content-md5")}
     h["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
     status, _, _, data = forward("PUT", f"/{name}?tagging", payload, h)
-    if status != 200:
+    if status not in (200, 204):
         sys.stderr.write(f"fault_proxy: tagging the new bucket {name} failed: {status} {data[:200]!r}\n")
 
 
