@@ -26,7 +26,7 @@ NEW_AMI = "ami-0a1b2c3d4e5f60718"
 
 VALUES = {
     "vars.AWS_REGION": "us-east-1",
-    "vars.FABRS_PLANS_BUCKET": "myproject-staging-artifacts",
+    "vars.FABRS_PLANS_BUCKET": "myproject-ci-plans",
     "vars.FABRS_AMI_PARAMETER": "/fabrs-ci/ami",
     "vars.FABRS_PLAN_ROLE_ARN": "arn:aws:iam::123456789012:role/fabrs-plan",
     "vars.FABRS_DEPLOY_ROLE_ARN": "arn:aws:iam::123456789012:role/fabrs-deploy",
@@ -164,7 +164,7 @@ def main():
         check(len(md) < 65536, "the markdown plan fits a comment")
         checks += 3
     tree = subprocess.run(["git", "rev-parse", "HEAD^{tree}"], check=True, capture_output=True, text=True).stdout.strip()
-    r = subprocess.run(["aws", "s3api", "head-object", "--bucket", "myproject-staging-artifacts",
+    r = subprocess.run(["aws", "s3api", "head-object", "--bucket", VALUES["vars.FABRS_PLANS_BUCKET"],
                         "--key", f"plans/{tree}/staging.json"], capture_output=True)
     check(r.returncode == 0, "the reviewed plan is saved for the merge")
     checks += 1

@@ -1,15 +1,20 @@
-//! The environment's S3 buckets (the photo bucket): made private (all four
-//! public access blocks), encrypted by default (SSE-S3), ACLs off
-//! (`BucketOwnerEnforced`), tagged in the create call. Bucket names are
-//! global: a name taken by another account (HeadBucket 403) or by an
-//! untagged bucket of this account is a look-alike, never used or changed.
+//! The S3 buckets fabrs owns: the environment's photo bucket and the
+//! project's artifact bucket (`addr::is_project_scoped`: tagged with the
+//! project, not an environment). Made private (all four public access
+//! blocks), encrypted by default (SSE-S3), ACLs off (`BucketOwnerEnforced`),
+//! the artifact bucket versioned, tagged in the create call. Bucket names
+//! are global: a name taken by another account (HeadBucket 403) or by a
+//! bucket of this account without the owner's tags is a look-alike, never
+//! used or changed.
 
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership, OwnershipControls,
-    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use fabrs_cloud::{CloudError, ErrorKind, Scope};
+use fabrs_plan::addr::{self, MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
 use fabrs_plan::resource::{Address, BucketSpec, Foreign, Kind, Observed, Spec, Status, Tags};
 
 use crate::{AwsCloud, err, util};
@@ -69,10 +74,22 @@ async fn tags_of(c: &AwsCloud, name: &str) -> Result<Tags, CloudError> {
     )
 }
 
+/// Whether a bucket's tags prove it is the owner's: the environment's, or
+/// for a project-scoped bucket the project's (and no environment's).
+fn owned(address: &Address, tags: &Tags, project: &str, environment: &str) -> bool {
+    if addr::is_project_scoped(address) {
+        tags.get(TAG_PROJECT).map(String::as_str) == Some(project)
+            && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+            && !tags.contains_key(TAG_ENVIRONMENT)
+    } else {
+        util::owned(tags, project, environment)
+    }
+}
+
 /// The bucket as it is (owned: the caller checked the tags).
 async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Result<Observed, CloudError> {
     let r = res(name);
-    let (pab, enc, own, objects, versions) = futures::try_join!(
+    let (pab, enc, own, objects, versions, versioning) = futures::try_join!(
         Box::pin(async {
             absent(
                 c.s3.get_public_access_block()
@@ -119,6 +136,13 @@ async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Res
                 .await
                 .map_err(|e| err::sdk("ListObjectVersions", &r, e))
         }),
+        Box::pin(async {
+            c.s3.get_bucket_versioning()
+                .bucket(name)
+                .send()
+                .await
+                .map_err(|e| err::sdk("GetBucketVersioning", &r, e))
+        }),
     )?;
     let block_public_access = pab
         .and_then(|p| p.public_access_block_configuration().cloned())
@@ -153,6 +177,7 @@ async fn observe(c: &AwsCloud, address: &Address, name: &str, tags: Tags) -> Res
             block_public_access,
             encryption,
             object_ownership,
+            versioned: versioning.status() == Some(&BucketVersioningStatus::Enabled),
             tags,
         }),
         status: Status {
@@ -194,7 +219,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
             }))),
             Presence::Here => {
                 let tags = tags_of(c, n).await?;
-                if util::owned(&tags, p, e) {
+                if owned(a, &tags, p, e) {
                     Ok(Some(Ok(observe(c, a, n, tags).await?)))
                 } else {
                     Ok(Some(Err(Foreign {
@@ -275,6 +300,20 @@ async fn configure(c: &AwsCloud, cur: Option<&BucketSpec>, s: &BucketSpec) -> Re
             .send()
             .await
             .map_err(|e| err::sdk("PutBucketOwnershipControls", &r, e))?;
+    }
+    // Never suspended on a bucket that was created unversioned (nothing to do).
+    if cur.map_or(s.versioned, |c| c.versioned != s.versioned) {
+        let status = if s.versioned {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        c.s3.put_bucket_versioning()
+            .bucket(&s.name)
+            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+            .send()
+            .await
+            .map_err(|e| err::sdk("PutBucketVersioning", &r, e))?;
     }
     if cur.is_none_or(|c| c.tags != s.tags) {
         c.s3.put_bucket_tagging()

@@ -39,7 +39,10 @@ impl S3Store {
         err::not_found(
             operation,
             &self.bucket_resource(),
-            format!("the bucket {} does not exist", self.bucket),
+            format!(
+                "the bucket {} does not exist: `fabrs create-env` makes the artifact bucket (artifacts.bucket)",
+                self.bucket
+            ),
         )
     }
 

@@ -130,12 +130,11 @@ impl Stage {
         Stage::on(Moto::start(), Project::new(env, project, extra), addrs)
     }
 
-    /// create-env of `p` on `moto`, the bucket, the sshds.
+    /// create-env of `p` on `moto` (which makes the artifact bucket), the sshds.
     fn on(moto: Moto, p: Project, addrs: &[&str]) -> Stage {
         let env = p.env.clone();
         let env = env.as_str();
         ok(&fabrs_in(&p, &moto.url(), &["create-env", env, "--yes"], &[]));
-        aws(&moto, &["s3api", "create-bucket", "--bucket", &p.bucket()]);
         let sshd = sshd::Sshd::start(addrs);
         let endpoints = p.path().join("endpoints");
         let s = Stage {

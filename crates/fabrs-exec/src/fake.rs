@@ -52,6 +52,16 @@ impl FakeCloud {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The addresses of what exists, in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .resources
+            .keys()
+            .map(|a| a.to_string())
+            .collect()
+    }
     /// The database engine versions this cloud offers (every engine).
     pub fn offer_engine_versions(&self, versions: &[&str]) {
         self.state.lock().unwrap().engine_versions = Some(versions.iter().map(|v| v.to_string()).collect());

@@ -441,9 +441,13 @@ pub fn destroy_plan(env: &Environment, inventory: &Inventory, o: &DestroyOptions
     let (how, conflict) = destroy_database(inventory, o);
     let mut p = plan(&env.project, &env.name, &Desired::default(), inventory);
     p.conflicts.extend(conflict);
+    // What the project's other environments share (the artifact bucket,
+    // with their releases and deploy history) outlives this one.
+    p.changes.retain(|c| !addr::is_project_scoped(&c.address));
     // Buckets hold the app's data: never emptied unless asked.
     for b in inventory.resources.values() {
         if let Spec::Bucket(spec) = &b.spec
+            && !addr::is_project_scoped(&b.address)
             && b.status.holds_data
             && !o.delete_bucket_contents
         {

@@ -48,6 +48,17 @@ pub fn ownership_tags(env: &Environment) -> BTreeMap<String, String> {
     t
 }
 
+/// The tags of a project-scoped resource (`is_project_scoped`): the
+/// ownership tags without the environment and without the file's `tags:`
+/// (environments may tag differently; they must not fight over it).
+pub fn project_tags(project: &str, name: &str) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    t.insert(TAG_PROJECT.into(), project.to_string());
+    t.insert(TAG_MANAGED_BY.into(), MANAGED_BY.into());
+    t.insert(TAG_NAME.into(), name.to_string());
+    t
+}
+
 pub fn owner_value(project: &str, environment: &str) -> String {
     format!("{project}/{environment}")
 }
@@ -57,6 +68,18 @@ pub fn instance_role(role: RoleKind) -> Address {
 }
 pub fn photos_bucket() -> Address {
     Address::new(Kind::Bucket, "photos")
+}
+/// The release artifact bucket (`artifacts.bucket`): releases, the deploy
+/// lock and the deploy history of every environment of the project that
+/// names it. Shared, so it is the project's, not one environment's (see
+/// `project_tags`), and destroy-env keeps it.
+pub fn artifacts_bucket() -> Address {
+    Address::new(Kind::Bucket, "artifacts")
+}
+/// Resources owned by the project rather than by one environment: every
+/// environment that names them plans them the same way, none deletes them.
+pub fn is_project_scoped(address: &Address) -> bool {
+    *address == artifacts_bucket()
 }
 pub fn ssm_parameter(secret: &str) -> Address {
     Address::new(Kind::SsmParameter, secret)

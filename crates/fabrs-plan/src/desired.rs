@@ -250,6 +250,23 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
             block_public_access: true,
             encryption: BUCKET_ENCRYPTION.into(),
             object_ownership: BUCKET_OWNERSHIP.into(),
+            // The app deletes photos; a deleted photo must be gone.
+            versioned: false,
+        }),
+    );
+
+    // The artifact bucket: releases (kept as they were pushed: versioned),
+    // the deploy lock and history. The project's, so every environment that
+    // names it wants the same bucket.
+    r.insert(
+        addr::artifacts_bucket(),
+        Spec::Bucket(BucketSpec {
+            tags: addr::project_tags(&env.project, &env.artifacts.bucket),
+            name: env.artifacts.bucket.clone(),
+            block_public_access: true,
+            encryption: BUCKET_ENCRYPTION.into(),
+            object_ownership: BUCKET_OWNERSHIP.into(),
+            versioned: true,
         }),
     );
 

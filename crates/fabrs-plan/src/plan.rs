@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::addr;
 use crate::desired::{Desired, is_known, sha256_hex};
 use crate::resource::*;
 
@@ -149,6 +150,7 @@ fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
             block_public_access: Update,
             encryption: Update,
             object_ownership: Update,
+            versioned: Update,
             tags: Update,
         }),
         Kind::SsmParameter => rules!(SsmParameterSpec {
@@ -422,14 +424,27 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
         match inventory.resources.get(address) {
             None => {
                 if let Some(f) = inventory.foreign.iter().find(|f| &f.address == address) {
-                    conflicts.push(Conflict {
-                        address: address.clone(),
-                        message: format!(
+                    let message = if addr::is_project_scoped(address) {
+                        format!(
+                            "{} `{}` ({}) exists but fabrs did not make it for project {project}: fabrs will not adopt, change or delete it; name another one, or, if it is yours and holds only this project's releases, hand it to fabrs by tagging it `{}={}` and `{}={project}`",
+                            address.kind.as_str().replace('_', " "),
+                            f.name,
+                            f.id,
+                            addr::TAG_MANAGED_BY,
+                            addr::MANAGED_BY,
+                            addr::TAG_PROJECT,
+                        )
+                    } else {
+                        format!(
                             "{} `{}` ({}) exists but does not carry this environment's fabrs tags: fabrs will not adopt, change or delete it; rename or remove it",
                             address.kind.as_str().replace('_', " "),
                             f.name,
                             f.id
-                        ),
+                        )
+                    };
+                    conflicts.push(Conflict {
+                        address: address.clone(),
+                        message,
                     });
                     continue;
                 }

@@ -369,8 +369,9 @@ pub struct InstanceRoleSpec {
     pub tags: Tags,
 }
 
-/// An S3 bucket the environment owns (the photo bucket): private, encrypted,
-/// its objects owned by the bucket owner (ACLs off).
+/// An S3 bucket fabrs owns (the environment's photo bucket, the project's
+/// artifact bucket): private, encrypted, its objects owned by the bucket
+/// owner (ACLs off); the artifact bucket versioned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketSpec {
     pub name: String,
@@ -380,6 +381,9 @@ pub struct BucketSpec {
     pub encryption: String,
     /// Object ownership: `BucketOwnerEnforced` (ACLs disabled).
     pub object_ownership: String,
+    /// Versioning enabled (off: never enabled, or suspended).
+    #[serde(default)]
+    pub versioned: bool,
     pub tags: Tags,
 }
 

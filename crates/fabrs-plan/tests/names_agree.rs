@@ -98,10 +98,12 @@ fn derived_names_are_the_names_the_plan_creates() {
         // Every name the desired state holds is one the validation checked.
         let checked: Vec<String> = names::derived(&env).into_iter().map(|d| d.name).collect();
         assert_eq!(names::photos_bucket(&env), at(addr::photos_bucket()), "{file}");
+        assert_eq!(env.artifacts.bucket, at(addr::artifacts_bucket()), "{file}");
         for (a, name) in &names {
-            // A photo bucket the file names is checked where the file names it
-            // (the decoder's bucket rules, with its position).
-            if env.app.photos_bucket.as_ref() == Some(name) {
+            // A photo bucket the file names, and the artifact bucket, are
+            // checked where the file names them (the decoder's bucket rules,
+            // with their positions).
+            if env.app.photos_bucket.as_ref() == Some(name) || &env.artifacts.bucket == name {
                 continue;
             }
             let replica = name.contains("-db-replica-");
