@@ -28,6 +28,17 @@ const DB_PASSWORD: &str = "boot-db-Pw-7f3a";
 const CACHE_PASSWORD: &str = "boot-cache-Pw-91bc";
 const QUEUE_PASSWORD: &str = "boot-queue-Pw-44de";
 
+/// A 64×48 PNG (stdlib only: zlib, struct), written to argv[1].
+const PNG_PY: &str = r#"
+import struct, sys, zlib
+w, h = 64, 48
+raw = b"".join(b"\x00" + b"".join(bytes((x * 4 % 256, y * 5 % 256, 128)) for x in range(w)) for y in range(h))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+"#;
+
 /// Addresses of the private network (they exist only in the test's namespaces).
 const DB_HOST: &str = "db.fabrs-boot.test";
 fn role_index(role: RoleKind) -> u8 {
@@ -89,12 +100,15 @@ impl BootPeer {
         std::fs::write(&pw, DB_PASSWORD).unwrap();
         let peer = BootPeer { dir };
         let artifacts = env.artifacts.bucket.clone();
+        let photos = photos_bucket(env);
         let out = peer
             .cmd("up")
             .args(["--db-password-file", pw.to_str().unwrap()])
             .args(["--db-name", &env.database.name, "--db-user", &env.database.username])
             .args(["--host", &format!("{artifacts}.s3.amazonaws.com")])
             .args(["--host", &format!("{artifacts}.s3.{}.amazonaws.com", env.region)])
+            .args(["--host", &format!("{photos}.s3.amazonaws.com")])
+            .args(["--host", &format!("{photos}.s3.{}.amazonaws.com", env.region)])
             .output()
             .unwrap();
         assert!(out.status.success(), "boot-peer up: {}", text(&out));
@@ -257,6 +271,10 @@ fn refapp_binary() -> PathBuf {
     bin
 }
 
+fn photos_bucket(env: &Environment) -> String {
+    fabrs_config::names::photos_bucket(env)
+}
+
 /// Package refapp as a release (its own `package` command, as
 /// crates/refapp/scripts/build-artifact does) and upload it where
 /// fabrs-install-release fetches it; make the photos bucket.
@@ -276,7 +294,7 @@ fn publish_release(peer: &BootPeer, env: &Environment) {
     assert!(out.status.success(), "refapp package: {}", text(&out));
     let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let bucket = &env.artifacts.bucket;
-    for b in [bucket.clone(), format!("{}-{}-photos", env.project, env.name)] {
+    for b in [bucket.clone(), photos_bucket(env)] {
         let out = peer.aws(&["s3", "mb", &format!("s3://{b}")]);
         assert!(out.status.success(), "{}", text(&out));
     }
@@ -605,4 +623,100 @@ fn every_role_boots_from_its_rendered_user_data() {
         );
         assert_eq!(active(&peer, role, &unit), "active", "{role} {unit}");
     }
+
+    // --- a photo uploaded through the web server's nginx: stored in S3 by
+    // the web server (its instance role), rendered by the worker (the job
+    // through RabbitMQ on the cache server), its renditions in S3, and the
+    // page shows it.
+    let png = peer.dir.path().join("photo.png");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PNG_PY)
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make a PNG: {}", text(&out));
+    let users = |args: &[&str]| {
+        let mut argv = vec!["curl", "-ksS", "-H", "Host: staging.myproject.example"];
+        argv.extend_from_slice(args);
+        let out = peer.host(&argv);
+        assert!(out.status.success(), "curl {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let web = role_ip(RoleKind::Web);
+    let created = users(&[
+        "-F",
+        &format!("photo=@{};type=image/png", png.display()),
+        &format!("https://{web}/photos"),
+    ]);
+    let created: serde_json::Value =
+        serde_json::from_str(&created).unwrap_or_else(|e| panic!("upload answered {created:?}: {e}"));
+    let id = created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("upload: {created}"))
+        .to_string();
+    // Rendered when the worker says so: poll the photo's state (bounded).
+    let mut photo = serde_json::Value::Null;
+    for _ in 0..90 {
+        photo = serde_json::from_str(&users(&[&format!("https://{web}/photos/{id}")])).unwrap_or_default();
+        if photo["status"] != "pending" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1)); // between looks at the state, not an ordering guess
+    }
+    assert_eq!(
+        photo["status"],
+        "rendered",
+        "{photo}\nworker: {}",
+        text(&peer.exec(
+            RoleKind::Worker,
+            &["journalctl", "-u", "refapp-worker", "--no-pager", "-n", "40"]
+        ))
+    );
+    let renditions: Vec<String> = photo["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!renditions.is_empty(), "{photo}");
+    let listed = peer.aws(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        &photos_bucket(&env),
+        "--prefix",
+        &format!("photos/{id}/"),
+        "--query",
+        "Contents[].Key",
+        "--output",
+        "text",
+    ]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let keys: Vec<&str> = std::str::from_utf8(&listed.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    for k in &renditions {
+        assert!(keys.contains(&k.as_str()), "rendition {k} is not in S3: {keys:?}");
+    }
+    assert!(
+        keys.iter().any(|k| k.starts_with(&format!("photos/{id}/original."))),
+        "the original is not in S3: {keys:?}"
+    );
+    let imds = std::fs::read_to_string(peer.dir.path().join("imds.log")).unwrap();
+    assert!(
+        imds.contains(&format!(
+            "{web} \"GET /latest/meta-data/iam/security-credentials/{} ",
+            instance_role(RoleKind::Web)
+        )),
+        "the web server stored the photo without its role's credentials:\n{imds}"
+    );
+    let page = users(&[&format!("https://{web}/")]);
+    assert!(page.contains(&id), "the page does not show photo {id}:\n{page}");
+    eprintln!(
+        "photo {id}: uploaded through the web server, rendered by the worker, {} renditions and the original in S3 ({} keys), on the page",
+        renditions.len(),
+        keys.len()
+    );
 }
