@@ -56,8 +56,21 @@ class State:
             aws_access_key_id="imds-stand-in",
             aws_secret_access_key="imds-stand-in",
         )
+        # The role's ARN holds its path (fabrs makes roles under
+        # /fabrs/<project>/<environment>/); IAM says what it is.
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.moto,
+            region_name=REGION,
+            aws_access_key_id="imds-stand-in",
+            aws_secret_access_key="imds-stand-in",
+        )
+        try:
+            arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{role_name}"
         out = sts.assume_role(
-            RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{role_name}",
+            RoleArn=arn,
             RoleSessionName=instance_id,
             DurationSeconds=3600,
         )["Credentials"]

@@ -4,15 +4,18 @@
 //! private network made by `tests/peers/boot-peer` with real stand-ins (moto
 //! behind TLS, an IMDSv2 stand-in, a PostgreSQL cluster with TLS and a test CA).
 //!
-//! The user-data is exactly what fabrs renders (secrets as tokens, their test
-//! values put in moto's SSM Parameter Store as create-env puts them, and read
-//! at boot by `fabrs-fetch-secrets` with the instance role; the database and
-//! cache addresses of the private network as facts); nothing in it is edited. Needs root, systemd-nspawn, debootstrap and the
+//! The user-data is exactly what fabrs renders (secrets as tokens, read at
+//! boot by `fabrs-fetch-secrets` with the instance role; the database and
+//! cache addresses of the private network as facts); nothing in it is edited.
+//! The account is made by fabrs: `fabrs create-env` against the network's moto
+//! makes the instance roles, the SSM parameters and the buckets the servers
+//! use, `fabrs release push` the release, and `fabrs maintenance` goes over
+//! SSH into the web container. Needs root, systemd-nspawn, debootstrap and the
 //! project venv (scripts/setup installs them all): a missing piece fails the
 //! test, it does not skip. The first run builds the rootfs (about 3 minutes,
 //! cached outside the clone).
 //!
-//! Run alone: `cargo test -p fabrs-render --test boot -- --nocapture`.
+//! Run alone: `cargo build -p refapp -p fabrs-cli && cargo test -p fabrs-render --test boot -- --nocapture`.
 //! `FABRS_BOOT_KEEP=1` leaves the containers and network up for inspection
 //! (`tests/peers/boot-peer exec DIR web systemctl status`, then `... down DIR`).
 
@@ -138,6 +141,30 @@ impl BootPeer {
             .unwrap()
     }
 
+    /// Run fabrs inside the private network against its moto, with the
+    /// test's secret values (as `FABRS_SECRET_*`).
+    fn fabrs(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd("host");
+        c.arg("env").args([
+            "AWS_ACCESS_KEY_ID=testing",
+            "AWS_SECRET_ACCESS_KEY=testing",
+            "AWS_DEFAULT_REGION=us-east-1",
+            "NO_COLOR=1",
+            "RUST_BACKTRACE=0",
+        ]);
+        for (name, v) in secrets().iter() {
+            c.arg(format!("FABRS_SECRET_{}={}", name.to_ascii_uppercase(), v.expose()));
+        }
+        for (k, v) in env {
+            c.arg(format!("{k}={v}"));
+        }
+        c.arg(fabrs_binary())
+            .args(["--endpoint-url", "http://127.0.0.1:5000"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Boot one role from its user-data; the result and what was collected.
     fn boot(&self, role: RoleKind, user_data: &str, instance_role: Option<&str>) -> Booted {
         let ud = self.dir.path().join(format!("{role}.user-data"));
@@ -215,8 +242,34 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn staging() -> Environment {
-    fabrs_config::load_file(&root().join("environments/staging.yaml")).unwrap_or_else(|d| panic!("{}", d.render()))
+/// The shipped staging file, as a project of the test's own in `work`, with
+/// two inputs of the test's: an SSH key it holds the private half of (in
+/// `work/ssh_key`), and `ssh.user: debian`, the default user of the Debian
+/// image the test boots (the shipped file's `ubuntu` is Ubuntu's).
+fn staging(work: &Path) -> (Environment, PathBuf) {
+    let key = work.join("ssh_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fabrs-boot-test", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", text(&out));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let shipped = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
+    let ours = shipped.replacen("  user: ubuntu\n", "  user: debian\n", 1).replacen(
+        "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0qXkpTtYX3nQ2WcF1h0bM0a2x1Q5z0QmYVdJ2aLk1m ops@myproject\n",
+        &format!("    - {}\n", public.trim()),
+        1,
+    );
+    assert!(
+        ours.contains("user: debian") && ours.contains("fabrs-boot-test"),
+        "the shipped file changed: {shipped}"
+    );
+    let file = work.join("project/environments/staging.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, ours).unwrap();
+    let env = fabrs_config::load_file(&file).unwrap_or_else(|d| panic!("{}", d.render()));
+    (env, file)
 }
 
 fn secrets() -> Secrets {
@@ -258,6 +311,18 @@ const REVISION: &str = "boot1";
 
 /// refapp as built by `cargo test --workspace` (or `cargo build -p refapp`):
 /// next to this test's own executable's folder.
+/// The fabrs binary of this build (next to refapp's).
+fn fabrs_binary() -> PathBuf {
+    let bin = refapp_binary().with_file_name("fabrs");
+    assert!(
+        bin.exists(),
+        "{} is missing: the boot test runs fabrs (`cargo build -p fabrs-cli` first, \
+         or run the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}
+
 fn refapp_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug = exe.parent().and_then(Path::parent).unwrap();
@@ -276,9 +341,9 @@ fn photos_bucket(env: &Environment) -> String {
 }
 
 /// Package refapp as a release (its own `package` command, as
-/// crates/refapp/scripts/build-artifact does) and upload it where
-/// fabrs-install-release fetches it; make the photos bucket.
-fn publish_release(peer: &BootPeer, env: &Environment) {
+/// crates/refapp/scripts/build-artifact does) and push it with
+/// `fabrs release push` to the artifact bucket create-env made.
+fn publish_release(peer: &BootPeer, file: &Path) {
     let out_dir = peer.dir.path().join("release");
     let out = Command::new(refapp_binary())
         .arg("package")
@@ -293,55 +358,18 @@ fn publish_release(peer: &BootPeer, env: &Environment) {
         .unwrap();
     assert!(out.status.success(), "refapp package: {}", text(&out));
     let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let bucket = &env.artifacts.bucket;
-    for b in [bucket.clone(), photos_bucket(env)] {
-        let out = peer.aws(&["s3", "mb", &format!("s3://{b}")]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    let key = env.artifact_key(REVISION);
-    let out = peer.aws(&[
-        "s3",
-        "cp",
-        "--only-show-errors",
-        &tarball,
-        &format!("s3://{bucket}/{key}"),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
-/// The instance roles stand in for the ones issue 10 makes (fabrs does not
-/// create instance roles yet): created in moto, so the metadata stand-in can
-/// mint their credentials.
-fn create_instance_role(peer: &BootPeer, name: &str) {
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let out = peer.aws(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        name,
-        "--assume-role-policy-document",
-        trust,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
-/// The secrets as create-env writes them: SecureString parameters under
-/// `/<project>/<environment>/`, in the moto the containers reach as
-/// ssm.us-east-1.amazonaws.com.
-fn put_secrets(peer: &BootPeer, env: &Environment, secrets: &Secrets) {
-    for (name, v) in secrets.iter() {
-        let out = peer.aws(&[
-            "ssm",
-            "put-parameter",
-            "--name",
-            &fabrs_config::names::ssm_parameter(&env.project, &env.name, name),
-            "--type",
-            "SecureString",
-            "--value",
-            v.expose(),
-        ]);
-        assert!(out.status.success(), "put-parameter {name}: {}", text(&out));
-    }
+    let out = peer.fabrs(
+        &[
+            "release",
+            "push",
+            file.to_str().unwrap(),
+            "--revision",
+            REVISION,
+            &tarball,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "fabrs release push: {}", text(&out));
 }
 
 fn instance_role(role: RoleKind) -> String {
@@ -351,15 +379,25 @@ fn instance_role(role: RoleKind) -> String {
 #[test]
 fn every_role_boots_from_its_rendered_user_data() {
     require_boot_peer();
-    let env = staging();
+    let work = tempfile::Builder::new().prefix("fabrs-boot-work-").tempdir().unwrap();
+    let (env, file) = staging(work.path());
     let secrets = secrets();
     let peer = BootPeer::up(&env);
     let roles = [RoleKind::Web, RoleKind::Worker, RoleKind::Cache];
-    for role in roles {
-        create_instance_role(&peer, &instance_role(role));
-    }
-    publish_release(&peer, &env);
-    put_secrets(&peer, &env, &secrets);
+    // What a user makes by hand (AMI, key pair, certificate), then
+    // create-env: the instance roles, SSM parameters and buckets the
+    // servers use are the ones fabrs makes.
+    let out = peer.host(&[
+        root().join(".venv/bin/python").to_str().unwrap(),
+        root().join("tests/peers/moto-seed").to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:5000",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "moto-seed: {}", text(&out));
+    let out = peer.fabrs(&["create-env", file.to_str().unwrap(), "--yes"], &[]);
+    assert!(out.status.success(), "fabrs create-env: {}", text(&out));
+    publish_release(&peer, &file);
     // All three at once: a boot is mostly waiting.
     let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
@@ -462,8 +500,66 @@ fn every_role_boots_from_its_rendered_user_data() {
         "snakeoil {booted_cert}, host {fqdn}"
     );
     // /srv/<project> exists, so `maintenance on` works before any release.
-    let out = peer.exec(RoleKind::Web, &["touch", "/srv/myproject/maintenance.on"]);
-    assert!(out.status.success(), "maintenance on: {}", text(&out));
+    // `fabrs maintenance` over SSH (as the file's ssh.user, with sudo), every
+    // web server of the group mapped to the booted one.
+    let web_ids = peer.aws(&[
+        "autoscaling",
+        "describe-auto-scaling-groups",
+        "--auto-scaling-group-names",
+        "myproject-staging-web",
+        "--query",
+        "AutoScalingGroups[0].Instances[].InstanceId",
+        "--output",
+        "text",
+    ]);
+    assert!(web_ids.status.success(), "{}", text(&web_ids));
+    let web_ids: Vec<String> = String::from_utf8_lossy(&web_ids.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!web_ids.is_empty(), "no web servers in the group");
+    let endpoints = work.path().join("endpoints");
+    std::fs::write(
+        &endpoints,
+        web_ids
+            .iter()
+            .map(|id| format!("{id} {}:22\n", role_ip(RoleKind::Web)))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let ssh_config = work.path().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+    )
+    .unwrap();
+    let ssh_env = [
+        ("FABRS_SSH_ENDPOINTS", endpoints.to_str().unwrap().to_string()),
+        (
+            "FABRS_SSH_IDENTITY",
+            work.path().join("ssh_key").to_str().unwrap().to_string(),
+        ),
+        ("FABRS_SSH_CONFIG", ssh_config.to_str().unwrap().to_string()),
+    ];
+    let ssh_env: Vec<(&str, &str)> = ssh_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let maintenance = |on: &str| {
+        let out = peer.fabrs(&["maintenance", file.to_str().unwrap(), on], &ssh_env);
+        assert!(out.status.success(), "fabrs maintenance {on}: {}", text(&out));
+        text(&out)
+    };
+    let said = maintenance("on");
+    assert!(said.contains("Maintenance on"), "{said}");
+    let out = peer.exec(RoleKind::Web, &["test", "-f", "/srv/myproject/maintenance.on"]);
+    assert!(
+        out.status.success(),
+        "no maintenance flag on the web server after: {said}"
+    );
+    let sshd = text(&peer.exec(RoleKind::Web, &["journalctl", "-u", "ssh", "--no-pager"]));
+    assert!(
+        sshd.contains("Accepted publickey for debian"),
+        "fabrs did not come in over SSH as the file's user:\n{sshd}"
+    );
+    eprintln!("fabrs maintenance on, over SSH into the web container:\n{said}");
     // As the ELB checks it: HTTPS:443/healthcheck.html answers 200 in maintenance,
     // and users get 503.
     let code = |path: &str, host: &str| {
@@ -587,8 +683,9 @@ fn every_role_boots_from_its_rendered_user_data() {
     assert!(out.status.success(), "install on web: {}", text(&out));
     let out = peer.exec(RoleKind::Web, &["systemctl", "restart", "refapp-web.service"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = peer.exec(RoleKind::Web, &["rm", "/srv/myproject/maintenance.on"]);
-    assert!(out.status.success(), "maintenance off: {}", text(&out));
+    maintenance("off");
+    let out = peer.exec(RoleKind::Web, &["test", "-e", "/srv/myproject/maintenance.on"]);
+    assert!(!out.status.success(), "the maintenance flag is still there");
     // The app is up once it answers; wait on that (bounded), not on a sleep.
     let health = |path: &str| {
         let out = peer.host(&[
