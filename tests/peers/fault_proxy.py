@@ -20,6 +20,10 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  configuration name carries "-R-", stop those instances in
                  moto (moto's ELB then reports them OutOfService), before
                  answering: deterministic, no race with the caller's polling
+  --trace FILE   append one JSON line per request answered: the operation,
+                 when it arrived and when it was answered (monotonic
+                 seconds), for counting round trips in series
+                 (benches/series.py)
   --conformance LOG  check every request against AWS's own service models
                  (botocore) and the rules they do not carry (conformance.py);
                  answer a violation as the service would (400 ValidationError,
@@ -110,9 +114,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.flush_headers()
 
     def handle_any(self):
+        if args.trace:
+            start = time.monotonic()
+            try:
+                self.handle_request()
+            finally:
+                trace(start, self.traced_op)
+        else:
+            self.handle_request()
+
+    def handle_request(self):
+        self.traced_op = None
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        self.traced_op = (form.get("Action", [""])[0] or self.headers.get("X-Amz-Target")
+                          or f"s3 {self.command} {urllib.parse.urlsplit(self.path).query.split('=')[0]}".rstrip())
         if form.get("Action", [""])[0] in (args.deny_action or []):
             record("denied")
             payload = ("<ErrorResponse><Error><Type>Sender</Type><Code>UnsupportedOperation</Code>"
@@ -212,6 +229,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(status, reason, [(k, v) for k, v in resp_headers if k.lower() not in skip], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+def trace(start, op):
+    line = json.dumps({"op": op, "start": start, "end": time.monotonic()})
+    with lock:
+        with open(args.trace, "a") as f:
+            f.write(line + "\n")
 
 
 def create_time_bucket_tags(method, path, body, headers):
@@ -328,6 +352,7 @@ def main():
     p.add_argument("--grace", type=int, default=0)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stats")
+    p.add_argument("--trace")
     p.add_argument("--deny-action", action="append")
     p.add_argument("--send-twice", action="append")
     p.add_argument("--sicken-revision")
