@@ -20,6 +20,14 @@ Every request is forwarded to the upstream, except that, at random (seeded):
                  configuration name carries "-R-", stop those instances in
                  moto (moto's ELB then reports them OutOfService), before
                  answering: deterministic, no race with the caller's polling
+  --elb-health-from FILE  answer the classic ELB's DescribeInstanceHealth
+                 from real servers: FILE maps "instance-id URL" per line
+                 (re-read on every call); a mapped instance is InService when
+                 GET URL answers 200 (TLS not verified, 2 s), else
+                 OutOfService; an unmapped one is OutOfService (no server
+                 stands in for it yet: it is still booting). moto says
+                 InService at once; this is how the boot test makes a deploy
+                 wait for booted servers' own health.
   --trace FILE   append one JSON line per request answered: the operation,
                  when it arrived and when it was answered (monotonic
                  seconds), for counting round trips in series
@@ -62,7 +70,7 @@ rng = None
 lock = threading.Lock()
 checker = None
 stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0,
-         "doubled": 0,
+         "doubled": 0, "held_out_of_service": 0,
          "violations": 0, "checked": 0, "operations": {}}
 
 
@@ -222,6 +230,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if new and f"-{args.sicken_revision}-" in (lc or ""):
                 stop_instances(headers, new)
                 record("sickened")
+        if args.elb_health_from and action == "DescribeInstanceHealth" and status == 200:
+            data = real_instance_health(data)
         if checker is not None:
             checker.observe(call, status)
         record("forwarded")
@@ -229,6 +239,45 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(status, reason, [(k, v) for k, v in resp_headers if k.lower() not in skip], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+def real_instance_health(data):
+    urls = {}
+    try:
+        with open(args.elb_health_from) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    urls[parts[0]] = parts[1]
+    except FileNotFoundError:
+        pass
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def healthy(url):
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def member(block):
+        iid = re.search(r"<InstanceId>([^<]*)</InstanceId>", block)
+        if not iid:
+            return block
+        url = urls.get(iid.group(1))
+        state = "InService" if url and healthy(url) else "OutOfService"
+        if state == "OutOfService":
+            record("held_out_of_service")
+        why = "real health check" if url else "no server stands in for it yet"
+        block = re.sub(r"<State>[^<]*</State>", f"<State>{state}</State>", block)
+        return re.sub(r"<Description>[^<]*</Description>", f"<Description>{why}</Description>", block)
+
+    text = re.sub(r"<member>.*?</member>", lambda m: member(m.group(0)), data.decode(), flags=re.S)
+    return text.encode()
 
 
 def trace(start, op):
@@ -353,6 +402,7 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--stats")
     p.add_argument("--trace")
+    p.add_argument("--elb-health-from")
     p.add_argument("--deny-action", action="append")
     p.add_argument("--send-twice", action="append")
     p.add_argument("--sicken-revision")

@@ -9,8 +9,10 @@
 //! cache addresses of the private network as facts); nothing in it is edited.
 //! The account is made by fabrs: `fabrs create-env` against the network's moto
 //! makes the instance roles, the SSM parameters and the buckets the servers
-//! use, `fabrs release push` the release, and `fabrs maintenance` goes over
-//! SSH into the web container. Needs root, systemd-nspawn, debootstrap and the
+//! use, `fabrs release push` the release, `fabrs maintenance` goes over
+//! SSH into the web container, and `fabrs deploy` of a second revision rolls
+//! onto web servers booted from the user-data it sent, waiting for their own
+//! health (`fault_proxy.py --elb-health-from`). Needs root, systemd-nspawn, debootstrap and the
 //! project venv (scripts/setup installs them all): a missing piece fails the
 //! test, it does not skip. The first run builds the rootfs (about 3 minutes,
 //! cached outside the clone).
@@ -144,6 +146,11 @@ impl BootPeer {
     /// Run fabrs inside the private network against its moto, with the
     /// test's secret values (as `FABRS_SECRET_*`).
     fn fabrs(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.fabrs_cmd(MOTO, args, env).output().unwrap()
+    }
+
+    /// fabrs inside the private network, against `endpoint` there.
+    fn fabrs_cmd(&self, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = self.cmd("host");
         c.arg("env").args([
             "AWS_ACCESS_KEY_ID=testing",
@@ -158,26 +165,29 @@ impl BootPeer {
         for (k, v) in env {
             c.arg(format!("{k}={v}"));
         }
-        c.arg(fabrs_binary())
-            .args(["--endpoint-url", "http://127.0.0.1:5000"])
-            .args(args)
-            .output()
-            .unwrap()
+        c.arg(fabrs_binary()).args(["--endpoint-url", endpoint]).args(args);
+        c
     }
 
     /// Boot one role from its user-data; the result and what was collected.
     fn boot(&self, role: RoleKind, user_data: &str, instance_role: Option<&str>) -> Booted {
+        self.boot_as(role.as_str(), role_index(role), user_data, instance_role)
+    }
+
+    /// Boot a container named `name` at 10.213.0.(10+n) from a user-data.
+    fn boot_as(&self, name: &str, n: u8, user_data: &str, instance_role: Option<&str>) -> Booted {
+        let role = name;
         let ud = self.dir.path().join(format!("{role}.user-data"));
         std::fs::write(&ud, user_data).unwrap();
         let out = self
             .cmd("boot")
-            .arg(role.as_str())
-            .arg(role_index(role).to_string())
+            .arg(role)
+            .arg(n.to_string())
             .arg(&ud)
             .arg(instance_role.unwrap_or(""))
             .output()
             .unwrap();
-        let d = self.dir.path().join(role.as_str());
+        let d = self.dir.path().join(role);
         let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
         Booted {
             ok: out.status.success(),
@@ -261,8 +271,10 @@ fn staging(work: &Path) -> (Environment, PathBuf) {
         &format!("    - {}\n", public.trim()),
         1,
     );
+    // The roll waits this long per web server it takes out (the shipped 300 s).
+    let ours = ours.replacen("\nload_balancer:\n", "\nload_balancer:\n  draining_timeout: 3s\n", 1);
     assert!(
-        ours.contains("user: debian") && ours.contains("fabrs-boot-test"),
+        ours.contains("user: debian") && ours.contains("fabrs-boot-test") && ours.contains("draining_timeout: 3s"),
         "the shipped file changed: {shipped}"
     );
     let file = work.join("project/environments/staging.yaml");
@@ -308,9 +320,103 @@ fn active(peer: &BootPeer, role: RoleKind, unit: &str) -> String {
 /// The revision the worker boots with (web boots with none, as a fresh
 /// create-env would, and gets it later as a deploy would install it).
 const REVISION: &str = "boot1";
+/// The revision `fabrs deploy` rolls out onto newly booted web servers.
+const REVISION_2: &str = "boot2";
+/// moto, inside the private network.
+const MOTO: &str = "http://127.0.0.1:5000";
 
 /// refapp as built by `cargo test --workspace` (or `cargo build -p refapp`):
 /// next to this test's own executable's folder.
+/// The instance ids of an auto scaling group, as moto has them.
+fn group_members(peer: &BootPeer, group: &str) -> Vec<String> {
+    let out = peer.aws(&[
+        "autoscaling",
+        "describe-auto-scaling-groups",
+        "--auto-scaling-group-names",
+        group,
+        "--query",
+        "AutoScalingGroups[0].Instances[].InstanceId",
+        "--output",
+        "text",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|s| *s != "None")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The addresses moto gave the database and the cache server, which the
+/// user-data create-env and deploy send holds: (moto's, the private network's).
+fn moto_addresses(peer: &BootPeer) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dbs = peer.aws(&[
+        "rds",
+        "describe-db-instances",
+        "--query",
+        "DBInstances[].Endpoint.Address",
+        "--output",
+        "text",
+    ]);
+    assert!(dbs.status.success(), "{}", text(&dbs));
+    for host in String::from_utf8_lossy(&dbs.stdout).split_whitespace() {
+        out.push((host.to_string(), DB_HOST.to_string()));
+    }
+    let cache = peer.aws(&[
+        "ec2",
+        "describe-instances",
+        "--filters",
+        "Name=tag:fabrs:role,Values=cache",
+        "Name=instance-state-name,Values=running",
+        "--query",
+        "Reservations[].Instances[].PrivateIpAddress",
+        "--output",
+        "text",
+    ]);
+    assert!(cache.status.success(), "{}", text(&cache));
+    for ip in String::from_utf8_lossy(&cache.stdout).split_whitespace() {
+        out.push((ip.to_string(), role_ip(RoleKind::Cache)));
+    }
+    assert!(out.len() >= 2, "moto has no database or cache address: {out:?}");
+    out
+}
+
+/// The user-data moto holds for an instance (what fabrs sent in its launch
+/// template version), decoded.
+fn instance_user_data(peer: &BootPeer, id: &str) -> String {
+    let out = peer.aws(&[
+        "ec2",
+        "describe-instance-attribute",
+        "--instance-id",
+        id,
+        "--attribute",
+        "userData",
+        "--query",
+        "UserData.Value",
+        "--output",
+        "text",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let b64 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "user-data of {id}: {b64:?}"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The fabrs binary of this build (next to refapp's).
 fn fabrs_binary() -> PathBuf {
     let bin = refapp_binary().with_file_name("fabrs");
@@ -343,13 +449,13 @@ fn photos_bucket(env: &Environment) -> String {
 /// Package refapp as a release (its own `package` command, as
 /// crates/refapp/scripts/build-artifact does) and push it with
 /// `fabrs release push` to the artifact bucket create-env made.
-fn publish_release(peer: &BootPeer, file: &Path) {
+fn publish_release(peer: &BootPeer, file: &Path, revision: &str) {
     let out_dir = peer.dir.path().join("release");
     let out = Command::new(refapp_binary())
         .arg("package")
         .arg("--bin")
         .arg(refapp_binary())
-        .args(["--revision", REVISION])
+        .args(["--revision", revision])
         .arg("--out")
         .arg(&out_dir)
         .arg("--source-dir")
@@ -364,7 +470,7 @@ fn publish_release(peer: &BootPeer, file: &Path) {
             "push",
             file.to_str().unwrap(),
             "--revision",
-            REVISION,
+            revision,
             &tarball,
         ],
         &[],
@@ -397,7 +503,7 @@ fn every_role_boots_from_its_rendered_user_data() {
     assert!(out.status.success(), "moto-seed: {}", text(&out));
     let out = peer.fabrs(&["create-env", file.to_str().unwrap(), "--yes"], &[]);
     assert!(out.status.success(), "fabrs create-env: {}", text(&out));
-    publish_release(&peer, &file);
+    publish_release(&peer, &file, REVISION);
     // All three at once: a boot is mostly waiting.
     let booted: Vec<(RoleKind, Booted)> = std::thread::scope(|s| {
         let handles: Vec<_> = roles
@@ -502,21 +608,8 @@ fn every_role_boots_from_its_rendered_user_data() {
     // /srv/<project> exists, so `maintenance on` works before any release.
     // `fabrs maintenance` over SSH (as the file's ssh.user, with sudo), every
     // web server of the group mapped to the booted one.
-    let web_ids = peer.aws(&[
-        "autoscaling",
-        "describe-auto-scaling-groups",
-        "--auto-scaling-group-names",
-        "myproject-staging-web",
-        "--query",
-        "AutoScalingGroups[0].Instances[].InstanceId",
-        "--output",
-        "text",
-    ]);
-    assert!(web_ids.status.success(), "{}", text(&web_ids));
-    let web_ids: Vec<String> = String::from_utf8_lossy(&web_ids.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    // (and the worker's to the worker container: deploy migrates there)
+    let web_ids = group_members(&peer, "myproject-staging-web");
     assert!(!web_ids.is_empty(), "no web servers in the group");
     let endpoints = work.path().join("endpoints");
     std::fs::write(
@@ -524,6 +617,11 @@ fn every_role_boots_from_its_rendered_user_data() {
         web_ids
             .iter()
             .map(|id| format!("{id} {}:22\n", role_ip(RoleKind::Web)))
+            .chain(
+                group_members(&peer, "myproject-staging-worker")
+                    .iter()
+                    .map(|id| format!("{id} {}:22\n", role_ip(RoleKind::Worker))),
+            )
             .collect::<String>(),
     )
     .unwrap();
@@ -816,4 +914,145 @@ fn every_role_boots_from_its_rendered_user_data() {
         renditions.len(),
         keys.len()
     );
+
+    // --- fabrs deploy of a second revision onto booted servers. The roll
+    // goes through a proxy that answers the load balancer's instance health
+    // from real servers (`--elb-health-from`): each web instance moto
+    // launches for the new revision is OutOfService until a container booted
+    // from the user-data fabrs sent for it (moto's and the network's
+    // addresses swapped, nothing else) answers /healthcheck.html with 200.
+    publish_release(&peer, &file, REVISION_2);
+    let health = work.path().join("elb-health");
+    let health_url = |ip: &str| format!("https://{ip}/healthcheck.html");
+    std::fs::write(
+        &health,
+        web_ids
+            .iter()
+            .map(|id| format!("{id} {}\n", health_url(&role_ip(RoleKind::Web))))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let proxy_py = root().join("tests/peers/fault_proxy.py");
+    let mut proxy = peer
+        .cmd("host")
+        .args(["timeout", "900", "python3"])
+        .arg(&proxy_py)
+        .args(["--port", "5100", "--upstream", MOTO, "--elb-health-from"])
+        .arg(&health)
+        .arg("--stats")
+        .arg(work.path().join("proxy-stats.json"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = peer.host(&[
+        "bash",
+        "-c",
+        "for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/5100) 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert!(up.status.success(), "the health proxy did not start");
+    let log = work.path().join("deploy.log");
+    let mut deploy = peer
+        .fabrs_cmd(
+            "http://127.0.0.1:5100",
+            &[
+                "deploy",
+                file.to_str().unwrap(),
+                "--revision",
+                REVISION_2,
+                "--poll-interval",
+                "1s",
+                "--health-timeout",
+                "300s",
+            ],
+            &ssh_env,
+        )
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(work.path().join("deploy.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let swaps = moto_addresses(&peer);
+    let mut known: std::collections::BTreeSet<String> = web_ids.iter().cloned().collect();
+    let mut booted_web: Vec<(String, String)> = Vec::new(); // (instance id, container)
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = deploy.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(900),
+            "deploy still running after 900 s"
+        );
+        for id in group_members(&peer, "myproject-staging-web") {
+            if !known.insert(id.clone()) {
+                continue;
+            }
+            let mut ud = instance_user_data(&peer, &id);
+            assert!(
+                ud.contains(REVISION_2),
+                "{id}'s user-data does not install {REVISION_2}"
+            );
+            for (moto_addr, ours) in &swaps {
+                ud = ud.replace(moto_addr.as_str(), ours);
+            }
+            let n = 4 + booted_web.len() as u8;
+            let name = format!("web{n}");
+            let b = peer.boot_as(&name, n, &ud, Some(&instance_role(RoleKind::Web)));
+            assert!(b.ok, "{name} (for {id}) did not boot:\n{}", b.report());
+            let ip = format!("10.213.0.{}", 10 + n);
+            let mut h = std::fs::read_to_string(&health).unwrap();
+            h.push_str(&format!("{id} {}\n", health_url(&ip)));
+            std::fs::write(&health, h).unwrap();
+            eprintln!(
+                "deploy: web instance {id} stands in as {name} ({ip}), booted in {} s",
+                b.seconds
+            );
+            booted_web.push((id, name));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1)); // between looks at the group
+    };
+    let _ = proxy.kill();
+    let _ = peer.host(&["pkill", "-f", "fault_proxy.py --port 5100"]);
+    let said = format!(
+        "{}{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        std::fs::read_to_string(work.path().join("deploy.err")).unwrap_or_default()
+    );
+    assert!(status.success(), "fabrs deploy {REVISION_2}:\n{said}");
+    assert_eq!(
+        booted_web.len(),
+        web_ids.len(),
+        "one new web server per old one: {said}"
+    );
+    // The roll was held while the new servers booted: the proxy answered
+    // OutOfService for them until their own health check passed.
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.path().join("proxy-stats.json")).unwrap()).unwrap();
+    assert!(
+        stats["held_out_of_service"].as_u64() > Some(0),
+        "the roll never waited for a booted server: {stats}"
+    );
+    eprintln!(
+        "the load balancer's view held the roll {} times while servers booted",
+        stats["held_out_of_service"]
+    );
+    for (id, name) in &booted_web {
+        let out = peer
+            .cmd("exec")
+            .arg(name)
+            .args(["readlink", "/srv/myproject/current"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&out).trim(),
+            format!("/srv/myproject/releases/{REVISION_2}"),
+            "{name} ({id}) runs another release"
+        );
+    }
+    let now = group_members(&peer, "myproject-staging-web");
+    let ids: Vec<&String> = booted_web.iter().map(|(id, _)| id).collect();
+    assert!(
+        now.iter().all(|id| ids.contains(&id)),
+        "the group holds servers the deploy did not boot: {now:?} vs {ids:?}\n{said}"
+    );
+    eprintln!("fabrs deploy {REVISION_2} onto booted web servers:\n{said}");
 }
