@@ -49,22 +49,19 @@ class State:
         return None
 
     def credentials(self, role_name, instance_id):
-        sts = boto3.client(
-            "sts",
-            endpoint_url=self.moto,
-            region_name=REGION,
-            aws_access_key_id="imds-stand-in",
-            aws_secret_access_key="imds-stand-in",
-        )
+        def client(service):
+            return boto3.client(
+                service,
+                endpoint_url=self.moto,
+                region_name=REGION,
+                aws_access_key_id="imds-stand-in",
+                aws_secret_access_key="imds-stand-in",
+            )
+
+        sts = client("sts")
         # The role's ARN holds its path (fabrs makes roles under
         # /fabrs/<project>/<environment>/); IAM says what it is.
-        iam = boto3.client(
-            "iam",
-            endpoint_url=self.moto,
-            region_name=REGION,
-            aws_access_key_id="imds-stand-in",
-            aws_secret_access_key="imds-stand-in",
-        )
+        iam = client("iam")
         try:
             arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:

@@ -19,6 +19,24 @@ fn s3api(moto: &Moto, args: &[&str]) -> Value {
     aws(moto, &a)
 }
 
+/// An object, as the app or `release push` would leave it.
+fn put_object(moto: &Moto, bucket: &str, key: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    s3api(
+        moto,
+        &[
+            "put-object",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            "--body",
+            file.path().to_str().unwrap(),
+        ],
+    );
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -37,26 +55,7 @@ fn create_env_makes_the_photo_bucket_private_encrypted_and_owned() {
     let s3 = violations(&log, "s3");
     assert!(s3.is_empty(), "S3 would refuse: {s3:#?}");
 
-    let pab = s3api(&moto, &["get-public-access-block", "--bucket", PHOTOS])["PublicAccessBlockConfiguration"].clone();
-    for k in [
-        "BlockPublicAcls",
-        "IgnorePublicAcls",
-        "BlockPublicPolicy",
-        "RestrictPublicBuckets",
-    ] {
-        assert_eq!(pab[k], true, "{k}: {pab}");
-    }
-    let enc = s3api(&moto, &["get-bucket-encryption", "--bucket", PHOTOS]);
-    assert_eq!(
-        enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"],
-        "AES256",
-        "{enc}"
-    );
-    let own = s3api(&moto, &["get-bucket-ownership-controls", "--bucket", PHOTOS]);
-    assert_eq!(
-        own["OwnershipControls"]["Rules"][0]["ObjectOwnership"], "BucketOwnerEnforced",
-        "{own}"
-    );
+    assert_private_and_encrypted(&moto, PHOTOS);
     let tags = s3api(&moto, &["get-bucket-tagging", "--bucket", PHOTOS])["TagSet"].clone();
     assert_eq!(tag(&tags, "fabrs:environment"), Some("staging"), "{tags}");
     assert_eq!(tag(&tags, "managed-by"), Some("fabrs"), "{tags}");
@@ -108,20 +107,7 @@ fn destroy_env_refuses_a_bucket_with_data_and_with_the_flag_empties_and_deletes_
     let moto = Moto::start();
     ok(&fabrs(&moto.url(), &["create-env", "staging", "--yes"]));
     let dir = tempfile::tempdir().unwrap();
-    let photo = dir.path().join("p.jpg");
-    std::fs::write(&photo, b"not really a jpeg").unwrap();
-    s3api(
-        &moto,
-        &[
-            "put-object",
-            "--bucket",
-            PHOTOS,
-            "--key",
-            "photos/p.jpg",
-            "--body",
-            photo.to_str().unwrap(),
-        ],
-    );
+    put_object(&moto, PHOTOS, "photos/p.jpg", b"not really a jpeg");
 
     let log = dir.path().join("conformance.jsonl");
     let proxy = conformance_proxy(&moto, &log);
@@ -289,20 +275,7 @@ fn create_env_makes_the_projects_artifact_bucket_versioned_shared_and_kept_by_de
 
     // destroy-env removes the environment's buckets, not the project's
     // (with a release in it).
-    let release = dir.path().join("r.tar.gz");
-    std::fs::write(&release, b"a release").unwrap();
-    s3api(
-        &moto,
-        &[
-            "put-object",
-            "--bucket",
-            ARTIFACTS,
-            "--key",
-            "releases/myproject/r1/refapp.tar.gz",
-            "--body",
-            release.to_str().unwrap(),
-        ],
-    );
+    put_object(&moto, ARTIFACTS, "releases/myproject/r1/refapp.tar.gz", b"a release");
     let out = ok(&fabrs(
         &moto.url(),
         &[
