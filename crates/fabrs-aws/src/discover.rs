@@ -43,10 +43,13 @@ fn live_states() -> Filter {
 
 pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, CloudError> {
     let (p, e) = (scope.project.as_str(), scope.environment.as_str());
-    let vpc = c.default_vpc().await?.clone();
-    let scope_vpc = match &scope.vpc {
-        VpcRef::Default => vpc.vpc_id.clone(),
-        VpcRef::Id(id) => id.clone(),
+    // The default VPC is looked up alongside everything else (only the
+    // look-alike security groups need its id first).
+    let vpc_of_scope = || async {
+        Ok::<_, CloudError>(match &scope.vpc {
+            VpcRef::Default => c.default_vpc().await?.vpc_id.clone(),
+            VpcRef::Id(id) => id.clone(),
+        })
     };
     let sg_names = names_of(scope, Kind::SecurityGroup);
     let lb_names = names_of(scope, Kind::LoadBalancer);
@@ -75,7 +78,11 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
     };
     let sgs_named = async {
-        if sg_names.is_empty() || scope_vpc.is_empty() {
+        if sg_names.is_empty() {
+            return Ok(vec![]);
+        }
+        let scope_vpc = vpc_of_scope().await?;
+        if scope_vpc.is_empty() {
             return Ok(vec![]);
         }
         c.ec2
@@ -250,6 +257,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     };
 
     let (
+        vpc,
         sgs,
         sgs_named,
         (lbs, lb_tags),
@@ -265,6 +273,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         (params, params_foreign),
     ) = futures::try_join!(
         // Each on the heap: together they outgrow a test thread's 2 MiB stack.
+        Box::pin(async { c.default_vpc().await.cloned() }),
         Box::pin(sgs),
         Box::pin(sgs_named),
         Box::pin(lbs),

@@ -262,29 +262,34 @@ impl AwsCloud {
         self.vpc
             .get_or_try_init(|| async {
                 use aws_sdk_ec2::types::Filter;
-                let vpcs = self
-                    .ec2
-                    .describe_vpcs()
-                    .filters(Filter::builder().name("isDefault").values("true").build())
-                    .send()
-                    .await
-                    .map_err(|e| err::sdk("DescribeVpcs", "default VPC", e))?;
+                // Both at once: default subnets (one per zone) exist only
+                // in the default VPC; the VPC id then picks them out.
+                let (vpcs, subnets) = futures::try_join!(
+                    async {
+                        self.ec2
+                            .describe_vpcs()
+                            .filters(Filter::builder().name("isDefault").values("true").build())
+                            .send()
+                            .await
+                            .map_err(|e| err::sdk("DescribeVpcs", "default VPC", e))
+                    },
+                    async {
+                        self.ec2
+                            .describe_subnets()
+                            .filters(Filter::builder().name("default-for-az").values("true").build())
+                            .into_paginator()
+                            .items()
+                            .send()
+                            .try_collect()
+                            .await
+                            .map_err(|e| err::sdk("DescribeSubnets", "default VPC subnets", e))
+                    },
+                )?;
                 let Some(vpc_id) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string) else {
                     return Ok(VpcInfo::default());
                 };
-                let subnets = self
-                    .ec2
-                    .describe_subnets()
-                    .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
-                    .filters(Filter::builder().name("default-for-az").values("true").build())
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| err::sdk("DescribeSubnets", "default VPC subnets", e))?;
                 let mut default_subnets = BTreeMap::new();
-                for s in subnets {
+                for s in subnets.iter().filter(|s| s.vpc_id() == Some(vpc_id.as_str())) {
                     if let (Some(az), Some(id)) = (s.availability_zone(), s.subnet_id()) {
                         default_subnets.insert(az.to_string(), id.to_string());
                     }
