@@ -10,7 +10,7 @@ use fabrs_config::RoleKind;
 use fabrs_plan::addr;
 use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
 
-use crate::ec2::{self, filter, from_ec2_tags, owner_filters};
+use crate::ec2::{self, from_ec2_tags, owner_filters};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, asg, bucket, elb, err, iam, rds, ssm};
 
@@ -77,24 +77,29 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             .await
             .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
     };
+    // Look-alikes by name, kept when in the scope's VPC: asked by name alone
+    // so that it need not wait for the VPC lookup.
     let sgs_named = async {
         if sg_names.is_empty() {
             return Ok(vec![]);
         }
-        let scope_vpc = vpc_of_scope().await?;
-        if scope_vpc.is_empty() {
-            return Ok(vec![]);
-        }
-        c.ec2
-            .describe_security_groups()
-            .filters(values("group-name", sg_names.iter().map(|(_, n)| n.clone())))
-            .filters(filter("vpc-id", &scope_vpc))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
+        let by_name = async {
+            c.ec2
+                .describe_security_groups()
+                .filters(values("group-name", sg_names.iter().map(|(_, n)| n.clone())))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeSecurityGroups", "security groups", e))
+        };
+        let (scope_vpc, groups): (String, Vec<aws_sdk_ec2::types::SecurityGroup>) =
+            futures::try_join!(vpc_of_scope(), by_name)?;
+        Ok(groups
+            .into_iter()
+            .filter(|g| !scope_vpc.is_empty() && g.vpc_id() == Some(scope_vpc.as_str()))
+            .collect())
     };
     // Classic ELBs cannot be filtered by tag: all of them, then their tags.
     let lbs = async {
@@ -107,25 +112,31 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         Ok::<_, CloudError>((all, tags))
     };
     let lcs = asg::all_lcs(c);
+    // Owned (by tags) and look-alikes (by name) of a kind are independent
+    // lookups: each pair runs at once.
     let lts = async {
-        let owned: Vec<aws_sdk_ec2::types::LaunchTemplate> = c
-            .ec2
-            .describe_launch_templates()
-            .set_filters(Some(owner_filters(p, e)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?;
-        let versions = futures::future::try_join_all(owned.iter().map(|lt| async move {
-            let id = lt.launch_template_id().unwrap_or_default();
-            ec2::latest_version(c, id, &format!("launch template {id}")).await
-        }))
-        .await?;
-        let named: Vec<aws_sdk_ec2::types::LaunchTemplate> = if lt_names.is_empty() {
-            vec![]
-        } else {
+        let owned = async {
+            let owned: Vec<aws_sdk_ec2::types::LaunchTemplate> = c
+                .ec2
+                .describe_launch_templates()
+                .set_filters(Some(owner_filters(p, e)))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?;
+            let versions = futures::future::try_join_all(owned.iter().map(|lt| async move {
+                let id = lt.launch_template_id().unwrap_or_default();
+                ec2::latest_version(c, id, &format!("launch template {id}")).await
+            }))
+            .await?;
+            Ok::<_, CloudError>(owned.into_iter().zip(versions).collect::<Vec<_>>())
+        };
+        let named = async {
+            if lt_names.is_empty() {
+                return Ok(vec![]);
+            }
             c.ec2
                 .describe_launch_templates()
                 .filters(values("launch-template-name", lt_names.iter().map(|(_, n)| n.clone())))
@@ -134,24 +145,26 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 .send()
                 .try_collect()
                 .await
-                .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?
+                .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))
         };
-        Ok::<_, CloudError>((owned.into_iter().zip(versions).collect::<Vec<_>>(), named))
+        futures::try_join!(owned, named)
     };
     let asgs = async {
-        let owned: Vec<aws_sdk_autoscaling::types::AutoScalingGroup> = c
-            .asg
-            .describe_auto_scaling_groups()
-            .set_filters(Some(asg::asg_filters(p, e)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))?;
-        let named: Vec<aws_sdk_autoscaling::types::AutoScalingGroup> = if asg_names.is_empty() {
-            vec![]
-        } else {
+        let owned = async {
+            c.asg
+                .describe_auto_scaling_groups()
+                .set_filters(Some(asg::asg_filters(p, e)))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))
+        };
+        let named = async {
+            if asg_names.is_empty() {
+                return Ok(vec![]);
+            }
             c.asg
                 .describe_auto_scaling_groups()
                 .set_auto_scaling_group_names(Some(asg_names.iter().map(|(_, n)| n.clone()).collect()))
@@ -160,39 +173,43 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 .send()
                 .try_collect()
                 .await
-                .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))?
+                .map_err(|e| err::sdk("DescribeAutoScalingGroups", "auto scaling groups", e))
         };
-        Ok::<_, CloudError>((owned, named))
+        futures::try_join!(owned, named)
     };
     let instances = async {
-        let mut f = owner_filters(p, e);
-        f.push(live_states());
-        let owned: Vec<aws_sdk_ec2::types::Instance> = c
-            .ec2
-            .describe_instances()
-            .set_filters(Some(f))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
-            .into_iter()
-            .flat_map(|r| r.instances().to_vec())
-            .filter(ec2::live)
-            .collect();
-        // ASG members are reported by their group, not as resources.
-        let fixed: Vec<aws_sdk_ec2::types::Instance> = owned
-            .into_iter()
-            .filter(|i| {
-                !i.tags().iter().any(|t| t.key() == Some("aws:autoscaling:groupName"))
-                    && i.tags().iter().any(|t| t.key() == Some(addr::TAG_INDEX))
-            })
-            .collect();
-        let extras = ec2::instance_extras(c, &fixed, &[]).await?;
-        let named: Vec<aws_sdk_ec2::types::Instance> = if inst_names.is_empty() {
-            vec![]
-        } else {
+        let owned = async {
+            let mut f = owner_filters(p, e);
+            f.push(live_states());
+            let owned: Vec<aws_sdk_ec2::types::Instance> = c
+                .ec2
+                .describe_instances()
+                .set_filters(Some(f))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
+                .into_iter()
+                .flat_map(|r| r.instances().to_vec())
+                .filter(ec2::live)
+                .collect();
+            // ASG members are reported by their group, not as resources.
+            let fixed: Vec<aws_sdk_ec2::types::Instance> = owned
+                .into_iter()
+                .filter(|i| {
+                    !i.tags().iter().any(|t| t.key() == Some("aws:autoscaling:groupName"))
+                        && i.tags().iter().any(|t| t.key() == Some(addr::TAG_INDEX))
+                })
+                .collect();
+            let extras = ec2::instance_extras(c, &fixed, &[]).await?;
+            Ok::<_, CloudError>((fixed, extras))
+        };
+        let named = async {
+            if inst_names.is_empty() {
+                return Ok(vec![]);
+            }
             c.ec2
                 .describe_instances()
                 .filters(values(
@@ -205,11 +222,12 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 .send()
                 .try_collect()
                 .await
-                .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
-                .into_iter()
-                .flat_map(|r| r.instances().to_vec())
-                .collect()
+                .map_err(|e| err::sdk("DescribeInstances", "instances", e))
+                .map(|rs: Vec<aws_sdk_ec2::types::Reservation>| {
+                    rs.into_iter().flat_map(|r| r.instances().to_vec()).collect()
+                })
         };
+        let ((fixed, extras), named) = futures::try_join!(owned, named)?;
         Ok::<_, CloudError>((fixed, extras, named))
     };
     let dbs = rds::all_dbs(c);

@@ -150,21 +150,10 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
         .filter(|(a, n)| a.kind == Kind::InstanceRole && !n.is_empty())
         .map(|(a, n)| (a.clone(), n.clone()))
         .collect();
-    let listed: Vec<Role> = c
-        .iam
-        .list_roles()
-        .path_prefix(&path)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| err::sdk("ListRoles", &format!("IAM roles under {path}"), e))?;
-    let mut names: BTreeSet<String> = listed.iter().map(|r| r.role_name().to_string()).collect();
-    names.extend(wanted.iter().map(|(_, n)| n.clone()));
     let path = path.as_str();
-    let found = futures::future::try_join_all(names.iter().map(|n| async move {
-        let Some(role) = get_role(c, n).await? else {
+    // A role by name: (its name, owned: observed / not: a look-alike).
+    let look = |n: String| async move {
+        let Some(role) = get_role(c, &n).await? else {
             return Ok::<_, CloudError>(None);
         };
         let tags = role_tags(c, &role).await?;
@@ -173,8 +162,28 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
         } else {
             Ok(Some(Err(role.role_name().to_string())))
         }
-    }))
-    .await?;
+    };
+    // The wanted names are looked up alongside the listing by path; roles
+    // the listing finds beyond them (left over) after it.
+    let listing = async {
+        c.iam
+            .list_roles()
+            .path_prefix(path)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| err::sdk("ListRoles", &format!("IAM roles under {path}"), e))
+    };
+    let wanted_found = futures::future::try_join_all(wanted.iter().map(|(_, n)| look(n.clone())));
+    let (listed, mut found) = futures::try_join!(listing, wanted_found)?;
+    let others: BTreeSet<String> = listed
+        .iter()
+        .map(|r| r.role_name().to_string())
+        .filter(|n| !wanted.iter().any(|(_, w)| w == n))
+        .collect();
+    found.extend(futures::future::try_join_all(others.into_iter().map(look)).await?);
     let mut owned = Vec::new();
     let mut foreign = Vec::new();
     for f in found.into_iter().flatten() {
