@@ -25,7 +25,7 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev
 run() {
   local env=$1 latency=$2 mp pp moto proxy
   mp=$(free_port); pp=$(free_port)
-  MOTO_EC2_LOAD_DEFAULT_AMIS=false MOTO_AMIS_PATH=tests/peers/moto-amis.json \
+  MOTO_EC2_LOAD_DEFAULT_AMIS=false MOTO_AMIS_PATH=tests/peers/moto-amis.json MOTO_SSM_PUBLIC_PARAMETERS=tests/peers/moto-public-parameters.json \
     .venv/bin/moto_server -H 127.0.0.1 -p "$mp" >/dev/null 2>&1 & moto=$!
   wait_port "$mp"
   # What a user makes by hand before create-env (AMIs, key pair, certificate).

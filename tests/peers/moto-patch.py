@@ -12,6 +12,15 @@ that already behaves or whose code has changed (it says so).
    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html),
    which is what the AWS SDKs read. The patch answers as S3 does.
 
+3. moto serves only Amazon Linux's, ECS's and the global-infrastructure
+   public parameters, and refuses PutParameter under /aws/ (as AWS does):
+   Debian's and Canonical's image parameters (/aws/service/debian/...,
+   /aws/service/canonical/...), which `ami: resolve:ssm:...` names, cannot
+   exist. The patch loads, for every region, the parameters listed in the
+   JSON file MOTO_SSM_PUBLIC_PARAMETERS names (tests/peers/
+   moto-public-parameters.json: [{"Name": ..., "Value": ...}]), the first
+   time a /aws/service/ name is looked up, as moto loads its own.
+
 Usage: moto-patch.py SITE_PACKAGES_DIR
 """
 import pathlib
@@ -72,4 +81,37 @@ patch(
             f"{status}</VersioningConfiguration>"
         )
 ''',
+)
+
+# 3.
+patch(
+    "public image parameters",
+    "moto/ssm/models.py",
+    "# fabrs: public parameters from MOTO_SSM_PUBLIC_PARAMETERS",
+    "def _load_latest_amis",
+    """    def _check_loading_status(self, key: str) -> None:
+        key = str(key or "")
+""",
+    """    def _check_loading_status(self, key: str) -> None:
+        key = str(key or "")
+        # fabrs: public parameters from MOTO_SSM_PUBLIC_PARAMETERS
+        if key.startswith("/aws/service/") and not getattr(self, "fabrs_public_loaded", False):
+            self.fabrs_public_loaded = True
+            listed = os.environ.get("MOTO_SSM_PUBLIC_PARAMETERS")
+            for param in json.loads(open(listed).read()) if listed else []:
+                super().__getitem__(param["Name"]).append(
+                    Parameter(
+                        account_id=self.account_id,
+                        name=param["Name"],
+                        value=param["Value"],
+                        parameter_type="String",
+                        description=None,
+                        allowed_pattern=None,
+                        keyid=None,
+                        last_modified_date=utcnow(),
+                        version=1,
+                        data_type="aws:ec2:image",
+                    )
+                )
+""",
 )

@@ -289,6 +289,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         (roles, roles_foreign),
         (buckets, buckets_foreign),
         (params, params_foreign),
+        image_parameters,
     ) = futures::try_join!(
         // Each on the heap: together they outgrow a test thread's 2 MiB stack.
         Box::pin(async { c.default_vpc().await.cloned() }),
@@ -305,9 +306,13 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         Box::pin(iam::discover(c, scope)),
         Box::pin(bucket::discover(c, scope)),
         Box::pin(ssm::discover(c, scope)),
+        Box::pin(ssm::image_parameters(c, &scope.image_parameters)),
     )?;
 
-    let mut inv = Inventory::default();
+    let mut inv = Inventory {
+        image_parameters,
+        ..Inventory::default()
+    };
     let mut foreign: Vec<Foreign> = roles_foreign;
     foreign.extend(buckets_foreign);
     foreign.extend(params_foreign);

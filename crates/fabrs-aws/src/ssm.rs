@@ -104,6 +104,41 @@ pub(crate) async fn read(c: &AwsCloud, name: &str) -> Result<Option<Observed>, C
     Ok(observe(meta, tags))
 }
 
+/// The AMI ids the file's `ami: resolve:ssm:…` parameters name (public
+/// ones such as Debian's `/aws/service/debian/…`, or the account's own):
+/// `GetParameters`, ten names a call (AWS's limit), all at once. A name AWS
+/// lists as invalid does not exist: it is left out, and the planner names
+/// it. A value that is not an AMI id is an error naming the parameter.
+pub(crate) async fn image_parameters(
+    c: &AwsCloud,
+    names: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, CloudError> {
+    let pages = futures::future::try_join_all(names.chunks(10).map(|chunk| async move {
+        c.ssm
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| err::sdk("GetParameters", &res(&chunk.join(", ")), e))
+    }))
+    .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for page in &pages {
+        for p in page.parameters() {
+            let (Some(name), Some(value)) = (p.name(), p.value()) else { continue };
+            if !value.starts_with("ami-") || !value[4..].chars().all(|ch| ch.is_ascii_hexdigit()) {
+                return Err(err::other(
+                    "GetParameters",
+                    &res(name),
+                    format!("names `{}`, not an AMI id", value.chars().take(40).collect::<String>()),
+                ));
+            }
+            out.insert(name.to_string(), value.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Owned parameters directly under the environment's path, and look-alikes:
 /// a parameter of a wanted name without this environment's tags.
 pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observed>, Vec<Foreign>), CloudError> {

@@ -31,6 +31,7 @@ fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
         vpc: VpcRef::Default,
         names: Default::default(),
         launch_configuration_prefix: "p-connect-".into(),
+        image_parameters: Vec::new(),
     };
     let result = rt.block_on(async {
         // From the environment: credentials and endpoint.

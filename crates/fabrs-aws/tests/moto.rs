@@ -83,6 +83,7 @@ impl Env {
             vpc: VpcRef::Default,
             names: names.iter().cloned().collect(),
             launch_configuration_prefix: format!("{}-{}-", self.p, self.e),
+            image_parameters: Vec::new(),
         }
     }
     fn sg(&self, key: &str, rules: &[(&str, u16, u16, RuleSource)]) -> Spec {

@@ -276,7 +276,18 @@ fn check_against(moto: &Moto, env: &str, path: &std::path::Path) {
                         .instance_type
                         .as_str()
                 );
-                assert_eq!(lc["ImageId"], file.ami.as_str());
+                // `ami: resolve:ssm:…` is resolved by fabrs at plan time: the
+                // configuration names the image the parameter names (read
+                // here with awscli).
+                let image = match &file.ami {
+                    fabrs_config::Ami::Id(id) => id.clone(),
+                    fabrs_config::Ami::Parameter(name) => aws(moto, &["ssm", "get-parameter", "--name", name])["Parameter"]
+                        ["Value"]
+                        .as_str()
+                        .expect("the parameter's value")
+                        .to_string(),
+                };
+                assert_eq!(lc["ImageId"], image.as_str());
                 assert_imdsv2(lc_name, &lc["MetadataOptions"]);
                 assert_encrypted_gp3(lc_name, &lc["BlockDeviceMappings"][0]["Ebs"]);
                 lc["UserData"].as_str().unwrap().to_string()

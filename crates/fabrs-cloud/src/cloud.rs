@@ -25,6 +25,9 @@ pub struct Scope {
     pub names: BTreeMap<Address, String>,
     /// Launch configurations of this environment are named `<prefix>…`.
     pub launch_configuration_prefix: String,
+    /// SSM parameters naming AMIs (`ami: resolve:ssm:…`) to read with the
+    /// rest: their values land in `Inventory::image_parameters`.
+    pub image_parameters: Vec<String>,
 }
 
 /// Inputs of a create or update beyond the spec itself.

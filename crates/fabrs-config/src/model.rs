@@ -24,7 +24,7 @@ pub struct Environment {
     pub name: String,
     pub region: String,
     pub network: Network,
-    pub ami: String,
+    pub ami: Ami,
     pub ssh: Ssh,
     pub load_balancer: LoadBalancer,
     pub roles: BTreeMap<RoleKind, Role>,
@@ -185,11 +185,44 @@ impl std::fmt::Display for RoleKind {
     }
 }
 
+/// The image a role's servers boot: an AMI id, or an SSM parameter that
+/// names one, written as AWS writes it in a launch template's `ImageId`
+/// (`resolve:ssm:/aws/service/debian/release/12/latest/amd64`, Debian's
+/// public parameter). fabrs resolves a parameter at plan time, so a plan
+/// shows the AMI id it will launch, and a saved plan holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ami {
+    Id(String),
+    Parameter(String),
+}
+
+impl Ami {
+    /// AWS's prefix for an `ImageId` read from Parameter Store.
+    pub const SSM_PREFIX: &'static str = "resolve:ssm:";
+
+    /// The SSM parameter's name, when the image is one.
+    pub fn parameter(&self) -> Option<&str> {
+        match self {
+            Ami::Parameter(name) => Some(name),
+            Ami::Id(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Ami {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ami::Id(id) => f.write_str(id),
+            Ami::Parameter(name) => write!(f, "{}{name}", Ami::SSM_PREFIX),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Role {
     pub kind: RoleKind,
     pub instance_type: String,
-    pub ami: String,
+    pub ami: Ami,
     pub scaling: Scaling,
     pub volume_gb: u32,
     /// Worker processes' concurrency (worker role), rendered into the app's environment.

@@ -303,14 +303,42 @@ fn is_ec2_id(s: &str, prefix: &str) -> bool {
     (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
-fn ami(sink: &mut Sink, n: &Node, path: &str) -> Option<At<String>> {
+fn ami(sink: &mut Sink, n: &Node, path: &str) -> Option<At<Ami>> {
     let s = string(sink, n, path)?;
+    if let Some(name) = s.value.strip_prefix(Ami::SSM_PREFIX) {
+        if !is_ssm_parameter_name(name) {
+            let d = sink.error(s.loc, path, format!("`{}` is not an SSM parameter name", shorten(name)));
+            d.hint = Some(format!(
+                "a parameter name starts with `/` and holds letters, digits and `_ . - /` (at most 15 levels), e.g. {AMI_PARAMETER_EXAMPLE}"
+            ));
+            return None;
+        }
+        return Some(At::new(Ami::Parameter(name.to_string()), s.loc));
+    }
     if !is_ec2_id(&s.value, "ami") {
         let d = sink.error(s.loc, path, format!("`{}` is not an AMI id", shorten(&s.value)));
-        d.hint = Some("an AMI id is `ami-` and 8 or 17 lowercase hex digits, e.g. ami-0123456789abcdef0".into());
+        d.hint = Some(format!(
+            "an AMI id is `ami-` and 8 or 17 lowercase hex digits, e.g. ami-0123456789abcdef0, or an SSM parameter naming one, e.g. {AMI_PARAMETER_EXAMPLE}"
+        ));
         return None;
     }
-    Some(s)
+    Some(At::new(Ami::Id(s.value), s.loc))
+}
+
+const AMI_PARAMETER_EXAMPLE: &str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64";
+
+/// An SSM parameter name as `GetParameters` takes it: `/`-rooted, AWS's
+/// character set, at most 15 levels, at most 1011 characters (AWS's limit
+/// for a name without the ARN prefix). A version or label selector
+/// (`:3`, `:prod`) is not taken: the plan pins the value it read.
+fn is_ssm_parameter_name(name: &str) -> bool {
+    name.starts_with('/')
+        && name.len() > 1
+        && name.len() <= 1011
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && name.matches('/').count() <= 15
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
 }
 
 fn string_map(sink: &mut Sink, n: &Node, path: &str) -> Option<BTreeMap<String, String>> {
@@ -938,7 +966,7 @@ fn secret_ref(sink: &mut Sink, n: &Node, path: &str, declared: &[String]) -> Opt
     Some(s.value)
 }
 
-fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<String>>, secrets: &[String]) -> Option<BTreeMap<RoleKind, Role>> {
+fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<Ami>>, secrets: &[String]) -> Option<BTreeMap<RoleKind, Role>> {
     let mut o = Obj::new(sink, n, "roles")?;
     let mut out = BTreeMap::new();
     let mut ok = true;
@@ -968,7 +996,7 @@ fn role(
     sink: &mut Sink,
     n: &Node,
     kind: RoleKind,
-    ami_default: Option<&At<String>>,
+    ami_default: Option<&At<Ami>>,
     secrets: &[String],
 ) -> Option<Role> {
     let path = format!("roles.{kind}");

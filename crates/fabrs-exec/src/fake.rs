@@ -37,7 +37,26 @@ struct FakeState {
     /// What the account has that fabrs does not make (`preflight`): AMIs,
     /// key pairs, certificate ARNs. A new fake account has none of them.
     preexisting: BTreeSet<Precondition>,
+    /// SSM parameters naming AMIs beyond [`PUBLIC_IMAGE_PARAMETERS`], or
+    /// moving one of those to a new image (`publish_image`).
+    image_parameters: BTreeMap<String, String>,
 }
+
+/// The public parameters every region has (here with made-up ids), as
+/// Debian and Canonical publish them; their images exist in every account.
+pub const PUBLIC_IMAGE_PARAMETERS: &[(&str, &str)] = &[
+    ("/aws/service/debian/release/12/latest/amd64", "ami-0deb12a0b1c2d3e4f"),
+    ("/aws/service/debian/release/bookworm/latest/amd64", "ami-0deb12a0b1c2d3e4f"),
+    ("/aws/service/debian/release/13/latest/amd64", "ami-0deb13a0b1c2d3e4f"),
+    (
+        "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
+        "ami-0c7217cdde317cfec",
+    ),
+    (
+        "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
+        "ami-0e2c8caa4b6378d8c",
+    ),
+];
 
 impl FakeCloud {
     pub fn new() -> Self {
@@ -83,6 +102,13 @@ impl FakeCloud {
         let keys: Vec<&str> = p.key_pair.iter().map(String::as_str).collect();
         let certs: Vec<&str> = p.certificates.keys().map(String::as_str).collect();
         self.account_has(&images, &keys, &certs);
+    }
+    /// The SSM parameter `name` now names `ami` (a new image published),
+    /// and the image exists.
+    pub fn publish_image(&self, name: &str, ami: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.image_parameters.insert(name.to_string(), ami.to_string());
+        s.preexisting.insert(Precondition::Image(ami.to_string()));
     }
     /// The final snapshots taken so far.
     pub fn snapshots(&self) -> Vec<String> {
@@ -223,9 +249,15 @@ impl FakeCloud {
 }
 
 impl Cloud for FakeCloud {
-    async fn discover(&self, _scope: &Scope) -> Result<Inventory, CloudError> {
+    async fn discover(&self, scope: &Scope) -> Result<Inventory, CloudError> {
         let s = self.state.lock().unwrap();
         let mut inv = Inventory::default();
+        for name in &scope.image_parameters {
+            let public = PUBLIC_IMAGE_PARAMETERS.iter().find(|(n, _)| n == name).map(|(_, id)| (*id).to_string());
+            if let Some(id) = s.image_parameters.get(name).cloned().or(public) {
+                inv.image_parameters.insert(name.clone(), id);
+            }
+        }
         for (a, o) in &s.resources {
             if let Spec::LaunchConfiguration(lc) = &o.spec {
                 inv.launch_configurations.insert(lc.name.clone(), lc.clone());
@@ -473,6 +505,7 @@ impl Cloud for FakeCloud {
             .chain(p.certificates.keys().map(|c| Precondition::Certificate(c.clone())));
         Ok(wanted
             .filter(|w| !s.preexisting.contains(w))
+            .filter(|w| !matches!(w, Precondition::Image(i) if PUBLIC_IMAGE_PARAMETERS.iter().any(|(_, id)| id == i)))
             .map(|w| Missing::new(w, DOES_NOT_EXIST))
             .collect())
     }

@@ -172,6 +172,7 @@ impl FakeFleet {
             vpc: VpcRef::Default,
             names: BTreeMap::new(),
             launch_configuration_prefix: String::new(),
+            image_parameters: Vec::new(),
         };
         let inv = self.cloud.discover(&scope).await.expect("the fake cloud discovers");
         inv.resources

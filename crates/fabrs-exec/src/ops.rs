@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use fabrs_cloud::{Cloud, CloudError, DbDelete, Preconditions, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
-use fabrs_config::{Environment, Revision, RoleKind};
+use fabrs_config::{Ami, Environment, Revision, RoleKind};
 use fabrs_plan::addr;
 use fabrs_plan::desired::{Desired, RoleLaunch, desired_state, launch_configuration_prefix, sha256_hex};
 use fabrs_plan::plan::{Action, Change, Conflict, Plan, engine_major, engine_version_satisfied, plan};
@@ -44,6 +44,7 @@ pub fn scope(env: &Environment, desired: &Desired) -> Scope {
         },
         names: desired.names(),
         launch_configuration_prefix: launch_configuration_prefix(env),
+        image_parameters: fabrs_plan::images::parameters(env),
     }
 }
 
@@ -94,6 +95,8 @@ pub struct Rendered {
     /// user-data (raw, URL-encoded, quoted…) and its placeholder, to hide
     /// the values in the observed user-data (`review::userdata::redact`).
     pub secret_forms: Option<Vec<(String, String)>>,
+    /// How each `ami: resolve:ssm:…` was resolved (`images::Resolved::notes`).
+    pub image_notes: Vec<String>,
 }
 
 impl Rendered {
@@ -106,6 +109,7 @@ impl Rendered {
                 &self.review,
                 self.secret_forms.as_deref(),
             ),
+            images: self.image_notes.clone(),
         }
     }
 }
@@ -186,6 +190,7 @@ pub fn render_launches(
         user_data,
         review: review_texts,
         secret_forms: forms,
+        image_notes: Vec::new(),
     })
 }
 
@@ -227,10 +232,19 @@ pub fn plan_from(
     revision: Option<&Revision>,
     secrets: Option<&Secrets>,
 ) -> Result<(Plan, Rendered), OpError> {
-    let rendered = render_launches(env, renderer, inventory, revision, secrets)?;
+    let resolved = resolve_images(env, inventory)?;
+    let env = &resolved.env;
+    let mut rendered = render_launches(env, renderer, inventory, revision, secrets)?;
+    rendered.image_notes = resolved.notes;
     let mut desired = desired_state(env, &rendered.launches);
     fabrs_plan::ssm::fill_fingerprints(&mut desired, secrets, inventory);
     Ok((plan(&env.project, &env.name, &desired, inventory), rendered))
+}
+
+/// The file with its `ami: resolve:ssm:…` resolved against what discovery
+/// read; a parameter that does not exist is a preflight line.
+pub fn resolve_images(env: &Environment, inventory: &Inventory) -> Result<fabrs_plan::images::Resolved, OpError> {
+    fabrs_plan::images::resolve(env, inventory).map_err(OpError::Preflight)
 }
 
 /// Apply until the account matches the file: each pass discovers, plans and
@@ -284,7 +298,8 @@ pub async fn converge<C: Cloud>(
 
 /// What the environment file names that fabrs does not make: the AMI of
 /// every role (`ami:` may differ per role), the key pair `ssh.key_name`, each
-/// secure listener's certificate. Pure.
+/// secure listener's certificate. Pure. An `ami:` still naming an SSM
+/// parameter is not listed: resolve the file first (`resolve_images`).
 ///
 /// Not here: whether the account may create launch configurations (accounts
 /// created since 2024-10-01 may not). No read-only call tells; the create
@@ -297,8 +312,9 @@ pub fn preconditions(env: &Environment) -> Preconditions {
         ..Default::default()
     };
     for (kind, role) in &env.roles {
+        let Ami::Id(id) = &role.ami else { continue };
         p.images
-            .entry(role.ami.clone())
+            .entry(id.clone())
             .or_default()
             .push(kind.as_str().to_string());
     }
@@ -313,8 +329,8 @@ pub fn preconditions(env: &Environment) -> Preconditions {
 /// Before the first write of `create-env`: the preconditions of
 /// [`preconditions`], checked with read-only calls (`Cloud::preflight`).
 /// Every one that does not hold is a line of `OpError::Preflight`.
-pub async fn preflight<C: Cloud>(cloud: &C, env: &Environment) -> Result<(), OpError> {
-    let p = preconditions(env);
+pub async fn preflight<C: Cloud>(cloud: &C, env: &Environment, inventory: &Inventory) -> Result<(), OpError> {
+    let p = preconditions(&resolve_images(env, inventory)?.env);
     if p.is_empty() {
         return Ok(());
     }

@@ -10,6 +10,7 @@ use fabrs_exec::apply::{ApplyOptions, Event, apply};
 use fabrs_exec::fake::FakeCloud;
 use fabrs_exec::ops::{
     DestroyOptions, OpError, check_engine_version, converge, destroy_plan, make_plan, preconditions, preflight,
+    resolve_images,
 };
 use fabrs_plan::addr;
 use fabrs_plan::plan::Action;
@@ -656,17 +657,30 @@ fn staging_with_worker_ami(ami: &str) -> Environment {
     fabrs_config::load_str(&text, &file, &root()).unwrap()
 }
 
+/// Debian 12's public parameter, as the shipped files name it, and the
+/// image the fake region's parameter names.
+const DEBIAN_12: &str = "/aws/service/debian/release/12/latest/amd64";
+const DEBIAN_12_AMI: &str = "ami-0deb12a0b1c2d3e4f";
+
+/// The file with its `ami:` parameters resolved against `cloud`.
+async fn resolved(cloud: &FakeCloud, env: &Environment) -> Environment {
+    let (_, inventory, _) = make_plan(cloud, env, &Renderer::new(&root()).unwrap(), None, None).await.unwrap();
+    resolve_images(env, &inventory).unwrap().env
+}
+
 /// Preflight (issue 10 item 9): what the file names but fabrs does not make,
 /// each missing one a line naming it, all at once, before any write; once
-/// the account has them, create-env goes ahead.
+/// the account has them, create-env goes ahead. Debian's public image (the
+/// shipped `ami:` parameter) exists in every account.
 #[tokio::test]
 async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_written() {
-    const SHIPPED_AMI: &str = "ami-0c7217cdde317cfec";
     const WORKER_AMI: &str = "ami-0123456789abcdef0";
     const CERT: &str = "arn:aws:iam::123456789012:server-certificate/myproject-staging";
     let renderer = Renderer::new(&root()).unwrap();
     let env = staging_with_worker_ami(WORKER_AMI);
-    let p = preconditions(&env);
+    let cloud = FakeCloud::new();
+    assert!(preconditions(&env).images.keys().all(|i| i == WORKER_AMI), "a parameter is checked once resolved");
+    let p = preconditions(&resolved(&cloud, &env).await);
     assert_eq!(p.region, "us-east-1");
     assert_eq!(
         p.images
@@ -675,17 +689,16 @@ async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_writt
             .collect::<Vec<_>>(),
         [
             (WORKER_AMI, "worker".to_string()),
-            (SHIPPED_AMI, "web,cache".to_string())
+            (DEBIAN_12_AMI, "web,cache".to_string())
         ]
     );
     assert_eq!(p.key_pair.as_deref(), Some("myproject-admin"));
     assert_eq!(p.certificates.get(CERT), Some(&vec![443]));
 
     // An empty account: every precondition is missing, each named once.
-    let cloud = FakeCloud::new();
-    let (plan, _, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let (plan, inventory, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     assert!(!plan.is_empty());
-    let lines = match preflight(&cloud, &env).await {
+    let lines = match preflight(&cloud, &env, &inventory).await {
         Err(OpError::Preflight(lines)) => lines,
         other => panic!("expected the preflight to fail: {other:?}"),
     };
@@ -693,15 +706,14 @@ async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_writt
         lines,
         [
             format!("AMI {WORKER_AMI} does not exist in us-east-1 (role worker)"),
-            format!("AMI {SHIPPED_AMI} does not exist in us-east-1 (roles web, cache)"),
             "key pair myproject-admin does not exist in us-east-1 (ssh.key_name)".to_string(),
             format!("IAM server certificate {CERT} does not exist (load balancer listener 443)"),
         ]
     );
 
     // Some made: only the rest is named.
-    cloud.account_has(&[SHIPPED_AMI], &[], &[CERT]);
-    let lines = match preflight(&cloud, &env).await {
+    cloud.account_has(&[], &[], &[CERT]);
+    let lines = match preflight(&cloud, &env, &inventory).await {
         Err(OpError::Preflight(lines)) => lines,
         other => panic!("expected the preflight to fail: {other:?}"),
     };
@@ -717,21 +729,19 @@ async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_writt
 
     // All there: the preflight passes and the environment converges.
     cloud.account_has(&[WORKER_AMI], &["myproject-admin"], &[]);
-    preflight(&cloud, &env).await.unwrap();
+    preflight(&cloud, &env, &inventory).await.unwrap();
     converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     assert!(!cloud.is_empty());
 }
 
-/// Production's preconditions: one AMI for every role, its own certificate;
-/// a file without a key pair or a secure listener has none to check.
-#[test]
-fn preconditions_come_from_the_file_alone() {
-    let p = preconditions(&env("production"));
+/// Production's preconditions: one AMI for every role (Debian's, resolved),
+/// its own certificate; a file without a key pair or a secure listener has
+/// none to check.
+#[tokio::test]
+async fn preconditions_come_from_the_file_and_its_resolved_images() {
+    let p = preconditions(&resolved(&FakeCloud::new(), &env("production")).await);
     assert_eq!(p.images.len(), 1);
-    assert_eq!(
-        p.images["ami-0c7217cdde317cfec"],
-        ["web", "worker", "cache"].map(String::from)
-    );
+    assert_eq!(p.images[DEBIAN_12_AMI], ["web", "worker", "cache"].map(String::from));
     assert_eq!(
         p.certificates.keys().collect::<Vec<_>>(),
         ["arn:aws:iam::123456789012:server-certificate/myproject-production"]
@@ -739,6 +749,83 @@ fn preconditions_come_from_the_file_alone() {
     let mut bare = env("production");
     bare.ssh.key_name = None;
     bare.load_balancer.listeners.retain(|l| l.certificate_arn.is_none());
-    let p = preconditions(&bare);
+    let p = preconditions(&resolved(&FakeCloud::new(), &bare).await);
     assert!(p.key_pair.is_none() && p.certificates.is_empty() && !p.images.is_empty());
+}
+
+/// `ami: resolve:ssm:…` (issue 12 item 3): the plan launches the image the
+/// parameter names, and the review says where it came from. When the
+/// parameter moves to a new image, the groups' launches follow (a new
+/// template version, rolled by deploy or rotate) while the fixed cache
+/// server keeps its image: replacing it would lose what it holds, so the
+/// review names the new image and how to move the server to it.
+#[tokio::test]
+async fn image_parameters_resolve_at_plan_time_and_a_fixed_server_keeps_its_image() {
+    let renderer = Renderer::new(&root()).unwrap();
+    let env = env("staging");
+    assert_eq!(env.ami, fabrs_config::Ami::Parameter(DEBIAN_12.into()));
+    let cloud = FakeCloud::new();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
+    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets())).await.unwrap();
+    assert!(plan.is_empty(), "{}", fabrs_plan::review::concise(&plan));
+    assert_eq!(inventory.image_parameters[DEBIAN_12], DEBIAN_12_AMI);
+    let images_of = |inv: &fabrs_plan::resource::Inventory| -> Vec<(String, String)> {
+        inv.resources
+            .values()
+            .filter_map(|o| match &o.spec {
+                Spec::Instance(i) => Some((o.address.to_string(), i.launch.image_id.clone())),
+                Spec::LaunchTemplate(lt) => Some((o.address.to_string(), lt.launch.image_id.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(images_of(&inventory).iter().all(|(_, id)| id == DEBIAN_12_AMI), "{:?}", images_of(&inventory));
+    let review = fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory));
+    assert!(review.contains(&format!("web: {DEBIAN_12_AMI} (from {DEBIAN_12})")), "{review}");
+
+    // Debian publishes a new image.
+    const NEXT: &str = "ami-0deb12a0b1c2d3e50";
+    cloud.publish_image(DEBIAN_12, NEXT);
+    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets())).await.unwrap();
+    let changed: Vec<String> = plan.changes.iter().map(|c| format!("{} {:?}", c.address, c.action)).collect();
+    assert_eq!(
+        changed,
+        ["launch_template.web Update", "launch_template.worker Update"],
+        "only the groups' launches change"
+    );
+    for c in &plan.changes {
+        let Some(Spec::LaunchTemplate(lt)) = &c.desired else { panic!("{c:?}") };
+        assert_eq!(lt.launch.image_id, NEXT);
+    }
+    let review = fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory));
+    assert!(
+        review.contains(&format!("cache: keeps {DEBIAN_12_AMI}, the image its fixed server runs; {DEBIAN_12} now names {NEXT}")),
+        "{review}"
+    );
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
+    let (_, inventory, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    for (address, id) in images_of(&inventory) {
+        let want = if address.starts_with("instance.") { DEBIAN_12_AMI } else { NEXT };
+        assert_eq!(id, want, "{address}");
+    }
+}
+
+/// A parameter that does not exist in the region: one line naming the role
+/// and the parameter, before any write.
+#[tokio::test]
+async fn a_missing_image_parameter_is_named_and_nothing_is_written() {
+    let file = root().join("environments/staging.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(DEBIAN_12, "/aws/service/debian/release/99/latest/amd64");
+    let env = fabrs_config::load_str(&text, &file, &root()).unwrap();
+    let cloud = FakeCloud::new();
+    let lines = match make_plan(&cloud, &env, &Renderer::new(&root()).unwrap(), None, None).await {
+        Err(OpError::Preflight(lines)) => lines,
+        other => panic!("expected a preflight error: {:?}", other.map(|(p, _, _)| p.changes.len())),
+    };
+    assert!(
+        lines.contains(&"role web: ami: the SSM parameter /aws/service/debian/release/99/latest/amd64 does not exist in us-east-1".to_string()),
+        "{lines:?}"
+    );
+    assert!(converge_with(&cloud, &env, None).await.is_err());
+    assert!(cloud.calls().is_empty() && cloud.is_empty());
 }

@@ -309,7 +309,7 @@ pub fn desired_state(env: &Environment, launches: &BTreeMap<RoleKind, RoleLaunch
         });
         let launch = LaunchSpec {
             role: *kind,
-            image_id: role.ami.clone(),
+            image_id: role.ami.to_string(),
             instance_type: role.instance_type.clone(),
             security_groups: role_groups(env, *kind).iter().map(|g| g.as_str().to_string()).collect(),
             key_name: env.ssh.key_name.clone(),

@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod desired;
 pub mod display;
 pub mod iam;
+pub mod images;
 pub mod plan;
 pub mod resource;
 pub mod review;

@@ -502,4 +502,10 @@ pub struct Inventory {
     /// `review::userdata::redact`. Not part of the inventory fingerprint.
     #[serde(skip)]
     pub user_data: BTreeMap<Address, String>,
+    /// The SSM parameters the file's `ami:` names (`resolve:ssm:…`), as
+    /// discovery read them: parameter name → AMI id. A name missing here does
+    /// not exist in the region. Part of the fingerprint: a saved plan is
+    /// refused when a parameter moved to a new image since.
+    #[serde(default)]
+    pub image_parameters: BTreeMap<String, String>,
 }

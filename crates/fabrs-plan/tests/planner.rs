@@ -13,7 +13,20 @@ fn load(name: &str) -> Environment {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../environments")
         .join(format!("{name}.yaml"));
-    fabrs_config::load_file(&p).unwrap()
+    debian_resolved(&fabrs_config::load_file(&p).unwrap())
+}
+
+/// The shipped files name Debian 12's public parameter; discovery reads it.
+fn debian_resolved(env: &Environment) -> Environment {
+    let inventory = Inventory {
+        image_parameters: [(
+            "/aws/service/debian/release/12/latest/amd64".to_string(),
+            "ami-0deb12a0b1c2d3e4f".to_string(),
+        )]
+        .into(),
+        ..Inventory::default()
+    };
+    fabrs_plan::images::resolve(env, &inventory).unwrap().env
 }
 
 /// A variant of an environment: sizes, types, replicas, launch kinds, revision.

@@ -25,7 +25,17 @@ fn staging() -> Environment {
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("launch: template", "launch: configuration");
-    fabrs_config::load_str(&text, &file, root()).unwrap()
+    let env = fabrs_config::load_str(&text, &file, root()).unwrap();
+    // The file names Debian 12's public parameter; discovery reads it.
+    let read = Inventory {
+        image_parameters: [(
+            "/aws/service/debian/release/12/latest/amd64".to_string(),
+            "ami-0deb12a0b1c2d3e4f".to_string(),
+        )]
+        .into(),
+        ..Inventory::default()
+    };
+    fabrs_plan::images::resolve(&env, &read).unwrap().env
 }
 
 /// Secret values with every character a template must encode.
@@ -142,6 +152,7 @@ fn extras(p: &Plan, inv: &Inventory, desired: &BTreeMap<RoleKind, (String, Strin
     let by_role = desired.iter().map(|(r, (review, _))| (*r, review.clone())).collect();
     Extras {
         user_data: userdata::changes(p, &inv.user_data, &by_role, Some(&forms)),
+        ..Default::default()
     }
 }
 
@@ -383,6 +394,7 @@ fn without_secrets_the_current_user_data_is_withheld() {
     let by_role = new.iter().map(|(r, (rv, _))| (*r, rv.clone())).collect();
     let x = Extras {
         user_data: userdata::changes(&p, &inv.user_data, &by_role, None),
+        ..Default::default()
     };
     assert!(!x.user_data.is_empty());
     for out in [human(&p, &x), markdown(&p, &x), json(&p, &x).to_string()] {
@@ -438,7 +450,7 @@ proptest::proptest! {
             forms.extend(userdata::secret_forms(review, full));
         }
         let by_role = new.iter().map(|(r, (rv, _))| (*r, rv.clone())).collect();
-        let x = Extras { user_data: userdata::changes(&p, &inv.user_data, &by_role, Some(&forms)) };
+        let x = Extras { user_data: userdata::changes(&p, &inv.user_data, &by_role, Some(&forms)), ..Default::default() };
         proptest::prop_assert!(x.user_data.values().all(|u| u.before.is_some()));
         // Not vacuous: the observed user-data does hold the values.
         proptest::prop_assert!(inv.user_data.values().any(|t| t.contains("Zq") && !t.contains("__secret_db_password__")));

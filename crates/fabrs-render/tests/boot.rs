@@ -254,8 +254,9 @@ fn tail(s: &str, n: usize) -> String {
 
 /// The shipped staging file, as a project of the test's own in `work`, with
 /// two inputs of the test's: an SSH key it holds the private half of (in
-/// `work/ssh_key`), and `ssh.user: debian`, the default user of the Debian
-/// image the test boots (the shipped file's `ubuntu` is Ubuntu's).
+/// `work/ssh_key`), and `ssh.user: debian`, the default user of the
+/// debootstrapped Debian the test boots (Debian's AMIs name it `admin`, as
+/// the shipped file does).
 fn staging(work: &Path) -> (Environment, PathBuf) {
     let key = work.join("ssh_key");
     let out = Command::new("ssh-keygen")
@@ -266,7 +267,7 @@ fn staging(work: &Path) -> (Environment, PathBuf) {
     assert!(out.status.success(), "ssh-keygen: {}", text(&out));
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let shipped = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
-    let ours = shipped.replacen("  user: ubuntu\n", "  user: debian\n", 1).replacen(
+    let ours = shipped.replacen("  user: admin  # the Debian AMIs' login user\n", "  user: debian\n", 1).replacen(
         "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0qXkpTtYX3nQ2WcF1h0bM0a2x1Q5z0QmYVdJ2aLk1m ops@myproject\n",
         &format!("    - {}\n", public.trim()),
         1,
@@ -525,6 +526,23 @@ fn every_role_boots_from_its_rendered_user_data() {
     });
     for (role, b) in &booted {
         eprintln!("{role} booted in {} s\n{}", b.seconds, b.report());
+    }
+    // The OS the shipped file names (Debian's public parameter for a
+    // release) is the one booted here: the file is the proof's subject.
+    let release = match &env.ami {
+        fabrs_config::Ami::Parameter(p) => p
+            .strip_prefix("/aws/service/debian/release/")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("the shipped file names {p}, not a Debian release: boot that OS here"))
+            .to_string(),
+        other => panic!("the shipped file names {other}, not Debian's parameter"),
+    };
+    for (role, _) in &booted {
+        let os = text(&peer.exec(*role, &["cat", "/etc/os-release"]));
+        assert!(
+            os.contains("ID=debian") && os.contains(&format!("VERSION_ID=\"{release}\"")),
+            "{role}: the file names Debian {release}, the container runs:\n{os}"
+        );
     }
     for (role, b) in &booted {
         assert!(b.ok, "{role} did not reach cloud-init done:\n{}", b.report());

@@ -40,6 +40,10 @@ impl Moto {
             .arg(script)
             .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
             .env("MOTO_AMIS_PATH", root().join("tests/peers/moto-amis.json"))
+            .env(
+                "MOTO_SSM_PUBLIC_PARAMETERS",
+                root().join("tests/peers/moto-public-parameters.json"),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("start moto_server");

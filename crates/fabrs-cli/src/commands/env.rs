@@ -206,7 +206,7 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
         // Before the first write (and for --dry-run, which shows what would
         // be written): what the file names but fabrs does not make. Read-only.
         if !plan.is_empty() {
-            match ops::preflight(&cloud, &env).await {
+            match ops::preflight(&cloud, &env, &inventory).await {
                 Err(OpError::Preflight(lines)) => {
                     for l in &lines {
                         printer.error(&format!("preflight: {l}"));

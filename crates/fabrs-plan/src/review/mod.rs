@@ -25,6 +25,9 @@ pub use userdata::UserDataChange;
 pub struct Extras {
     /// Per launch whose user-data changes: before and after, secrets as placeholders.
     pub user_data: BTreeMap<Address, UserDataChange>,
+    /// How the file's `ami: resolve:ssm:…` were resolved, one line per role
+    /// (`images::Resolved::notes`), shown above the changes.
+    pub images: Vec<String>,
 }
 
 /// Tags every resource carries: folded in creates.
@@ -163,6 +166,13 @@ fn summary_line(plan: &Plan) -> String {
 /// The plan for people, Terraform's layout.
 pub fn human(plan: &Plan, extras: &Extras) -> String {
     let mut out = String::new();
+    if !extras.images.is_empty() {
+        let _ = writeln!(out, "Images (read from SSM Parameter Store):");
+        for line in &extras.images {
+            let _ = writeln!(out, "  {line}");
+        }
+        out.push('\n');
+    }
     if plan.changes.is_empty() && plan.conflicts.is_empty() {
         let _ = writeln!(
             out,
