@@ -125,7 +125,9 @@ pub(crate) async fn image_parameters(
     let mut out = std::collections::BTreeMap::new();
     for page in &pages {
         for p in page.parameters() {
-            let (Some(name), Some(value)) = (p.name(), p.value()) else { continue };
+            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+                continue;
+            };
             if !value.starts_with("ami-") || !value[4..].chars().all(|ch| ch.is_ascii_hexdigit()) {
                 return Err(err::other(
                     "GetParameters",

@@ -281,11 +281,12 @@ fn check_against(moto: &Moto, env: &str, path: &std::path::Path) {
                 // here with awscli).
                 let image = match &file.ami {
                     fabrs_config::Ami::Id(id) => id.clone(),
-                    fabrs_config::Ami::Parameter(name) => aws(moto, &["ssm", "get-parameter", "--name", name])["Parameter"]
-                        ["Value"]
-                        .as_str()
-                        .expect("the parameter's value")
-                        .to_string(),
+                    fabrs_config::Ami::Parameter(name) => {
+                        aws(moto, &["ssm", "get-parameter", "--name", name])["Parameter"]["Value"]
+                            .as_str()
+                            .expect("the parameter's value")
+                            .to_string()
+                    }
                 };
                 assert_eq!(lc["ImageId"], image.as_str());
                 assert_imdsv2(lc_name, &lc["MetadataOptions"]);

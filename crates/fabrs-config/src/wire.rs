@@ -992,13 +992,7 @@ fn roles(sink: &mut Sink, n: &Node, ami: Option<&At<Ami>>, secrets: &[String]) -
     ok.then_some(out)
 }
 
-fn role(
-    sink: &mut Sink,
-    n: &Node,
-    kind: RoleKind,
-    ami_default: Option<&At<Ami>>,
-    secrets: &[String],
-) -> Option<Role> {
+fn role(sink: &mut Sink, n: &Node, kind: RoleKind, ami_default: Option<&At<Ami>>, secrets: &[String]) -> Option<Role> {
     let path = format!("roles.{kind}");
     let p = |k: &str| join(&path, k);
     let mut o = Obj::new(sink, n, &path)?;

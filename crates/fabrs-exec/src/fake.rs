@@ -46,7 +46,10 @@ struct FakeState {
 /// Debian and Canonical publish them; their images exist in every account.
 pub const PUBLIC_IMAGE_PARAMETERS: &[(&str, &str)] = &[
     ("/aws/service/debian/release/12/latest/amd64", "ami-0deb12a0b1c2d3e4f"),
-    ("/aws/service/debian/release/bookworm/latest/amd64", "ami-0deb12a0b1c2d3e4f"),
+    (
+        "/aws/service/debian/release/bookworm/latest/amd64",
+        "ami-0deb12a0b1c2d3e4f",
+    ),
     ("/aws/service/debian/release/13/latest/amd64", "ami-0deb13a0b1c2d3e4f"),
     (
         "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
@@ -253,7 +256,10 @@ impl Cloud for FakeCloud {
         let s = self.state.lock().unwrap();
         let mut inv = Inventory::default();
         for name in &scope.image_parameters {
-            let public = PUBLIC_IMAGE_PARAMETERS.iter().find(|(n, _)| n == name).map(|(_, id)| (*id).to_string());
+            let public = PUBLIC_IMAGE_PARAMETERS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, id)| (*id).to_string());
             if let Some(id) = s.image_parameters.get(name).cloned().or(public) {
                 inv.image_parameters.insert(name.clone(), id);
             }

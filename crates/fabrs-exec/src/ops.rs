@@ -313,10 +313,7 @@ pub fn preconditions(env: &Environment) -> Preconditions {
     };
     for (kind, role) in &env.roles {
         let Ami::Id(id) = &role.ami else { continue };
-        p.images
-            .entry(id.clone())
-            .or_default()
-            .push(kind.as_str().to_string());
+        p.images.entry(id.clone()).or_default().push(kind.as_str().to_string());
     }
     for l in &env.load_balancer.listeners {
         if let Some(arn) = &l.certificate_arn {

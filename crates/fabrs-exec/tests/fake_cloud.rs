@@ -664,7 +664,9 @@ const DEBIAN_12_AMI: &str = "ami-0deb12a0b1c2d3e4f";
 
 /// The file with its `ami:` parameters resolved against `cloud`.
 async fn resolved(cloud: &FakeCloud, env: &Environment) -> Environment {
-    let (_, inventory, _) = make_plan(cloud, env, &Renderer::new(&root()).unwrap(), None, None).await.unwrap();
+    let (_, inventory, _) = make_plan(cloud, env, &Renderer::new(&root()).unwrap(), None, None)
+        .await
+        .unwrap();
     resolve_images(env, &inventory).unwrap().env
 }
 
@@ -679,7 +681,10 @@ async fn preflight_names_every_missing_precondition_at_once_and_nothing_is_writt
     let renderer = Renderer::new(&root()).unwrap();
     let env = staging_with_worker_ami(WORKER_AMI);
     let cloud = FakeCloud::new();
-    assert!(preconditions(&env).images.keys().all(|i| i == WORKER_AMI), "a parameter is checked once resolved");
+    assert!(
+        preconditions(&env).images.keys().all(|i| i == WORKER_AMI),
+        "a parameter is checked once resolved"
+    );
     let p = preconditions(&resolved(&cloud, &env).await);
     assert_eq!(p.region, "us-east-1");
     assert_eq!(
@@ -766,7 +771,9 @@ async fn image_parameters_resolve_at_plan_time_and_a_fixed_server_keeps_its_imag
     assert_eq!(env.ami, fabrs_config::Ami::Parameter(DEBIAN_12.into()));
     let cloud = FakeCloud::new();
     converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
-    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets())).await.unwrap();
+    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets()))
+        .await
+        .unwrap();
     assert!(plan.is_empty(), "{}", fabrs_plan::review::concise(&plan));
     assert_eq!(inventory.image_parameters[DEBIAN_12], DEBIAN_12_AMI);
     let images_of = |inv: &fabrs_plan::resource::Inventory| -> Vec<(String, String)> {
@@ -779,33 +786,54 @@ async fn image_parameters_resolve_at_plan_time_and_a_fixed_server_keeps_its_imag
             })
             .collect()
     };
-    assert!(images_of(&inventory).iter().all(|(_, id)| id == DEBIAN_12_AMI), "{:?}", images_of(&inventory));
+    assert!(
+        images_of(&inventory).iter().all(|(_, id)| id == DEBIAN_12_AMI),
+        "{:?}",
+        images_of(&inventory)
+    );
     let review = fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory));
-    assert!(review.contains(&format!("web: {DEBIAN_12_AMI} (from {DEBIAN_12})")), "{review}");
+    assert!(
+        review.contains(&format!("web: {DEBIAN_12_AMI} (from {DEBIAN_12})")),
+        "{review}"
+    );
 
     // Debian publishes a new image.
     const NEXT: &str = "ami-0deb12a0b1c2d3e50";
     cloud.publish_image(DEBIAN_12, NEXT);
-    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets())).await.unwrap();
-    let changed: Vec<String> = plan.changes.iter().map(|c| format!("{} {:?}", c.address, c.action)).collect();
+    let (plan, inventory, rendered) = make_plan(&cloud, &env, &renderer, None, Some(&secrets()))
+        .await
+        .unwrap();
+    let changed: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("{} {:?}", c.address, c.action))
+        .collect();
     assert_eq!(
         changed,
         ["launch_template.web Update", "launch_template.worker Update"],
         "only the groups' launches change"
     );
     for c in &plan.changes {
-        let Some(Spec::LaunchTemplate(lt)) = &c.desired else { panic!("{c:?}") };
+        let Some(Spec::LaunchTemplate(lt)) = &c.desired else {
+            panic!("{c:?}")
+        };
         assert_eq!(lt.launch.image_id, NEXT);
     }
     let review = fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory));
     assert!(
-        review.contains(&format!("cache: keeps {DEBIAN_12_AMI}, the image its fixed server runs; {DEBIAN_12} now names {NEXT}")),
+        review.contains(&format!(
+            "cache: keeps {DEBIAN_12_AMI}, the image its fixed server runs; {DEBIAN_12} now names {NEXT}"
+        )),
         "{review}"
     );
     converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
     let (_, inventory, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     for (address, id) in images_of(&inventory) {
-        let want = if address.starts_with("instance.") { DEBIAN_12_AMI } else { NEXT };
+        let want = if address.starts_with("instance.") {
+            DEBIAN_12_AMI
+        } else {
+            NEXT
+        };
         assert_eq!(id, want, "{address}");
     }
 }
@@ -815,15 +843,23 @@ async fn image_parameters_resolve_at_plan_time_and_a_fixed_server_keeps_its_imag
 #[tokio::test]
 async fn a_missing_image_parameter_is_named_and_nothing_is_written() {
     let file = root().join("environments/staging.yaml");
-    let text = std::fs::read_to_string(&file).unwrap().replace(DEBIAN_12, "/aws/service/debian/release/99/latest/amd64");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(DEBIAN_12, "/aws/service/debian/release/99/latest/amd64");
     let env = fabrs_config::load_str(&text, &file, &root()).unwrap();
     let cloud = FakeCloud::new();
     let lines = match make_plan(&cloud, &env, &Renderer::new(&root()).unwrap(), None, None).await {
         Err(OpError::Preflight(lines)) => lines,
-        other => panic!("expected a preflight error: {:?}", other.map(|(p, _, _)| p.changes.len())),
+        other => panic!(
+            "expected a preflight error: {:?}",
+            other.map(|(p, _, _)| p.changes.len())
+        ),
     };
     assert!(
-        lines.contains(&"role web: ami: the SSM parameter /aws/service/debian/release/99/latest/amd64 does not exist in us-east-1".to_string()),
+        lines.contains(
+            &"role web: ami: the SSM parameter /aws/service/debian/release/99/latest/amd64 does not exist in us-east-1"
+                .to_string()
+        ),
         "{lines:?}"
     );
     assert!(converge_with(&cloud, &env, None).await.is_err());

@@ -61,7 +61,11 @@ pub fn resolve(env: &Environment, inventory: &Inventory) -> Result<Resolved, Vec
     {
         out.ami = Ami::Id(resolved.clone());
     }
-    if missing.is_empty() { Ok(Resolved { env: out, notes }) } else { Err(missing) }
+    if missing.is_empty() {
+        Ok(Resolved { env: out, notes })
+    } else {
+        Err(missing)
+    }
 }
 
 /// The image the role's existing fixed server runs (the lowest index), when

@@ -102,7 +102,13 @@ pub fn fingerprint(inventory: &Inventory) -> String {
         .map(|o| (&o.address, o.id.as_str(), &o.spec))
         .collect();
     let foreign: Vec<(&Address, &str)> = inventory.foreign.iter().map(|f| (&f.address, f.id.as_str())).collect();
-    let bytes = serde_json::to_vec(&(core, foreign, &inventory.launch_configurations, &inventory.image_parameters)).expect("inventories serialize");
+    let bytes = serde_json::to_vec(&(
+        core,
+        foreign,
+        &inventory.launch_configurations,
+        &inventory.image_parameters,
+    ))
+    .expect("inventories serialize");
     sha256_hex(&bytes)
 }
 
