@@ -31,7 +31,9 @@ run() {
   # What a user makes by hand before create-env (AMIs, key pair, certificate).
   .venv/bin/python tests/peers/moto-seed --endpoint "http://127.0.0.1:$mp" >/dev/null
   # moto's first requests are slow (it builds its regions): warm it up, untimed.
-  "$fabrs" --endpoint-url "http://127.0.0.1:$mp" plan "$env" >/dev/null 2>&1 || true
+  # Its -v output names the plan's dependency depth (fabrs_plan::graph::depth).
+  "$fabrs" -v --endpoint-url "http://127.0.0.1:$mp" plan "$env" >/dev/null 2>"$work/depth" || true
+  echo "depth $(sed -n 's/.*dependency depth: \([0-9]*\).*/\1/p' "$work/depth") 0 0"
   local step=0
   while read -r name args; do
     step=$((step + 1))
@@ -64,6 +66,10 @@ for env in staging production; do
   for i in "${!zero[@]}"; do
     read -r name calls series w0 <<<"${zero[$i]}"
     read -r _ calls1 series1 w1 <<<"${slow[$i]}"
+    if [ "$name" = depth ]; then
+      printf '%-11s %-12s %s\n' "$env" depth "$calls (the plan's dependency graph: fabrs_plan::graph::depth)"
+      continue
+    fi
     printf '%-11s %-12s %9s %18s %8sms %9sms\n' "$env" "$name" "$calls1" "$series1" "$w0" "$w1"
   done
 done

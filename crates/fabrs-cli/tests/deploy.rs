@@ -52,7 +52,7 @@ impl Project {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut edits: Vec<(String, String)> = vec![
-            ("user: ubuntu".into(), "user: root".into()),
+            ("user: admin".into(), "user: root".into()),
             (
                 "  migrate_on: worker".into(),
                 format!(

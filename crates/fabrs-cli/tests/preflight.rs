@@ -146,7 +146,10 @@ fn a_missing_ami_key_pair_or_certificate_stops_create_env_before_any_write() {
             "all of them at once",
             vec![
                 (WORKER, worker_ami.as_str()),
-                ("ami: ami-0c7217cdde317cfec", "ami: ami-0fffffffffffffff0"),
+                (
+                    "ami: resolve:ssm:/aws/service/debian/release/12/latest/amd64",
+                    "ami: ami-0fffffffffffffff0",
+                ),
                 ("key_name: myproject-admin", "key_name: nobody-made-this"),
                 (IAM_CERT, acm_missing),
             ],
@@ -178,6 +181,43 @@ fn a_missing_ami_key_pair_or_certificate_stops_create_env_before_any_write() {
         assert_eq!(writes(&ops), vec![], "{what}: no write call at all: {ops:?}");
         nothing_of(&moto, "myproject");
     }
+}
+
+/// `ami: resolve:ssm:…` naming a parameter the region does not have: found
+/// by discovery's GetParameters, one line naming it and the roles, exit 1,
+/// no write; the shipped file's parameter (Debian 12's, which moto serves as
+/// AWS does, tests/peers/moto-patch.py) resolves to an image moto has.
+#[test]
+fn a_missing_image_parameter_stops_create_env_before_any_write() {
+    let moto = Moto::start();
+    let (dir, _) = project(
+        "environments/staging.yaml",
+        "staging",
+        &[(
+            "/aws/service/debian/release/12/latest/amd64",
+            "/aws/service/debian/release/99/latest/amd64",
+        )],
+    );
+    let proxy = counting_proxy(&moto, dir.path());
+    let out = create_env(&proxy.url(), dir.path(), "staging", &["--yes"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(
+        preflight_lines(&out),
+        [
+            "SSM parameter /aws/service/debian/release/99/latest/amd64 (ami:) does not exist in us-east-1 (roles web, worker, cache)"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("Nothing was changed"), "{text}");
+    let ops = operations(&proxy);
+    assert!(count(&ops, "ssm.GetParameters") >= 1, "{ops:?}");
+    assert_eq!(writes(&ops), vec![], "no write call at all: {ops:?}");
+    nothing_of(&moto, "myproject");
 }
 
 #[test]

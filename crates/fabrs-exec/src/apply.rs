@@ -10,16 +10,18 @@ use fabrs_config::RoleKind;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::desired::is_known;
 use fabrs_plan::plan::{Action, Change, Plan};
-use fabrs_plan::resource::{Address, Inventory, Kind, LaunchRef, Observed, Spec};
+use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
 
 use crate::deploy::{Clock, SystemClock};
 
-/// The order resources are created in; deletion runs it backwards. A read
-/// replica needs its master; launch configurations need groups and the
-/// addresses of the cache and database; groups need their launch.
+/// The order deletions run in, backwards: groups before their launches,
+/// instances before their security groups, replicas before their master.
+/// (Creates follow the plan's dependency graph: `graph::edges`.)
 fn step_of(address: &Address) -> usize {
     match address.kind {
         // Instance roles, the secrets' parameters and the buckets need
@@ -166,8 +168,9 @@ fn role_of(spec: &Spec) -> Option<RoleKind> {
     }
 }
 
-/// Why a change cannot run in this pass, if it cannot.
-fn blocked(change: &Change, deferred: &BTreeSet<Address>, opts: &ApplyOptions) -> Option<String> {
+/// Why a change cannot run in this pass, if it cannot (what needs it is
+/// deferred with it: `apply`).
+fn blocked(change: &Change, opts: &ApplyOptions) -> Option<String> {
     let spec = change.desired.as_ref()?;
     if let Spec::SsmParameter(p) = spec {
         if p.fingerprint.is_none() || !opts.secrets.contains_key(&p.secret) {
@@ -181,15 +184,6 @@ fn blocked(change: &Change, deferred: &BTreeSet<Address>, opts: &ApplyOptions) -
     if let Some(role) = role_of(spec) {
         if !opts.user_data.contains_key(&role) {
             return Some(format!("the {role} user-data is not rendered yet"));
-        }
-    }
-    if let Spec::AutoScalingGroup(asg) = spec {
-        let dep = match &asg.launch {
-            LaunchRef::Configuration(_) => fabrs_plan::addr::launch_configuration(asg.role),
-            LaunchRef::Template { .. } => fabrs_plan::addr::launch_template(asg.role),
-        };
-        if deferred.contains(&dep) {
-            return Some(format!("{dep} is deferred"));
         }
     }
     None
@@ -214,121 +208,132 @@ pub async fn apply<C: Cloud>(
     // What this run created, as the cloud reported it.
     let mut made: BTreeMap<Address, Observed> = BTreeMap::new();
 
-    // Creates, updates and replacements, in dependency order.
-    for step in 0..STEPS {
-        let mut runnable = Vec::new();
-        for change in plan
-            .changes
-            .iter()
-            .filter(|c| step_of(&c.address) == step && c.action != Action::Delete)
-        {
-            // Group rule changes wait until every group exists (below).
-            if change.address.kind == Kind::SecurityGroup && change.action == Action::Update {
+    // Creates, updates and replacements, each started the moment what it
+    // needs is done (`graph::edges`), at most `concurrency` at once per
+    // service. A failure starts nothing new; what runs is let finish.
+    let edges = fabrs_plan::graph::edges(plan);
+    let n = edges.len();
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        Pending,
+        Running,
+        Done,
+        Deferred,
+        Failed,
+    }
+    let mut state = vec![State::Pending; n];
+    for (i, (change, _)) in edges.iter().enumerate() {
+        // Group rule changes wait until every group exists (the rules task).
+        if change.address.kind == Kind::SecurityGroup && change.action == Action::Update {
+            state[i] = State::Done;
+        }
+    }
+    // Deferred: what cannot run in this pass, and what needs it. Edges run
+    // from dependents to dependencies, so sweep until nothing changes.
+    loop {
+        let mut more = false;
+        for (i, (change, deps)) in edges.iter().enumerate() {
+            if state[i] != State::Pending {
                 continue;
             }
-            if let Some(why) = blocked(change, &deferred, opts) {
+            let why = blocked(change, opts).or_else(|| {
+                deps.iter()
+                    .find(|&&j| state[j] == State::Deferred)
+                    .map(|&j| format!("{} is deferred", edges[j].0.address))
+            });
+            if let Some(why) = why {
+                state[i] = State::Deferred;
                 deferred.insert(change.address.clone());
                 events(Event::Deferred {
                     address: change.address.clone(),
                     why,
                 });
-                continue;
-            }
-            runnable.push(change);
-        }
-        let ctx_ids = ids.clone();
-        let results: Vec<(Address, Action, Result<Observed, CloudError>)> = futures::stream::iter(runnable)
-            .map(|change| {
-                let ids = ctx_ids.clone();
-                async move {
-                    let r = run_change(cloud, change, ids, opts, events).await;
-                    (change.address.clone(), change.action, r)
-                }
-            })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        let mut failures = Vec::new();
-        for (address, action, r) in results {
-            match r {
-                Ok(o) => {
-                    ids.insert(address.clone(), o.id.clone());
-                    made.insert(address.clone(), o.clone());
-                    events(Event::Finished {
-                        address: address.clone(),
-                        action,
-                        id: o.id,
-                    });
-                    report.applied.push((address, action));
-                }
-                Err(e) => failures.push((address, e)),
+                more = true;
             }
         }
-        // Security groups are created without rules that name groups not yet
-        // made; now that all exist, bring every touched group's rules in line.
-        if step == 0 && failures.is_empty() {
-            let touched: Vec<&Change> = plan
-                .changes
-                .iter()
-                .filter(|c| c.address.kind == Kind::SecurityGroup && c.action != Action::Delete)
-                .collect();
-            let ids_now = ids.clone();
-            let made_now = made.clone();
-            let rule_results: Vec<(Address, Result<Observed, CloudError>)> = futures::stream::iter(touched)
-                .map(|change| {
-                    let ctx = ApplyCtx {
-                        ids: ids_now.clone(),
-                        ..Default::default()
-                    };
-                    // The group as it is now: just created, or as discovered.
-                    let current = made_now
-                        .get(&change.address)
-                        .cloned()
-                        .or_else(|| change.current.clone());
-                    async move {
-                        let desired = change.desired.as_ref().expect("non-delete changes carry a spec");
-                        let Some(current) = current else {
-                            let e = CloudError::new(
-                                ErrorKind::NotFound,
-                                "update",
-                                change.address.to_string(),
-                                "the group was neither found nor created",
-                            );
-                            return (change.address.clone(), Err(e));
-                        };
-                        let r = cloud.update(&current, desired, &ctx).await;
-                        if let Ok(o) = &r {
+        if !more {
+            break;
+        }
+    }
+    let groups: Vec<usize> = (0..n)
+        .filter(|&i| edges[i].0.address.kind == Kind::SecurityGroup)
+        .collect();
+    let mut rules_started = groups.is_empty();
+    let mut running: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut failures: Vec<(Address, CloudError)> = Vec::new();
+    let mut tasks: FuturesUnordered<BoxFuture<'_, Done<'_>>> = FuturesUnordered::new();
+    loop {
+        if failures.is_empty() {
+            for i in 0..n {
+                let (change, deps) = &edges[i];
+                let class = service(change.address.kind);
+                if state[i] != State::Pending
+                    || !deps.iter().all(|&j| state[j] == State::Done)
+                    || running.get(class).copied().unwrap_or(0) >= opts.concurrency.max(1)
+                {
+                    continue;
+                }
+                state[i] = State::Running;
+                *running.entry(class).or_default() += 1;
+                let ids = ids.clone();
+                let change: &Change = change;
+                tasks.push(Box::pin(async move {
+                    Done::Change(i, run_change(cloud, change, ids, opts, events).await)
+                }));
+            }
+            // Security groups are created without rules that name groups not
+            // yet made; once all exist, bring every touched group's rules in line.
+            if !rules_started && groups.iter().all(|&i| state[i] == State::Done) {
+                rules_started = true;
+                let touched: Vec<&Change> = groups.iter().map(|&i| edges[i].0).collect();
+                tasks.push(Box::pin(apply_rules(cloud, touched, ids.clone(), made.clone(), opts)));
+            }
+        }
+        let Some(done) = tasks.next().await else { break };
+        match done {
+            Done::Change(i, r) => {
+                let (change, _) = &edges[i];
+                *running.entry(service(change.address.kind)).or_default() -= 1;
+                match r {
+                    Ok(o) => {
+                        state[i] = State::Done;
+                        ids.insert(change.address.clone(), o.id.clone());
+                        made.insert(change.address.clone(), o.clone());
+                        events(Event::Finished {
+                            address: change.address.clone(),
+                            action: change.action,
+                            id: o.id,
+                        });
+                        report.applied.push((change.address.clone(), change.action));
+                    }
+                    Err(e) => {
+                        state[i] = State::Failed;
+                        failures.push((change.address.clone(), e));
+                    }
+                }
+            }
+            Done::Rules(results) => {
+                for (change, r) in results {
+                    match r {
+                        Err(e) => failures.push((change.address.clone(), e)),
+                        Ok(o) => {
                             events(Event::Finished {
                                 address: change.address.clone(),
                                 action: Action::Update,
-                                id: o.id.clone(),
+                                id: o.id,
                             });
-                        }
-                        (change.address.clone(), r)
-                    }
-                })
-                .buffer_unordered(opts.concurrency.max(1))
-                .collect()
-                .await;
-            for (address, r) in rule_results {
-                match r {
-                    Err(e) => failures.push((address, e)),
-                    Ok(_) => {
-                        let was_update = plan
-                            .changes
-                            .iter()
-                            .any(|c| c.address == address && c.action == Action::Update);
-                        if was_update {
-                            report.applied.push((address, Action::Update));
+                            if change.action == Action::Update {
+                                report.applied.push((change.address.clone(), Action::Update));
+                            }
                         }
                     }
                 }
             }
         }
-        if !failures.is_empty() {
-            report.deferred = deferred.into_iter().collect();
-            return Err(ApplyError { failures, report });
-        }
+    }
+    if !failures.is_empty() {
+        report.deferred = deferred.into_iter().collect();
+        return Err(ApplyError { failures, report });
     }
 
     // Deletions, in reverse dependency order.
@@ -408,6 +413,67 @@ pub async fn apply<C: Cloud>(
     }
     report.deferred = deferred.into_iter().collect();
     Ok(report)
+}
+
+/// Which service a kind's calls go to: the apply driver runs at most
+/// `concurrency` changes at once per service, so a slow kind (RDS) never
+/// holds a slot another service's change could use.
+fn service(kind: Kind) -> &'static str {
+    match kind {
+        Kind::SecurityGroup | Kind::Instance | Kind::LaunchTemplate => "ec2",
+        Kind::LaunchConfiguration | Kind::AutoScalingGroup => "autoscaling",
+        Kind::LoadBalancer => "elb",
+        Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance => "rds",
+        Kind::InstanceRole => "iam",
+        Kind::Bucket => "s3",
+        Kind::SsmParameter => "ssm",
+    }
+}
+
+/// A task of the apply driver that ended: a change (by index into
+/// `graph::edges`), or the security groups' rules.
+enum Done<'a> {
+    Change(usize, Result<Observed, CloudError>),
+    Rules(Vec<(&'a Change, Result<Observed, CloudError>)>),
+}
+
+/// Every touched group's rules, once every group exists: each group as it
+/// is now (just created, or as discovered) updated to its desired rules.
+async fn apply_rules<'a, C: Cloud>(
+    cloud: &'a C,
+    touched: Vec<&'a Change>,
+    ids: BTreeMap<Address, String>,
+    made: BTreeMap<Address, Observed>,
+    opts: &'a ApplyOptions,
+) -> Done<'a> {
+    // Built in a loop, not a closure: a closure over `&Change` here makes the
+    // boxed future's `Send` bound fail to prove (rust-lang/rust#64552).
+    let mut updates = Vec::new();
+    for change in touched {
+        let ctx = ApplyCtx {
+            ids: ids.clone(),
+            ..Default::default()
+        };
+        let current = made.get(&change.address).cloned().or_else(|| change.current.clone());
+        updates.push(async move {
+            let desired = change.desired.as_ref().expect("non-delete changes carry a spec");
+            let Some(current) = current else {
+                let e = CloudError::new(
+                    ErrorKind::NotFound,
+                    "update",
+                    change.address.to_string(),
+                    "the group was neither found nor created",
+                );
+                return (change, Err(e));
+            };
+            (change, cloud.update(&current, desired, &ctx).await)
+        });
+    }
+    let results = futures::stream::iter(updates)
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    Done::Rules(results)
 }
 
 fn timeout_for(kind: Kind, opts: &ApplyOptions) -> Duration {

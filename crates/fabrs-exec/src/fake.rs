@@ -18,6 +18,9 @@ use fabrs_cloud::{
 #[derive(Default)]
 pub struct FakeCloud {
     state: Mutex<FakeState>,
+    /// Kinds whose creates wait until released (`hold` / `release`): how a
+    /// test shows what the apply driver starts while one kind is slow.
+    gates: Mutex<BTreeMap<Kind, std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 #[derive(Default)]
@@ -105,6 +108,22 @@ impl FakeCloud {
         let keys: Vec<&str> = p.key_pair.iter().map(String::as_str).collect();
         let certs: Vec<&str> = p.certificates.keys().map(String::as_str).collect();
         self.account_has(&images, &keys, &certs);
+    }
+    /// Every create of `kind` waits, from now until [`FakeCloud::release`].
+    pub fn hold(&self, kind: Kind) {
+        self.gates
+            .lock()
+            .unwrap()
+            .insert(kind, std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+    /// Creates of `kind` go ahead (those waiting, and every later one).
+    pub fn release(&self, kind: Kind) {
+        if let Some(gate) = self.gates.lock().unwrap().get(&kind)
+            && gate.available_permits() == 0
+        {
+            // Each create holds a permit only while it passes the gate.
+            gate.add_permits(1 << 16);
+        }
     }
     /// The SSM parameter `name` now names `ami` (a new image published),
     /// and the image exists.
@@ -286,6 +305,10 @@ impl Cloud for FakeCloud {
     }
 
     async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
+        let gate = self.gates.lock().unwrap().get(&address.kind).cloned();
+        if let Some(gate) = gate {
+            drop(gate.acquire().await.expect("gates are never closed"));
+        }
         let mut s = self.state.lock().unwrap();
         for g in groups_used(spec) {
             let needed = addr::security_group(&g);

@@ -856,12 +856,86 @@ async fn a_missing_image_parameter_is_named_and_nothing_is_written() {
         ),
     };
     assert!(
-        lines.contains(
-            &"role web: ami: the SSM parameter /aws/service/debian/release/99/latest/amd64 does not exist in us-east-1"
-                .to_string()
-        ),
+        lines
+            == [
+                "SSM parameter /aws/service/debian/release/99/latest/amd64 (ami:) does not exist in us-east-1 (roles web, worker, cache)"
+            ],
         "{lines:?}"
     );
     assert!(converge_with(&cloud, &env, None).await.is_err());
     assert!(cloud.calls().is_empty() && cloud.is_empty());
+}
+
+/// Issue 11: the apply driver follows the plan's dependency graph. With the
+/// database held (RDS takes 10–20 minutes on AWS), what does not need it (the
+/// cache server, the load balancer, roles, parameters and buckets) is made
+/// meanwhile: the database is let through only once the cache server runs.
+/// A driver ordering by kind (the database before every server) never gets
+/// there; the guard ends the test instead of hanging. No sleep decides the
+/// order: the events do.
+#[tokio::test]
+async fn nothing_waits_for_the_database_but_what_needs_it() {
+    let cloud = FakeCloud::new();
+    cloud.hold(fabrs_plan::resource::Kind::DbInstance);
+    let env = env("staging");
+    let is_cache = |a: &fabrs_plan::resource::Address| {
+        a.kind == fabrs_plan::resource::Kind::Instance && a.name.starts_with("cache")
+    };
+    let events = |e: Event| {
+        if let Event::Finished { address, .. } = &e
+            && is_cache(address)
+        {
+            cloud.release(fabrs_plan::resource::Kind::DbInstance);
+        }
+    };
+    let (renderer, revision, secrets, opts) = (
+        Renderer::new(&root()).unwrap(),
+        rev("3f9c2e1"),
+        secrets(),
+        ApplyOptions::default(),
+    );
+    let run = converge(&cloud, &env, &renderer, Some(&revision), &secrets, &opts, None, &events);
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the cache server waited for the held database: creates are ordered by kind, not by need")
+        .unwrap();
+    let calls = cloud.calls();
+    let first = |pred: &dyn Fn(&str) -> bool| {
+        calls
+            .iter()
+            .position(|(op, a)| op == "create" && pred(a))
+            .unwrap_or_else(|| panic!("no such create in {calls:?}"))
+    };
+    let db = first(&|a| a.starts_with("db_instance."));
+    let cache = first(&|a| a.starts_with("instance.cache"));
+    let lb = first(&|a| a.starts_with("load_balancer."));
+    assert!(
+        cache < db && lb < db,
+        "made before the database: the cache server and the load balancer\n{calls:?}"
+    );
+    // What needs the database still waited for it: the replica and the app
+    // servers' launches (their user-data names its address).
+    let replica = first(&|a| a.starts_with("db_instance.replica"));
+    let master = first(&|a| a == "db_instance.master");
+    let web = first(&|a| a.starts_with("launch_template.web"));
+    assert!(master < replica && master < web, "{calls:?}");
+}
+
+/// The depth of the plan's dependency graph: the fewest rounds of writes a
+/// create-env of staging can take (the benchmark's yardstick).
+#[tokio::test]
+async fn the_dependency_depth_of_staging() {
+    let cloud = FakeCloud::new();
+    let env = env("staging");
+    let (plan, _, _) = make_plan(&cloud, &env, &Renderer::new(&root()).unwrap(), None, Some(&secrets()))
+        .await
+        .unwrap();
+    // Parameter group, master, replica, then the app servers' launch
+    // template (its user-data names the database) and group.
+    assert_eq!(
+        fabrs_plan::graph::depth(&plan),
+        5,
+        "{}",
+        fabrs_plan::review::concise(&plan)
+    );
 }

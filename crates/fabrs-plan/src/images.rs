@@ -26,16 +26,13 @@ pub struct Resolved {
 pub fn resolve(env: &Environment, inventory: &Inventory) -> Result<Resolved, Vec<String>> {
     let mut out = env.clone();
     let mut notes = Vec::new();
-    let mut missing = Vec::new();
+    let mut missing: std::collections::BTreeMap<String, Vec<&'static str>> = Default::default();
     for (kind, role) in out.roles.iter_mut() {
         let Some(name) = role.ami.parameter().map(str::to_string) else {
             continue;
         };
         let Some(resolved) = inventory.image_parameters.get(&name) else {
-            missing.push(format!(
-                "role {kind}: ami: the SSM parameter {name} does not exist in {}",
-                env.region
-            ));
+            missing.entry(name).or_default().push(kind.as_str());
             continue;
         };
         let running = match role.scaling {
@@ -62,10 +59,19 @@ pub fn resolve(env: &Environment, inventory: &Inventory) -> Result<Resolved, Vec
         out.ami = Ami::Id(resolved.clone());
     }
     if missing.is_empty() {
-        Ok(Resolved { env: out, notes })
-    } else {
-        Err(missing)
+        return Ok(Resolved { env: out, notes });
     }
+    Err(missing
+        .into_iter()
+        .map(|(name, roles)| {
+            let s = if roles.len() == 1 { "" } else { "s" };
+            format!(
+                "SSM parameter {name} (ami:) does not exist in {} (role{s} {})",
+                env.region,
+                roles.join(", ")
+            )
+        })
+        .collect())
 }
 
 /// The image the role's existing fixed server runs (the lowest index), when

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod deploy;
 pub mod desired;
 pub mod display;
+pub mod graph;
 pub mod iam;
 pub mod images;
 pub mod plan;

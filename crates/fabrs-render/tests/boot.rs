@@ -267,13 +267,11 @@ fn staging(work: &Path) -> (Environment, PathBuf) {
     assert!(out.status.success(), "ssh-keygen: {}", text(&out));
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let shipped = std::fs::read_to_string(root().join("environments/staging.yaml")).unwrap();
-    let ours = shipped
-        .replacen("  user: admin  # the Debian AMIs' login user\n", "  user: debian\n", 1)
-        .replacen(
-            "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0qXkpTtYX3nQ2WcF1h0bM0a2x1Q5z0QmYVdJ2aLk1m ops@myproject\n",
-            &format!("    - {}\n", public.trim()),
-            1,
-        );
+    let ours = shipped.replacen("  user: admin\n", "  user: debian\n", 1).replacen(
+        "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0qXkpTtYX3nQ2WcF1h0bM0a2x1Q5z0QmYVdJ2aLk1m ops@myproject\n",
+        &format!("    - {}\n", public.trim()),
+        1,
+    );
     // The roll waits this long per web server it takes out (the shipped 300 s).
     let ours = ours.replacen("\nload_balancer:\n", "\nload_balancer:\n  draining_timeout: 3s\n", 1);
     assert!(

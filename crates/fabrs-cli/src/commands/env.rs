@@ -60,6 +60,15 @@ pub(crate) fn resolve_secrets(env: &Environment, printer: &mut Printer) -> Optio
     }
 }
 
+/// What the file names but the account lacks: one line each, nothing changed.
+fn preflight_failed(lines: &[String], printer: &mut Printer) -> Outcome {
+    for l in lines {
+        printer.error(&format!("preflight: {l}"));
+    }
+    printer.info("Nothing was changed: make these first (README: \"Before create-env\"), or fix the environment file.");
+    Outcome::Failed
+}
+
 fn op_error(e: OpError) -> anyhow::Error {
     match e {
         OpError::Apply(a) => {
@@ -97,6 +106,10 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
             printer.detail(&format!("api calls: {ops_n} operations, {attempts} attempts"));
             r
         })?;
+    printer.detail(&format!(
+        "dependency depth: {} (the longest chain of changes that wait for one another)",
+        fabrs_plan::graph::depth(&plan)
+    ));
     let extras = rendered.review_extras(&plan, &inventory);
     let format = match args.format {
         Some(f) => f,
@@ -191,7 +204,10 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
     rt.block_on(async {
         let cloud = connect(global, &env).await?;
         let revision = saved.as_ref().and_then(|s| s.revision.clone()).or(revision);
-        let (plan, inventory, rendered) = ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), Some(&secrets)).await.map_err(op_error)?;
+        let (plan, inventory, rendered) = match ops::make_plan(&cloud, &env, &renderer, revision.as_ref(), Some(&secrets)).await {
+            Err(OpError::Preflight(lines)) => return Ok(preflight_failed(&lines, printer)),
+            r => r.map_err(op_error)?,
+        };
         ops::check_engine_version(&cloud, &env, &plan).await.map_err(op_error)?;
         if let Some(saved) = &saved {
             let now = fingerprint(&inventory);
@@ -207,13 +223,7 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
         // be written): what the file names but fabrs does not make. Read-only.
         if !plan.is_empty() {
             match ops::preflight(&cloud, &env, &inventory).await {
-                Err(OpError::Preflight(lines)) => {
-                    for l in &lines {
-                        printer.error(&format!("preflight: {l}"));
-                    }
-                    printer.info("Nothing was changed: make these first (README: \"Before create-env\"), or fix the environment file.");
-                    return Ok(Outcome::Failed);
-                }
+                Err(OpError::Preflight(lines)) => return Ok(preflight_failed(&lines, printer)),
                 r => r.map_err(op_error)?,
             }
         }

@@ -1,0 +1,147 @@
+//! The plan's dependency graph: what each created or updated resource needs
+//! to exist first, as AWS requires it (a load balancer names its security
+//! groups, a read replica its master, a group its launch and load balancer;
+//! a server reads the secrets' parameters and runs with its instance role
+//! from its first boot). The apply driver starts each change the moment
+//! what it needs is done; [`depth`] is the length of the longest chain, the
+//! fewest rounds of writes any driver could make. Pure.
+//!
+//! The app servers' launches need the cache server and the database: their
+//! user-data names those addresses (until they exist the launches are not
+//! fully known, and a create-env pass defers them to the next). Not edges:
+//! security group rules that name other groups (the driver creates groups
+//! bare and adds those rules once every group exists).
+
+use std::collections::BTreeMap;
+
+use fabrs_config::RoleKind;
+
+use crate::addr;
+use crate::plan::{Action, Change, Plan};
+use crate::resource::{Address, Kind, LaunchRef, LaunchSpec, Spec};
+
+/// What the launches need beyond their own spec.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The secrets' parameters (a server reads them at boot).
+    pub parameters: Vec<Address>,
+    /// The servers whose addresses the app servers' user-data names: the
+    /// cache server and the database instances.
+    pub servers: Vec<Address>,
+}
+
+/// What `spec` (at `address`) needs to exist before it is created or
+/// changed, whether or not the plan changes those.
+pub fn needs(address: &Address, spec: &Spec, cx: &Context) -> Vec<Address> {
+    let groups = |keys: &[String]| keys.iter().map(|g| addr::security_group(g)).collect::<Vec<_>>();
+    let launch = |l: &LaunchSpec| {
+        let mut out = groups(&l.security_groups);
+        if l.instance_profile.is_some() {
+            out.push(addr::instance_role(l.role));
+        }
+        out.extend(cx.parameters.iter().cloned());
+        if l.role != RoleKind::Cache {
+            out.extend(cx.servers.iter().cloned());
+        }
+        out
+    };
+    let mut out = match spec {
+        Spec::SecurityGroup(_)
+        | Spec::InstanceRole(_)
+        | Spec::Bucket(_)
+        | Spec::SsmParameter(_)
+        | Spec::DbSubnetGroup(_)
+        | Spec::DbParameterGroup(_) => Vec::new(),
+        Spec::LoadBalancer(lb) => groups(&lb.security_groups),
+        Spec::DbInstance(db) => {
+            let mut out = groups(&db.security_groups);
+            if db.replica_of.is_some() {
+                out.push(addr::db_master());
+            } else {
+                out.push(addr::db_subnet_group());
+                out.push(addr::db_parameter_group());
+            }
+            out
+        }
+        Spec::Instance(i) => {
+            let mut out = launch(&i.launch);
+            if i.load_balancer.is_some() {
+                out.push(addr::load_balancer());
+            }
+            out
+        }
+        Spec::LaunchConfiguration(lc) => launch(&lc.launch),
+        Spec::LaunchTemplate(lt) => launch(&lt.launch),
+        Spec::AutoScalingGroup(asg) => {
+            let mut out = vec![match &asg.launch {
+                LaunchRef::Configuration(_) => addr::launch_configuration(asg.role),
+                LaunchRef::Template { .. } => addr::launch_template(asg.role),
+            }];
+            if !asg.load_balancers.is_empty() {
+                out.push(addr::load_balancer());
+            }
+            out
+        }
+    };
+    out.retain(|a| a != address);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The plan's creates and updates, each with the indexes (into the
+/// returned list) of those it waits for: the dependencies the plan itself
+/// changes (what exists already is not waited for).
+pub fn edges(plan: &Plan) -> Vec<(&Change, Vec<usize>)> {
+    let writes: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::Delete).collect();
+    let index: BTreeMap<&Address, usize> = writes.iter().enumerate().map(|(i, c)| (&c.address, i)).collect();
+    let of = |pred: &dyn Fn(&Change) -> bool| -> Vec<Address> {
+        writes.iter().filter(|c| pred(c)).map(|c| c.address.clone()).collect()
+    };
+    let cx = Context {
+        parameters: of(&|c| c.address.kind == Kind::SsmParameter),
+        servers: of(&|c| match &c.desired {
+            Some(Spec::DbInstance(_)) => true,
+            Some(Spec::Instance(i)) => i.role == RoleKind::Cache,
+            _ => false,
+        }),
+    };
+    writes
+        .iter()
+        .map(|c| {
+            let deps = match &c.desired {
+                Some(spec) => needs(&c.address, spec, &cx)
+                    .iter()
+                    .filter_map(|a| index.get(a).copied())
+                    .collect(),
+                None => Vec::new(),
+            };
+            (*c, deps)
+        })
+        .collect()
+}
+
+/// The longest chain of the plan's creates and updates, counted in
+/// changes (0 for a plan without any): a driver that starts every change
+/// as soon as what it needs is done finishes in this many rounds.
+pub fn depth(plan: &Plan) -> usize {
+    let edges = edges(plan);
+    let mut memo: Vec<Option<usize>> = vec![None; edges.len()];
+    fn walk(i: usize, edges: &[(&Change, Vec<usize>)], memo: &mut [Option<usize>], on: &mut Vec<usize>) -> usize {
+        if let Some(d) = memo[i] {
+            return d;
+        }
+        if on.contains(&i) {
+            return 0; // a cycle is the planner's bug; never loop on it
+        }
+        on.push(i);
+        let d = 1 + edges[i].1.iter().map(|&j| walk(j, edges, memo, on)).max().unwrap_or(0);
+        on.pop();
+        memo[i] = Some(d);
+        d
+    }
+    (0..edges.len())
+        .map(|i| walk(i, &edges, &mut memo, &mut Vec::new()))
+        .max()
+        .unwrap_or(0)
+}
