@@ -71,15 +71,18 @@ lock = threading.Lock()
 checker = None
 stats = {"requests": 0, "throttled": 0, "errors": 0, "dropped": 0, "forwarded": 0, "denied": 0, "sickened": 0,
          "doubled": 0, "held_out_of_service": 0,
-         "violations": 0, "checked": 0, "operations": {}}
+         "violations": 0, "checked": 0, "operations": {}, "in_flight": 0}
 
 
-def record(key):
+def record(key, by=1):
     with lock:
-        stats[key] += 1
+        stats[key] += by
         if args.stats:
-            with open(args.stats, "w") as f:
+            # Whole or not at all: a reader never sees a half-written file.
+            tmp = f"{args.stats}.{threading.get_ident()}.tmp"
+            with open(tmp, "w") as f:
                 json.dump(stats, f)
+            os.replace(tmp, args.stats)
 
 
 def pick():
@@ -122,14 +125,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.flush_headers()
 
     def handle_any(self):
-        if args.trace:
-            start = time.monotonic()
-            try:
+        # in_flight: requests taken and not yet answered (a client killed
+        # mid-call leaves its calls to finish here, as they would on AWS).
+        record("in_flight")
+        try:
+            if args.trace:
+                start = time.monotonic()
+                try:
+                    self.handle_request()
+                finally:
+                    trace(start, self.traced_op)
+            else:
                 self.handle_request()
-            finally:
-                trace(start, self.traced_op)
-        else:
-            self.handle_request()
+        finally:
+            record("in_flight", -1)
 
     def handle_request(self):
         self.traced_op = None

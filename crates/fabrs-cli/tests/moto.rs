@@ -832,13 +832,20 @@ fn killed_create_env_reruns_to_the_same_result_without_duplicates_or_orphans() {
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         assert_eq!(status.code(), None, "killed by the signal, not finished");
+        // What the killed run had sent finishes at the proxy (with its
+        // create-time tags, as AWS applies them with the create) before
+        // anyone looks: on AWS an accepted call does not stop with its client.
+        while proxy.stats()["in_flight"].as_u64().unwrap_or(0) > 0 {
+            std::thread::sleep(Duration::from_millis(10)); // polling the proxy's count
+        }
         // The kill landed mid-run: something was made, not everything.
         let pending = fabrs(&moto.url(), &["plan", "staging", "--detailed-exitcode"]);
         assert_eq!(
             pending.status.code(),
             Some(2),
-            "killed after {kill_after_writes} writes: {}",
-            String::from_utf8_lossy(&pending.stdout)
+            "killed after {kill_after_writes} writes: {}{}",
+            String::from_utf8_lossy(&pending.stdout),
+            String::from_utf8_lossy(&pending.stderr)
         );
         let rerun = fabrs(&moto.url(), &["create-env", "staging", "--yes"]);
         assert_eq!(

@@ -793,7 +793,7 @@ async fn image_parameters_resolve_at_plan_time_and_a_fixed_server_keeps_its_imag
     );
     let review = fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory));
     assert!(
-        review.contains(&format!("web: {DEBIAN_12_AMI} (from {DEBIAN_12})")),
+        review.contains(&format!("web, worker, cache: {DEBIAN_12_AMI} (from {DEBIAN_12})")),
         "{review}"
     );
 

@@ -26,6 +26,7 @@ pub struct Resolved {
 pub fn resolve(env: &Environment, inventory: &Inventory) -> Result<Resolved, Vec<String>> {
     let mut out = env.clone();
     let mut notes = Vec::new();
+    let mut following: std::collections::BTreeMap<(String, String), Vec<&'static str>> = Default::default();
     let mut missing: std::collections::BTreeMap<String, Vec<&'static str>> = Default::default();
     for (kind, role) in out.roles.iter_mut() {
         let Some(name) = role.ami.parameter().map(str::to_string) else {
@@ -47,12 +48,22 @@ pub fn resolve(env: &Environment, inventory: &Inventory) -> Result<Resolved, Vec
                 running
             }
             _ => {
-                notes.push(format!("{kind}: {resolved} (from {name})"));
+                following
+                    .entry((resolved.clone(), name))
+                    .or_default()
+                    .push(kind.as_str());
                 resolved.clone()
             }
         };
         role.ami = Ami::Id(image);
     }
+    // One line per image: `web, worker, cache: ami-… (from /aws/…)`.
+    notes.splice(
+        0..0,
+        following
+            .into_iter()
+            .map(|((id, name), roles)| format!("{}: {id} (from {name})", roles.join(", "))),
+    );
     if let Some(name) = out.ami.parameter()
         && let Some(resolved) = inventory.image_parameters.get(name)
     {
