@@ -11,7 +11,8 @@ longest chain ending at each call (interval scheduling). With injected
 latency L (fault_proxy --latency-ms) every call lasts at least L, so calls
 sent together are not mistaken for a chain.
 
-  series.py TRACE   prints: calls <n> series <k>
+  series.py TRACE           prints: calls <n> series <k>
+  series.py TRACE --chain   also the longest chain's calls, one a line
 """
 import bisect
 import json
@@ -21,12 +22,22 @@ calls = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 calls.sort(key=lambda c: c["end"])
 ends = [c["end"] for c in calls]
 best = []  # best[i]: the longest chain ending with calls[i]
-prefix_max = []
-for c in calls:
+prev = []  # prev[i]: the call before calls[i] in that chain
+prefix_max = []  # prefix_max[i]: index of the longest chain among calls[..=i]
+for i, c in enumerate(calls):
     # Calls answered before this one started (a small tolerance for the
     # clock reads on either side of the same moment).
     j = bisect.bisect_right(ends, c["start"] + 1e-6)
-    longest_before = prefix_max[j - 1] if j > 0 else 0
-    best.append(longest_before + 1)
-    prefix_max.append(max(prefix_max[-1], best[-1]) if prefix_max else best[-1])
+    before = prefix_max[j - 1] if j > 0 else None
+    best.append((best[before] if before is not None else 0) + 1)
+    prev.append(before)
+    prefix_max.append(i if not prefix_max or best[i] > best[prefix_max[-1]] else prefix_max[-1])
 print(f"calls {len(calls)} series {max(best) if best else 0}")
+if "--chain" in sys.argv[2:] and calls:
+    chain, i = [], prefix_max[-1]
+    while i is not None:
+        chain.append(calls[i])
+        i = prev[i]
+    t0 = min(c["start"] for c in calls)
+    for c in reversed(chain):
+        print(f"  {c['start'] - t0:8.3f}s  {c.get('op')}")

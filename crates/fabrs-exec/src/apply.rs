@@ -142,6 +142,11 @@ pub enum Event {
 pub struct ApplyReport {
     pub applied: Vec<(Address, Action)>,
     pub deferred: Vec<Address>,
+    /// What was created or updated, as the cloud answered (and, for
+    /// instances and databases, as the wait saw them running): with the
+    /// deletions of `applied`, how the account changed. `ops::converge`
+    /// carries its inventory forward with it instead of discovering again.
+    pub made: BTreeMap<Address, Observed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +322,7 @@ pub async fn apply<C: Cloud>(
                     match r {
                         Err(e) => failures.push((change.address.clone(), e)),
                         Ok(o) => {
+                            made.insert(change.address.clone(), o.clone());
                             events(Event::Finished {
                                 address: change.address.clone(),
                                 action: Action::Update,
@@ -412,6 +418,7 @@ pub async fn apply<C: Cloud>(
         }
     }
     report.deferred = deferred.into_iter().collect();
+    report.made = made;
     Ok(report)
 }
 

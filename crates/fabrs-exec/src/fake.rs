@@ -40,6 +40,8 @@ struct FakeState {
     /// What the account has that fabrs does not make (`preflight`): AMIs,
     /// key pairs, certificate ARNs. A new fake account has none of them.
     preexisting: BTreeSet<Precondition>,
+    /// How many times `discover` was called.
+    discoveries: usize,
     /// SSM parameters naming AMIs beyond [`PUBLIC_IMAGE_PARAMETERS`], or
     /// moving one of those to a new image (`publish_image`).
     image_parameters: BTreeMap<String, String>,
@@ -108,6 +110,10 @@ impl FakeCloud {
         let keys: Vec<&str> = p.key_pair.iter().map(String::as_str).collect();
         let certs: Vec<&str> = p.certificates.keys().map(String::as_str).collect();
         self.account_has(&images, &keys, &certs);
+    }
+    /// How many times the account was discovered so far.
+    pub fn discoveries(&self) -> usize {
+        self.state.lock().unwrap().discoveries
     }
     /// Every create of `kind` waits, from now until [`FakeCloud::release`].
     pub fn hold(&self, kind: Kind) {
@@ -272,7 +278,8 @@ impl FakeCloud {
 
 impl Cloud for FakeCloud {
     async fn discover(&self, scope: &Scope) -> Result<Inventory, CloudError> {
-        let s = self.state.lock().unwrap();
+        let mut s = self.state.lock().unwrap();
+        s.discoveries += 1;
         let mut inv = Inventory::default();
         for name in &scope.image_parameters {
             let public = PUBLIC_IMAGE_PARAMETERS

@@ -262,10 +262,18 @@ pub async fn converge<C: Cloud>(
 ) -> Result<Vec<ApplyReport>, OpError> {
     let mut reports = Vec::new();
     let mut next = first;
+    // One discovery per command: each later pass plans against the
+    // inventory the last one left, carried forward with what apply made.
+    let mut carried: Option<Inventory> = None;
     for _pass in 0..4 {
-        let (p, inventory, rendered) = match next.take() {
-            Some(x) => x,
-            None => make_plan(cloud, env, renderer, revision, Some(secrets)).await?,
+        let (p, inventory, rendered) = match (next.take(), carried.take()) {
+            (Some(x), _) => x,
+            (None, Some(inventory)) => {
+                let revision = revision.cloned().or_else(|| current_revision(&inventory));
+                let (p, rendered) = plan_from(env, renderer, &inventory, revision.as_ref(), Some(secrets))?;
+                (p, inventory, rendered)
+            }
+            (None, None) => make_plan(cloud, env, renderer, revision, Some(secrets)).await?,
         };
         if !p.conflicts.is_empty() {
             return Err(OpError::Conflicts(
@@ -285,6 +293,7 @@ pub async fn converge<C: Cloud>(
         opts.draining = env.load_balancer.draining_timeout;
         opts.secrets = secrets.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let report = apply(cloud, &p, &inventory, &opts, events).await?;
+        carried = Some(carry(inventory, &report));
         let progressed = !report.applied.is_empty();
         reports.push(report);
         if !progressed {
@@ -294,6 +303,25 @@ pub async fn converge<C: Cloud>(
         }
     }
     Err(OpError::Other("the environment did not converge after 4 passes".into()))
+}
+
+/// The inventory after an apply: what it created or updated as the cloud
+/// answered (instances and databases as the wait saw them running, with
+/// their addresses and endpoints), what it deleted gone. What the next
+/// converge pass plans against instead of discovering the account again.
+pub fn carry(mut inventory: Inventory, report: &ApplyReport) -> Inventory {
+    for (address, action) in &report.applied {
+        if *action == Action::Delete {
+            inventory.resources.remove(address);
+        }
+    }
+    for (address, o) in &report.made {
+        if let Spec::LaunchConfiguration(lc) = &o.spec {
+            inventory.launch_configurations.insert(lc.name.clone(), lc.clone());
+        }
+        inventory.resources.insert(address.clone(), o.clone());
+    }
+    inventory
 }
 
 /// What the environment file names that fabrs does not make: the AMI of

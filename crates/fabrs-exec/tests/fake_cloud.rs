@@ -939,3 +939,27 @@ async fn the_dependency_depth_of_staging() {
         fabrs_plan::review::concise(&plan)
     );
 }
+
+/// One discovery per command (issue 11): create-env of an empty account
+/// takes two passes (the app servers' user-data waits for the cache server
+/// and the database), and the second plans against the inventory the first
+/// left, carried forward with what apply made, not a new discovery. What it
+/// carried is what is there: a fresh plan afterwards has nothing to do.
+#[tokio::test]
+async fn create_env_discovers_the_account_once() {
+    let env = env("staging");
+    let cloud = FakeCloud::new();
+    let reports = converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
+    assert_eq!(reports.len(), 2, "two passes");
+    assert_eq!(cloud.discoveries(), 1, "discovered once for {} passes", reports.len());
+    let (plan, _, _) = make_plan(
+        &cloud,
+        &env,
+        &Renderer::new(&root()).unwrap(),
+        Some(&rev("3f9c2e1")),
+        Some(&secrets()),
+    )
+    .await
+    .unwrap();
+    assert!(plan.is_empty(), "{}", fabrs_plan::review::concise(&plan));
+}
