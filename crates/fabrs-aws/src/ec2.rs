@@ -206,7 +206,26 @@ pub(crate) async fn create_sg(
         .send()
         .await;
     let id = match created {
-        Ok(o) => o.group_id().unwrap_or_default().to_string(),
+        Ok(o) => {
+            // A new group: no ingress yet, the tags as sent. Its rules naming
+            // groups not made yet wait for update() (the executor makes every
+            // group first); the others go on now. No read-back.
+            let id = o.group_id().unwrap_or_default().to_string();
+            let mut ctx2 = ctx.clone();
+            ctx2.ids.insert(addr::security_group(&s.key), id.clone());
+            sync_rules(c, &id, &BTreeSet::new(), &s.ingress, &ctx2, true, &res).await?;
+            let mut made = s.clone();
+            made.ingress.retain(|r| match &r.source {
+                RuleSource::Group(g) => util::group_id(&ctx2, g, "", "").is_ok(),
+                _ => true,
+            });
+            return Ok(Observed {
+                address: address.clone(),
+                id,
+                spec: Spec::SecurityGroup(made),
+                status: Status::default(),
+            });
+        }
         Err(e) => {
             let e = err::sdk("CreateSecurityGroup", &res, e);
             if e.kind != ErrorKind::AlreadyExists {

@@ -413,7 +413,22 @@ impl Cloud for AwsCloud {
             Spec::DbParameterGroup(s) => rds::create_parameter_group(self, address, s).await?,
             Spec::DbInstance(s) => rds::create_db(self, address, s, ctx, &gmap).await?,
         };
-        self.read_existing("create", address, &id, spec, &gmap).await
+        // No read-back: the call succeeded, so the resource is the spec it
+        // was made from (launch templates start at version 1). Instances and
+        // databases are waited for next, which reads their status.
+        let state = match spec {
+            Spec::LaunchTemplate(_) => "version 1".to_string(),
+            _ => String::new(),
+        };
+        Ok(Observed {
+            address: address.clone(),
+            id,
+            spec: spec.clone(),
+            status: fabrs_plan::resource::Status {
+                state,
+                ..Default::default()
+            },
+        })
     }
 
     async fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
@@ -522,14 +537,22 @@ impl Cloud for AwsCloud {
             if gone { "to be deleted" } else { "to be ready" }
         );
         let start = Instant::now();
+        let cap = backoff_cap(current.address.kind);
         let mut delay = Duration::from_secs(1);
+        // How long the last look was after the one before: the most a change
+        // of state can have gone unnoticed.
+        let mut lag = Duration::ZERO;
         loop {
             let (done, state, obs) = self.poll(current, gone).await?;
             let elapsed = start.elapsed().as_secs();
-            progress(&format!("waiting for {what}: {state} ({elapsed}s)"));
             if done {
+                progress(&format!(
+                    "{what}: {state} after {elapsed}s (noticed within {:.1}s)",
+                    lag.as_secs_f64()
+                ));
                 return Ok(obs);
             }
+            progress(&format!("waiting for {what}: {state} ({elapsed}s)"));
             if start.elapsed() + delay > timeout {
                 return Err(CloudError::new(
                     ErrorKind::Timeout,
@@ -542,9 +565,24 @@ impl Cloud for AwsCloud {
                     ),
                 ));
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            // ±20 %: waits started together do not poll in step.
+            let jittered = delay.mul_f64(0.8 + 0.4 * fastrand::f64());
+            tokio::time::sleep(jittered).await;
+            lag = jittered;
+            delay = (delay * 2).min(cap);
         }
+    }
+}
+
+/// The longest pause between two looks of a wait: the first look is at once
+/// after the action, then 1 s, doubling up to this. An instance runs and a
+/// group or load balancer settles in seconds to tens of seconds; RDS takes 5
+/// to 20 minutes, where looking every few seconds only spends API calls.
+fn backoff_cap(kind: Kind) -> Duration {
+    match kind {
+        Kind::DbInstance => Duration::from_secs(30),
+        Kind::Instance | Kind::AutoScalingGroup | Kind::LoadBalancer => Duration::from_secs(5),
+        _ => Duration::from_secs(10),
     }
 }
 
