@@ -420,10 +420,20 @@ impl Cloud for AwsCloud {
             Spec::LaunchTemplate(_) => "version 1".to_string(),
             _ => String::new(),
         };
+        let mut made = spec.clone();
+        // A group made before its configuration's name was known was given
+        // the one just made (`asg::lc_name`).
+        if let Spec::AutoScalingGroup(s) = &mut made
+            && let fabrs_plan::resource::LaunchRef::Configuration(n) = &mut s.launch
+            && n.is_empty()
+            && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(s.role))
+        {
+            n.clone_from(made_lc);
+        }
         Ok(Observed {
             address: address.clone(),
             id,
-            spec: spec.clone(),
+            spec: made,
             status: fabrs_plan::resource::Status {
                 state,
                 ..Default::default()
@@ -545,14 +555,14 @@ impl Cloud for AwsCloud {
         loop {
             let (done, state, obs) = self.poll(current, gone).await?;
             let elapsed = start.elapsed().as_secs();
+            progress(&format!("waiting for {what}: {state} ({elapsed}s)"));
             if done {
                 progress(&format!(
-                    "{what}: {state} after {elapsed}s (noticed within {:.1}s)",
+                    "{what}: {state} after {elapsed}s (noticed within {:.1}s of the change)",
                     lag.as_secs_f64()
                 ));
                 return Ok(obs);
             }
-            progress(&format!("waiting for {what}: {state} ({elapsed}s)"));
             if start.elapsed() + delay > timeout {
                 return Err(CloudError::new(
                     ErrorKind::Timeout,
