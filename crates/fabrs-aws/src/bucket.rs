@@ -245,89 +245,106 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
 
 async fn configure(c: &AwsCloud, cur: Option<&BucketSpec>, s: &BucketSpec) -> Result<(), CloudError> {
     let r = res(&s.name);
-    if cur.is_none_or(|c| c.block_public_access != s.block_public_access) {
-        let on = s.block_public_access;
-        c.s3.put_public_access_block()
-            .bucket(&s.name)
-            .public_access_block_configuration(
-                PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(on)
-                    .ignore_public_acls(on)
-                    .block_public_policy(on)
-                    .restrict_public_buckets(on)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| err::sdk("PutPublicAccessBlock", &r, e))?;
-    }
-    if cur.is_none_or(|c| c.encryption != s.encryption) && !s.encryption.is_empty() {
-        c.s3.put_bucket_encryption()
-            .bucket(&s.name)
-            .server_side_encryption_configuration(
-                ServerSideEncryptionConfiguration::builder()
-                    .rules(
-                        ServerSideEncryptionRule::builder()
-                            .apply_server_side_encryption_by_default(
-                                ServerSideEncryptionByDefault::builder()
-                                    .sse_algorithm(ServerSideEncryption::from(s.encryption.as_str()))
-                                    .build()
-                                    .map_err(|e| err::other("PutBucketEncryption", &r, e.to_string()))?,
-                            )
-                            .build(),
-                    )
-                    .build()
-                    .map_err(|e| err::other("PutBucketEncryption", &r, e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| err::sdk("PutBucketEncryption", &r, e))?;
-    }
-    if cur.is_some_and(|c| c.object_ownership != s.object_ownership) {
-        c.s3.put_bucket_ownership_controls()
-            .bucket(&s.name)
-            .ownership_controls(
-                OwnershipControls::builder()
-                    .rules(
-                        OwnershipControlsRule::builder()
-                            .object_ownership(ObjectOwnership::from(s.object_ownership.as_str()))
-                            .build()
-                            .map_err(|e| err::other("PutBucketOwnershipControls", &r, e.to_string()))?,
-                    )
-                    .build()
-                    .map_err(|e| err::other("PutBucketOwnershipControls", &r, e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| err::sdk("PutBucketOwnershipControls", &r, e))?;
-    }
+    // Each setting is its own call, independent of the others: all at once.
+    let public_access = async {
+        if cur.is_none_or(|c| c.block_public_access != s.block_public_access) {
+            let on = s.block_public_access;
+            c.s3.put_public_access_block()
+                .bucket(&s.name)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(on)
+                        .ignore_public_acls(on)
+                        .block_public_policy(on)
+                        .restrict_public_buckets(on)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| err::sdk("PutPublicAccessBlock", &r, e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
+    let encryption = async {
+        if cur.is_none_or(|c| c.encryption != s.encryption) && !s.encryption.is_empty() {
+            c.s3.put_bucket_encryption()
+                .bucket(&s.name)
+                .server_side_encryption_configuration(
+                    ServerSideEncryptionConfiguration::builder()
+                        .rules(
+                            ServerSideEncryptionRule::builder()
+                                .apply_server_side_encryption_by_default(
+                                    ServerSideEncryptionByDefault::builder()
+                                        .sse_algorithm(ServerSideEncryption::from(s.encryption.as_str()))
+                                        .build()
+                                        .map_err(|e| err::other("PutBucketEncryption", &r, e.to_string()))?,
+                                )
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|e| err::other("PutBucketEncryption", &r, e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| err::sdk("PutBucketEncryption", &r, e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
+    let ownership = async {
+        if cur.is_some_and(|c| c.object_ownership != s.object_ownership) {
+            c.s3.put_bucket_ownership_controls()
+                .bucket(&s.name)
+                .ownership_controls(
+                    OwnershipControls::builder()
+                        .rules(
+                            OwnershipControlsRule::builder()
+                                .object_ownership(ObjectOwnership::from(s.object_ownership.as_str()))
+                                .build()
+                                .map_err(|e| err::other("PutBucketOwnershipControls", &r, e.to_string()))?,
+                        )
+                        .build()
+                        .map_err(|e| err::other("PutBucketOwnershipControls", &r, e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| err::sdk("PutBucketOwnershipControls", &r, e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
     // Never suspended on a bucket that was created unversioned (nothing to do).
-    if cur.map_or(s.versioned, |c| c.versioned != s.versioned) {
-        let status = if s.versioned {
-            BucketVersioningStatus::Enabled
-        } else {
-            BucketVersioningStatus::Suspended
-        };
-        c.s3.put_bucket_versioning()
-            .bucket(&s.name)
-            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
-            .send()
-            .await
-            .map_err(|e| err::sdk("PutBucketVersioning", &r, e))?;
-    }
-    if cur.is_none_or(|c| c.tags != s.tags) {
-        c.s3.put_bucket_tagging()
-            .bucket(&s.name)
-            .tagging(
-                Tagging::builder()
-                    .set_tag_set(Some(s3_tags(&s.tags)?))
-                    .build()
-                    .map_err(|e| err::other("PutBucketTagging", &r, e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| err::sdk("PutBucketTagging", &r, e))?;
-    }
+    let versioning = async {
+        if cur.map_or(s.versioned, |c| c.versioned != s.versioned) {
+            let status = if s.versioned {
+                BucketVersioningStatus::Enabled
+            } else {
+                BucketVersioningStatus::Suspended
+            };
+            c.s3.put_bucket_versioning()
+                .bucket(&s.name)
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .map_err(|e| err::sdk("PutBucketVersioning", &r, e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
+    let tagging = async {
+        if cur.is_none_or(|c| c.tags != s.tags) {
+            c.s3.put_bucket_tagging()
+                .bucket(&s.name)
+                .tagging(
+                    Tagging::builder()
+                        .set_tag_set(Some(s3_tags(&s.tags)?))
+                        .build()
+                        .map_err(|e| err::other("PutBucketTagging", &r, e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| err::sdk("PutBucketTagging", &r, e))?;
+        }
+        Ok::<(), CloudError>(())
+    };
+    futures::try_join!(public_access, encryption, ownership, versioning, tagging)?;
     Ok(())
 }
 

@@ -216,23 +216,28 @@ async fn set_tls_policies(
     c: &AwsCloud,
     name: &str,
     policies: &BTreeMap<u16, String>,
+    fresh: bool,
     res: &str,
 ) -> Result<(), CloudError> {
     if policies.is_empty() {
         return Ok(());
     }
     let wanted: BTreeSet<&String> = policies.values().collect();
-    let existing: BTreeSet<String> = c
-        .elb
-        .describe_load_balancer_policies()
-        .load_balancer_name(name)
-        .send()
-        .await
-        .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", res, e))?
-        .policy_descriptions()
-        .iter()
-        .filter_map(|p| p.policy_name().map(str::to_string))
-        .collect();
+    // A load balancer this call made has no policies of its own yet.
+    let existing: BTreeSet<String> = if fresh {
+        BTreeSet::new()
+    } else {
+        c.elb
+            .describe_load_balancer_policies()
+            .load_balancer_name(name)
+            .send()
+            .await
+            .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", res, e))?
+            .policy_descriptions()
+            .iter()
+            .filter_map(|p| p.policy_name().map(str::to_string))
+            .collect()
+    };
     for reference in wanted {
         let policy = tls_policy_name(reference);
         if existing.contains(&policy) {
@@ -460,28 +465,40 @@ pub(crate) async fn create_lb(
     } else {
         req = req.set_subnets(Some(s.subnets.clone()));
     }
-    match req.send().await.map_err(|e| err::sdk("CreateLoadBalancer", &res, e)) {
-        Ok(_) => {}
+    let fresh = match req.send().await.map_err(|e| err::sdk("CreateLoadBalancer", &res, e)) {
+        Ok(_) => true,
         // Made since the look above (a killed run's call in flight): ours
         // by its tags, it is configured below like a new one.
-        Err(er) if er.kind == ErrorKind::AlreadyExists => ours_or_refused(c, s, &res).await?,
+        Err(er) if er.kind == ErrorKind::AlreadyExists => {
+            ours_or_refused(c, s, &res).await?;
+            false
+        }
         Err(er) => return Err(er),
-    }
-    c.elb
-        .configure_health_check()
-        .load_balancer_name(&s.name)
-        .health_check(health_check(&s.health_check, &res)?)
-        .send()
-        .await
-        .map_err(|e| err::sdk("ConfigureHealthCheck", &res, e))?;
-    c.elb
-        .modify_load_balancer_attributes()
-        .load_balancer_name(&s.name)
-        .load_balancer_attributes(attributes(s, &res)?)
-        .send()
-        .await
-        .map_err(|e| err::sdk("ModifyLoadBalancerAttributes", &res, e))?;
-    set_tls_policies(c, &s.name, &s.tls_policies, &res).await?;
+    };
+    // Health check, attributes and TLS policies are independent: at once.
+    let hc = health_check(&s.health_check, &res)?;
+    let attrs = attributes(s, &res)?;
+    futures::try_join!(
+        async {
+            c.elb
+                .configure_health_check()
+                .load_balancer_name(&s.name)
+                .health_check(hc)
+                .send()
+                .await
+                .map_err(|e| err::sdk("ConfigureHealthCheck", &res, e))
+        },
+        async {
+            c.elb
+                .modify_load_balancer_attributes()
+                .load_balancer_name(&s.name)
+                .load_balancer_attributes(attrs)
+                .send()
+                .await
+                .map_err(|e| err::sdk("ModifyLoadBalancerAttributes", &res, e))
+        },
+        set_tls_policies(c, &s.name, &s.tls_policies, fresh, &res),
+    )?;
     Ok(s.name.clone())
 }
 
@@ -565,7 +582,7 @@ pub(crate) async fn update_lb(
             .filter(|(port, r)| cur_tls.get(port) != Some(r))
             .map(|(p, r)| (*p, r.clone()))
             .collect();
-        set_tls_policies(c, &des.name, &changed, &res).await?;
+        set_tls_policies(c, &des.name, &changed, false, &res).await?;
     }
     if cur.cross_zone != des.cross_zone
         || cur.idle_timeout_secs != des.idle_timeout_secs

@@ -218,6 +218,15 @@ async fn put_policy(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudError
 /// Make the instance profile (tagged) if it is missing and put the role in
 /// it; a profile of that name that is not this environment's is refused.
 async fn ensure_profile(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudError> {
+    if !make_profile(c, s).await? {
+        add_role(c, s).await?;
+    }
+    Ok(())
+}
+
+/// The instance profile, made (or, made by an earlier run, proven ours);
+/// whether it already holds the role.
+async fn make_profile(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<bool, CloudError> {
     let res = format!("instance profile {}", s.name);
     let (p, e) = util::owner_of(&s.tags);
     let created = c
@@ -247,7 +256,13 @@ async fn ensure_profile(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudE
         }
         Err(er) => return Err(er),
     };
-    if !holds {
+    Ok(holds)
+}
+
+/// The role into its profile (IAM: one role per profile).
+async fn add_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudError> {
+    let res = format!("instance profile {}", s.name);
+    {
         let added = c
             .iam
             .add_role_to_instance_profile()
@@ -278,17 +293,20 @@ async fn ensure_profile(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<(), CloudE
 /// role of this environment is kept, a foreign one refused.
 pub(crate) async fn create_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<String, CloudError> {
     let res = format!("IAM role {}", s.name);
-    let created = c
-        .iam
-        .create_role()
-        .role_name(&s.name)
-        .path(&s.path)
-        .assume_role_policy_document(TRUST_POLICY)
-        .description(format!("The {} servers' instance role (made by fabrs)", s.role))
-        .set_tags(Some(iam_tags(&s.tags)?))
-        .send()
-        .await
-        .map_err(|e| err::sdk("CreateRole", &res, e));
+    // The role and its profile are independent: made at once.
+    let (created, holds) = futures::join!(
+        c.iam
+            .create_role()
+            .role_name(&s.name)
+            .path(&s.path)
+            .assume_role_policy_document(TRUST_POLICY)
+            .description(format!("The {} servers' instance role (made by fabrs)", s.role))
+            .set_tags(Some(iam_tags(&s.tags)?))
+            .send(),
+        make_profile(c, s)
+    );
+    let created = created.map_err(|e| err::sdk("CreateRole", &res, e));
+    let holds = holds?;
     match created {
         Ok(_) => {}
         Err(er) if er.kind == ErrorKind::AlreadyExists => {
@@ -303,8 +321,11 @@ pub(crate) async fn create_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<St
         }
         Err(er) => return Err(er),
     }
-    put_policy(c, s).await?;
-    ensure_profile(c, s).await?;
+    // The policy needs the role, adding it to the profile needs both: in
+    // two rounds.
+    futures::try_join!(put_policy(c, s), async {
+        if !holds { add_role(c, s).await } else { Ok(()) }
+    })?;
     Ok(s.name.clone())
 }
 

@@ -476,8 +476,20 @@ impl Cloud for AwsCloud {
                 ));
             }
         }
-        self.read_existing("update", &current.address, &current.id, desired, &gmap)
-            .await
+        // A launch template's update is a new version: read back for its
+        // number (what deploy points the group at). Everything else is the
+        // spec it was updated to; instances and databases are waited for next.
+        if matches!(desired, Spec::LaunchTemplate(_)) {
+            return self
+                .read_existing("update", &current.address, &current.id, desired, &gmap)
+                .await;
+        }
+        Ok(Observed {
+            address: current.address.clone(),
+            id: current.id.clone(),
+            spec: desired.clone(),
+            status: current.status.clone(),
+        })
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {

@@ -45,7 +45,13 @@ async fn image(c: &AwsCloud, id: &str) -> Result<Option<Missing>, CloudError> {
             // Not visible to this account: not there, or not shared with it.
             None => Some(Missing::new(what, DOES_NOT_EXIST)),
             Some(i) => match i.state() {
-                None | Some(ImageState::Available) => None,
+                None | Some(ImageState::Available) => {
+                    // The launches need its root device: no second look.
+                    if let Some(dev) = i.root_device_name() {
+                        c.root_devices.lock().unwrap().insert(id.to_string(), dev.to_string());
+                    }
+                    None
+                }
                 Some(s) => Some(Missing::new(what, format!("is {}, not available", s.as_str()))),
             },
         }),

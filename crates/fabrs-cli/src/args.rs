@@ -162,8 +162,8 @@ pub struct CreateEnvArgs {
     /// Revision the servers' user-data installs (default: the one running now, else none)
     #[arg(long)]
     pub revision: Option<String>,
-    /// Changes run at once
-    #[arg(long, default_value_t = 4)]
+    /// Changes run at once per AWS service (EC2, ELB, RDS, IAM, S3, SSM, Auto Scaling)
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Longest wait for an instance
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
@@ -189,8 +189,8 @@ pub struct DestroyEnvArgs {
     /// Destroy without asking
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Changes run at once
-    #[arg(long, default_value_t = 4)]
+    /// Changes run at once per AWS service (EC2, ELB, RDS, IAM, S3, SSM, Auto Scaling)
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Delete the database master without a final snapshot (by default one is
     /// taken, named `<identifier>-final-<time>`)

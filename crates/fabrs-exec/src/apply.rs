@@ -40,7 +40,7 @@ const STEPS: usize = 7;
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
-    /// Changes run at once within a step of the dependency order.
+    /// Changes run at once per AWS service (`service`).
     pub concurrency: usize,
     /// Longest wait for an instance to run or a resource to go away.
     pub instance_timeout: Duration,
@@ -102,7 +102,9 @@ impl std::fmt::Debug for Sleeper {
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            concurrency: 4,
+            // Per service: the seven security groups of an environment at
+            // once, well inside EC2's request-rate budget for mutating calls.
+            concurrency: 8,
             instance_timeout: Duration::from_secs(600),
             database_timeout: Duration::from_secs(2400),
             db_password: None,

@@ -208,7 +208,14 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
             Err(OpError::Preflight(lines)) => return Ok(preflight_failed(&lines, printer)),
             r => r.map_err(op_error)?,
         };
-        ops::check_engine_version(&cloud, &env, &plan).await.map_err(op_error)?;
+        // Two read-only checks, at once: the database engine version RDS
+        // offers (when the plan makes or changes the master), and, before the
+        // first write (and for --dry-run, which shows what would be written),
+        // what the file names but fabrs does not make.
+        let (engine, preflight) = tokio::join!(ops::check_engine_version(&cloud, &env, &plan), async {
+            if plan.is_empty() { Ok(()) } else { ops::preflight(&cloud, &env, &inventory).await }
+        });
+        engine.map_err(op_error)?;
         if let Some(saved) = &saved {
             let now = fingerprint(&inventory);
             if now != saved.plan.inventory_fingerprint {
@@ -219,13 +226,9 @@ pub fn create(global: &GlobalArgs, args: &CreateEnvArgs, printer: &mut Printer) 
                 );
             }
         }
-        // Before the first write (and for --dry-run, which shows what would
-        // be written): what the file names but fabrs does not make. Read-only.
-        if !plan.is_empty() {
-            match ops::preflight(&cloud, &env, &inventory).await {
-                Err(OpError::Preflight(lines)) => return Ok(preflight_failed(&lines, printer)),
-                r => r.map_err(op_error)?,
-            }
+        match preflight {
+            Err(OpError::Preflight(lines)) => return Ok(preflight_failed(&lines, printer)),
+            r => r.map_err(op_error)?,
         }
         printer.data(&fabrs_plan::review::human(&plan, &rendered.review_extras(&plan, &inventory)));
         if !plan.conflicts.is_empty() {
