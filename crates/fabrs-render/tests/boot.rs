@@ -194,6 +194,7 @@ impl BootPeer {
             harness: text(&out),
             status: read("status"),
             failed_units: read("failed-units"),
+            failed_why: read("failed-why"),
             output_log: read("cloud-init-output.log"),
             seconds: read("boot-seconds").trim().parse().unwrap_or(0),
         }
@@ -231,6 +232,8 @@ struct Booted {
     harness: String,
     status: String,
     failed_units: String,
+    /// Each failed unit's journal (the harness's `failed-why`).
+    failed_why: String,
     output_log: String,
     seconds: u64,
 }
@@ -238,10 +241,11 @@ struct Booted {
 impl Booted {
     fn report(&self) -> String {
         format!(
-            "--- harness\n{}\n--- cloud-init status --long\n{}\n--- failed units\n{}\n--- cloud-init-output.log (tail)\n{}",
+            "--- harness\n{}\n--- cloud-init status --long\n{}\n--- failed units\n{}\n{}\n--- cloud-init-output.log (tail)\n{}",
             self.harness,
             self.status,
             self.failed_units,
+            self.failed_why,
             tail(&self.output_log, 60)
         )
     }
