@@ -163,24 +163,32 @@ fn a_missing_ami_key_pair_or_certificate_stops_create_env_before_any_write() {
     ];
     for (what, edits, expected) in cases {
         let (dir, _) = project("environments/staging.yaml", "staging", &edits);
-        let proxy = counting_proxy(&moto, dir.path());
-        let out = create_env(&proxy.url(), dir.path(), "staging", &["--yes"]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(1), "{what}: {text}");
-        assert_eq!(preflight_lines(&out), expected, "{what}: {text}");
-        assert!(text.contains("Nothing was changed"), "{what}: {text}");
-        let ops = operations(&proxy);
+        let ops = refused_before_any_write(&moto, dir.path(), what, &expected);
         assert!(
             count(&ops, "ec2.DescribeImages") >= 1,
             "{what}: the preflight went through the proxy: {ops:?}"
         );
-        assert_eq!(writes(&ops), vec![], "{what}: no write call at all: {ops:?}");
-        nothing_of(&moto, "myproject");
     }
+}
+
+/// create-env of the project in `dir` stops with exactly `expected` as its
+/// preflight lines, exit 1, no write call at the proxy and nothing made; the
+/// operations the proxy saw.
+fn refused_before_any_write(moto: &Moto, dir: &Path, what: &str, expected: &[String]) -> Vec<(String, u64)> {
+    let proxy = counting_proxy(moto, dir);
+    let out = create_env(&proxy.url(), dir, "staging", &["--yes"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{what}: {text}");
+    assert_eq!(preflight_lines(&out), expected, "{what}: {text}");
+    assert!(text.contains("Nothing was changed"), "{what}: {text}");
+    let ops = operations(&proxy);
+    assert_eq!(writes(&ops), vec![], "{what}: no write call at all: {ops:?}");
+    nothing_of(moto, "myproject");
+    ops
 }
 
 /// `ami: resolve:ssm:…` naming a parameter the region does not have: found
@@ -198,26 +206,13 @@ fn a_missing_image_parameter_stops_create_env_before_any_write() {
             "/aws/service/debian/release/99/latest/amd64",
         )],
     );
-    let proxy = counting_proxy(&moto, dir.path());
-    let out = create_env(&proxy.url(), dir.path(), "staging", &["--yes"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let ops = refused_before_any_write(
+        &moto,
+        dir.path(),
+        "a missing parameter",
+        &["SSM parameter /aws/service/debian/release/99/latest/amd64 (ami:) does not exist in us-east-1 (roles web, worker, cache)".to_string()],
     );
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert_eq!(
-        preflight_lines(&out),
-        [
-            "SSM parameter /aws/service/debian/release/99/latest/amd64 (ami:) does not exist in us-east-1 (roles web, worker, cache)"
-        ],
-        "{text}"
-    );
-    assert!(text.contains("Nothing was changed"), "{text}");
-    let ops = operations(&proxy);
     assert!(count(&ops, "ssm.GetParameters") >= 1, "{ops:?}");
-    assert_eq!(writes(&ops), vec![], "no write call at all: {ops:?}");
-    nothing_of(&moto, "myproject");
 }
 
 #[test]
