@@ -218,9 +218,16 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
                 name: n.clone(),
             }))),
             Presence::Here => {
-                let tags = tags_of(c, n).await?;
+                // Its tags and its settings at once; the settings are kept
+                // (and their errors reported) only when the tags say it is ours.
+                let (tags, observed) = futures::join!(tags_of(c, n), observe(c, a, n, Tags::new()));
+                let tags = tags?;
                 if owned(a, &tags, p, e) {
-                    Ok(Some(Ok(observe(c, a, n, tags).await?)))
+                    let mut o = observed?;
+                    if let Spec::Bucket(b) = &mut o.spec {
+                        b.tags = tags;
+                    }
+                    Ok(Some(Ok(o)))
                 } else {
                     Ok(Some(Err(Foreign {
                         address: a.clone(),

@@ -101,15 +101,28 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             .filter(|g| !scope_vpc.is_empty() && g.vpc_id() == Some(scope_vpc.as_str()))
             .collect())
     };
-    // Classic ELBs cannot be filtered by tag: all of them, then their tags.
+    // Classic ELBs cannot be filtered by tag: all of them, then their tags
+    // (an owned one under another name, a look-alike under ours). The one of
+    // the expected name is read whole meanwhile, so that it needs no third
+    // round.
     let lbs = async {
-        let all = elb::all_lbs(c).await?;
-        let names: Vec<String> = all
-            .iter()
-            .filter_map(|d| d.load_balancer_name().map(str::to_string))
-            .collect();
-        let tags = elb::tags_of(c, &names).await?;
-        Ok::<_, CloudError>((all, tags))
+        let listing = async {
+            let all = elb::all_lbs(c).await?;
+            let names: Vec<String> = all
+                .iter()
+                .filter_map(|d| d.load_balancer_name().map(str::to_string))
+                .collect();
+            let tags = elb::tags_of(c, &names).await?;
+            Ok::<_, CloudError>((all, tags))
+        };
+        let expected = async {
+            match lb_names.first() {
+                Some((_, n)) => elb::prefetch(c, n).await,
+                None => Ok(None),
+            }
+        };
+        let ((all, tags), expected) = futures::try_join!(listing, expected)?;
+        Ok::<_, CloudError>(((all, tags), expected))
     };
     let lcs = asg::all_lcs(c);
     // Owned (by tags) and look-alikes (by name) of a kind are independent
@@ -261,9 +274,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             let name = g.db_parameter_group_name().unwrap_or_default().to_string();
             async move {
                 let res = format!("DB parameter group {name}");
-                let tags = rds::tags_of(c, g.db_parameter_group_arn().unwrap_or_default(), &res).await?;
+                // Tags and parameters at once; the parameters are kept (and
+                // their errors reported) only when the tags say it is ours.
+                let (tags, params) = futures::join!(
+                    rds::tags_of(c, g.db_parameter_group_arn().unwrap_or_default(), &res),
+                    rds::user_parameters(c, &name, &res)
+                );
+                let tags = tags?;
                 let params = if util::owned(&tags, p, e) {
-                    rds::user_parameters(c, &name, &res).await?
+                    params?
                 } else {
                     BTreeMap::new()
                 };
@@ -278,7 +297,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         vpc,
         sgs,
         sgs_named,
-        (lbs, lb_tags),
+        ((lbs, lb_tags), lb_expected),
         lcs,
         (lts, lts_named),
         (asgs, asgs_named),
@@ -365,7 +384,12 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             .get(d.load_balancer_name().unwrap_or_default())
             .cloned()
             .unwrap_or_default();
-        let o = elb::complete(c, d, tags, &gmap).await?;
+        let o = match &lb_expected {
+            Some(p) if p.description.load_balancer_name() == d.load_balancer_name() && p.tags == tags => {
+                elb::from_prefetched(p, &gmap, &vpc)
+            }
+            _ => elb::complete(c, d, tags, &gmap).await?,
+        };
         lb_health.extend(o.status.members.iter().map(|m| (m.id.clone(), m.health.clone())));
         inv.resources.insert(o.address.clone(), o);
     }

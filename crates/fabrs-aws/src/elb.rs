@@ -142,46 +142,63 @@ pub(crate) fn tls_policy_name(reference: &str) -> String {
 const SSL_NEGOTIATION: &str = "SSLNegotiationPolicyType";
 const REFERENCE_SECURITY_POLICY: &str = "Reference-Security-Policy";
 
-/// Cross zone, idle timeout, connection draining; and the TLS policy of each
-/// listener (DescribeLoadBalancerPolicies of the policies the listeners name).
-async fn attrs_of(c: &AwsCloud, d: &LoadBalancerDescription) -> Result<LbAttrs, CloudError> {
-    let name = d.load_balancer_name().unwrap_or_default();
+/// What DescribeLoadBalancerAttributes and DescribeLoadBalancerPolicies (the
+/// load balancer's own policies) said: asked at once, by name alone.
+#[derive(Clone, Debug)]
+pub(crate) struct LbDetails {
+    attributes: Option<aws_sdk_elasticloadbalancing::types::LoadBalancerAttributes>,
+    policies: Vec<aws_sdk_elasticloadbalancing::types::PolicyDescription>,
+}
+
+async fn details_of(c: &AwsCloud, name: &str) -> Result<LbDetails, CloudError> {
     let res = format!("load balancer {name}");
-    let o = c
-        .elb
-        .describe_load_balancer_attributes()
-        .load_balancer_name(name)
-        .send()
-        .await
-        .map_err(|e| err::sdk("DescribeLoadBalancerAttributes", &res, e))?;
-    let a = o.load_balancer_attributes();
-    let named: BTreeSet<String> = d
+    let (a, p) = futures::try_join!(
+        async {
+            c.elb
+                .describe_load_balancer_attributes()
+                .load_balancer_name(name)
+                .send()
+                .await
+                .map_err(|e| err::sdk("DescribeLoadBalancerAttributes", &res, e))
+        },
+        async {
+            c.elb
+                .describe_load_balancer_policies()
+                .load_balancer_name(name)
+                .send()
+                .await
+                .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", &res, e))
+        },
+    )?;
+    Ok(LbDetails {
+        attributes: a.load_balancer_attributes().cloned(),
+        policies: p.policy_descriptions().to_vec(),
+    })
+}
+
+/// Cross zone, idle timeout, connection draining; and the TLS policy of each
+/// listener (of the load balancer's policies, those its listeners name).
+fn attrs_from(d: &LoadBalancerDescription, details: &LbDetails) -> LbAttrs {
+    let a = details.attributes.as_ref();
+    let named: BTreeSet<&String> = d
         .listener_descriptions()
         .iter()
-        .flat_map(|ld| ld.policy_names().iter().cloned())
+        .flat_map(|ld| ld.policy_names().iter())
         .collect();
     let mut references: BTreeMap<String, String> = BTreeMap::new();
-    if !named.is_empty() {
-        let p = c
-            .elb
-            .describe_load_balancer_policies()
-            .load_balancer_name(name)
-            .set_policy_names(Some(named.into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| err::sdk("DescribeLoadBalancerPolicies", &res, e))?;
-        for pd in p.policy_descriptions() {
-            if pd.policy_type_name() != Some(SSL_NEGOTIATION) {
-                continue;
-            }
-            let reference = pd
-                .policy_attribute_descriptions()
-                .iter()
-                .find(|a| a.attribute_name() == Some(REFERENCE_SECURITY_POLICY))
-                .and_then(|a| a.attribute_value());
-            if let (Some(n), Some(r)) = (pd.policy_name(), reference) {
-                references.insert(n.to_string(), r.to_string());
-            }
+    for pd in &details.policies {
+        if pd.policy_type_name() != Some(SSL_NEGOTIATION)
+            || !pd.policy_name().is_some_and(|n| named.contains(&n.to_string()))
+        {
+            continue;
+        }
+        let reference = pd
+            .policy_attribute_descriptions()
+            .iter()
+            .find(|a| a.attribute_name() == Some(REFERENCE_SECURITY_POLICY))
+            .and_then(|a| a.attribute_value());
+        if let (Some(n), Some(r)) = (pd.policy_name(), reference) {
+            references.insert(n.to_string(), r.to_string());
         }
     }
     let mut tls_policies = BTreeMap::new();
@@ -191,7 +208,7 @@ async fn attrs_of(c: &AwsCloud, d: &LoadBalancerDescription) -> Result<LbAttrs, 
             tls_policies.insert(l.load_balancer_port().clamp(0, 65535) as u16, r.clone());
         }
     }
-    Ok(LbAttrs {
+    LbAttrs {
         cross_zone: a
             .and_then(|a| a.cross_zone_load_balancing())
             .map(|c| c.enabled())
@@ -205,7 +222,48 @@ async fn attrs_of(c: &AwsCloud, d: &LoadBalancerDescription) -> Result<LbAttrs, 
             .filter(|d| d.enabled())
             .map(|d| d.timeout().unwrap_or(300).max(0) as u32),
         tls_policies,
-    })
+    }
+}
+
+/// Everything about the load balancer of a known name, each asked at once
+/// (description, tags, attributes, policies, health): discovery's first
+/// round for the environment's own load balancer. `None`: there is none.
+pub(crate) struct Prefetched {
+    pub description: LoadBalancerDescription,
+    pub tags: Tags,
+    details: LbDetails,
+    health: BTreeMap<String, String>,
+}
+
+pub(crate) async fn prefetch(c: &AwsCloud, name: &str) -> Result<Option<Prefetched>, CloudError> {
+    let names = [name.to_string()];
+    let (d, tags, details, health) = futures::join!(
+        describe_lb(c, name),
+        tags_of(c, &names),
+        details_of(c, name),
+        health_of(c, name)
+    );
+    let Some(description) = d? else {
+        return Ok(None);
+    };
+    Ok(Some(Prefetched {
+        description,
+        tags: tags?.remove(name).unwrap_or_default(),
+        details: details?,
+        health: health?,
+    }))
+}
+
+/// The observed load balancer from what `prefetch` read.
+pub(crate) fn from_prefetched(p: &Prefetched, gmap: &GroupMap, vpc: &VpcInfo) -> Observed {
+    lb_to_observed(
+        &p.description,
+        p.tags.clone(),
+        attrs_from(&p.description, &p.details),
+        &p.health,
+        gmap,
+        vpc,
+    )
 }
 
 /// Give each listener port of `policies` the SSL negotiation policy that
@@ -394,8 +452,8 @@ pub(crate) async fn complete(
     gmap: &GroupMap,
 ) -> Result<Observed, CloudError> {
     let name = d.load_balancer_name().unwrap_or_default();
-    let (attrs, health, vpc) = futures::try_join!(attrs_of(c, d), health_of(c, name), c.default_vpc())?;
-    Ok(lb_to_observed(d, tags, attrs, &health, gmap, vpc))
+    let (details, health, vpc) = futures::try_join!(details_of(c, name), health_of(c, name), c.default_vpc())?;
+    Ok(lb_to_observed(d, tags, attrs_from(d, &details), &health, gmap, vpc))
 }
 
 pub(crate) async fn read_lb(
