@@ -35,20 +35,7 @@ impl Desired {
 }
 
 pub fn name_of(spec: &Spec) -> Option<String> {
-    Some(match spec {
-        Spec::InstanceRole(s) => s.name.clone(),
-        Spec::Bucket(s) => s.name.clone(),
-        Spec::SsmParameter(s) => s.name.clone(),
-        Spec::SecurityGroup(s) => s.name.clone(),
-        Spec::LoadBalancer(s) => s.name.clone(),
-        Spec::DbSubnetGroup(s) => s.name.clone(),
-        Spec::DbParameterGroup(s) => s.name.clone(),
-        Spec::DbInstance(s) => s.identifier.clone(),
-        Spec::Instance(s) => s.tags.get(TAG_NAME)?.clone(),
-        Spec::LaunchConfiguration(_) => return None,
-        Spec::LaunchTemplate(s) => s.name.clone(),
-        Spec::AutoScalingGroup(s) => s.name.clone(),
-    })
+    spec.as_kind().aws_name()
 }
 
 /// SSE-S3 default encryption (no key to manage; `aws:kms` is a later choice).
@@ -428,20 +415,7 @@ pub fn health_check_type(behind_load_balancer: bool, revision: Option<&Revision>
 /// Whether every attribute of a spec is known (user-data fingerprints depend
 /// on addresses of resources that may not exist yet).
 pub fn is_known(spec: &Spec) -> bool {
-    match spec {
-        Spec::Instance(s) => s.launch.user_data_sha256.is_some(),
-        Spec::LaunchConfiguration(s) => s.launch.user_data_sha256.is_some(),
-        Spec::LaunchTemplate(s) => s.launch.user_data_sha256.is_some(),
-        Spec::AutoScalingGroup(s) => !matches!(&s.launch, LaunchRef::Configuration(n) if n.is_empty()),
-        Spec::SsmParameter(s) => s.fingerprint.is_some(),
-        Spec::InstanceRole(_)
-        | Spec::Bucket(_)
-        | Spec::SecurityGroup(_)
-        | Spec::LoadBalancer(_)
-        | Spec::DbSubnetGroup(_)
-        | Spec::DbParameterGroup(_)
-        | Spec::DbInstance(_) => true,
-    }
+    spec.as_kind().is_known()
 }
 
 /// SHA-256 of a text, hex.

@@ -18,7 +18,7 @@ use fabrs_config::RoleKind;
 
 use crate::addr;
 use crate::plan::{Action, Change, Plan};
-use crate::resource::{Address, Kind, LaunchRef, LaunchSpec, Spec};
+use crate::resource::{Address, Kind, LaunchSpec, Spec};
 
 /// What the launches need beyond their own spec.
 #[derive(Clone, Debug, Default)]
@@ -33,59 +33,30 @@ pub struct Context {
 /// What `spec` (at `address`) needs to exist before it is created or
 /// changed, whether or not the plan changes those.
 pub fn needs(address: &Address, spec: &Spec, cx: &Context) -> Vec<Address> {
-    let groups = |keys: &[String]| keys.iter().map(|g| addr::security_group(g)).collect::<Vec<_>>();
-    let launch = |l: &LaunchSpec| {
-        let mut out = groups(&l.security_groups);
-        if l.instance_profile.is_some() {
-            out.push(addr::instance_role(l.role));
-        }
-        out.extend(cx.parameters.iter().cloned());
-        if l.role != RoleKind::Cache {
-            out.extend(cx.servers.iter().cloned());
-        }
-        out
-    };
-    let mut out = match spec {
-        Spec::SecurityGroup(_)
-        | Spec::InstanceRole(_)
-        | Spec::Bucket(_)
-        | Spec::SsmParameter(_)
-        | Spec::DbSubnetGroup(_)
-        | Spec::DbParameterGroup(_) => Vec::new(),
-        Spec::LoadBalancer(lb) => groups(&lb.security_groups),
-        Spec::DbInstance(db) => {
-            let mut out = groups(&db.security_groups);
-            if db.replica_of.is_some() {
-                out.push(addr::db_master());
-            } else {
-                out.push(addr::db_subnet_group());
-                out.push(addr::db_parameter_group());
-            }
-            out
-        }
-        Spec::Instance(i) => {
-            let mut out = launch(&i.launch);
-            if i.load_balancer.is_some() {
-                out.push(addr::load_balancer());
-            }
-            out
-        }
-        Spec::LaunchConfiguration(lc) => launch(&lc.launch),
-        Spec::LaunchTemplate(lt) => launch(&lt.launch),
-        Spec::AutoScalingGroup(asg) => {
-            let mut out = vec![match &asg.launch {
-                LaunchRef::Configuration(_) => addr::launch_configuration(asg.role),
-                LaunchRef::Template { .. } => addr::launch_template(asg.role),
-            }];
-            if !asg.load_balancers.is_empty() {
-                out.push(addr::load_balancer());
-            }
-            out
-        }
-    };
+    let mut out = spec.as_kind().needs(cx);
     out.retain(|a| a != address);
     out.sort();
     out.dedup();
+    out
+}
+
+/// The security groups of these keys.
+pub(crate) fn groups(keys: &[String]) -> Vec<Address> {
+    keys.iter().map(|g| addr::security_group(g)).collect()
+}
+
+/// What a server launched with `l` needs: its security groups, its
+/// instance role, the secrets' parameters it reads at boot and (app
+/// servers) the servers its user-data names.
+pub(crate) fn launch_needs(l: &LaunchSpec, cx: &Context) -> Vec<Address> {
+    let mut out = groups(&l.security_groups);
+    if l.instance_profile.is_some() {
+        out.push(addr::instance_role(l.role));
+    }
+    out.extend(cx.parameters.iter().cloned());
+    if l.role != RoleKind::Cache {
+        out.extend(cx.servers.iter().cloned());
+    }
     out
 }
 

@@ -8,6 +8,7 @@ pub mod display;
 pub mod graph;
 pub mod iam;
 pub mod images;
+pub mod kinds;
 pub mod plan;
 pub mod resource;
 pub mod review;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::addr;
 use crate::desired::{Desired, is_known, sha256_hex};
+use crate::kinds::Rule;
 use crate::resource::*;
 
 /// Version of the plan's JSON form (`fabrs plan --json`, saved plans).
@@ -112,149 +113,8 @@ pub fn fingerprint(inventory: &Inventory) -> String {
     sha256_hex(&bytes)
 }
 
-/// How the planner treats one attribute of a kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Rule {
-    /// Changes in place.
-    Update,
-    /// A change means a new resource.
-    Replace,
-    /// Identity or unreadable (e.g. a password's secret name): never compared.
-    Ignore,
-}
-
-/// A kind's rules: one per field of its spec, written like the spec itself.
-/// The macro also writes the spec as a struct expression of exactly these
-/// fields: a spec field without a rule ("missing field") or a rule for no
-/// field ("has no field") does not compile.
-macro_rules! rules {
-    ($spec:ident { $($field:ident: $rule:ident),* $(,)? }) => {{
-        #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
-        fn exhaustive() -> $spec {
-            $spec { $($field: unreachable!()),* }
-        }
-        &[$((stringify!($field), Rule::$rule)),*]
-    }};
-}
-
-/// How each top-level attribute of a kind changes: in place (`Update`), by a
-/// new resource (`Replace`), or never compared (`Ignore`: identity kept in
-/// the address, or unreadable like a password's secret name). No default:
-/// a new kind names a rule for each of its attributes.
-fn kind_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
-    match kind {
-        Kind::InstanceRole => rules!(InstanceRoleSpec {
-            role: Ignore,
-            name: Replace,
-            path: Replace,
-            policy: Update,
-            profile: Update,
-            tags: Update,
-        }),
-        Kind::Bucket => rules!(BucketSpec {
-            name: Replace,
-            block_public_access: Update,
-            encryption: Update,
-            object_ownership: Update,
-            versioned: Update,
-            tags: Update,
-        }),
-        Kind::SsmParameter => rules!(SsmParameterSpec {
-            secret: Ignore,
-            name: Replace,
-            parameter_type: Update,
-            // A rotated secret: PutParameter with Overwrite, in place.
-            fingerprint: Update,
-            tags: Update,
-        }),
-        Kind::SecurityGroup => rules!(SecurityGroupSpec {
-            key: Ignore,
-            name: Replace,
-            description: Replace,
-            vpc: Replace,
-            ingress: Update,
-            tags: Update,
-        }),
-        Kind::LoadBalancer => rules!(LoadBalancerSpec {
-            name: Replace,
-            listeners: Update,
-            health_check: Update,
-            security_groups: Update,
-            subnets: Replace,
-            cross_zone: Update,
-            idle_timeout_secs: Update,
-            connection_draining_secs: Update,
-            tls_policies: Update,
-            tags: Update,
-        }),
-        Kind::DbSubnetGroup => rules!(DbSubnetGroupSpec {
-            name: Replace,
-            description: Update,
-            subnets: Update,
-            tags: Update,
-        }),
-        Kind::DbParameterGroup => rules!(DbParameterGroupSpec {
-            name: Replace,
-            family: Replace,
-            description: Update,
-            parameters: Update,
-            tags: Update,
-        }),
-        Kind::DbInstance => rules!(DbInstanceSpec {
-            identifier: Replace,
-            replica_of: Replace,
-            instance_class: Update,
-            engine: Replace,
-            engine_version: Update,
-            storage_gb: Update,
-            db_name: Replace,
-            username: Replace,
-            password_secret: Ignore,
-            multi_az: Update,
-            publicly_accessible: Update,
-            backup_retention_days: Update,
-            security_groups: Update,
-            subnet_group: Replace,
-            parameter_group: Update,
-            deletion_protection: Update,
-            tags: Update,
-        }),
-        Kind::Instance => rules!(InstanceSpec {
-            role: Ignore,
-            index: Ignore,
-            launch: Replace,
-            load_balancer: Update,
-            subnet: Replace,
-            tags: Update,
-        }),
-        // The name hashes the content: a new configuration is made beside the old one.
-        Kind::LaunchConfiguration => rules!(LaunchConfigurationSpec {
-            name: Ignore,
-            launch: Replace,
-        }),
-        Kind::LaunchTemplate => rules!(LaunchTemplateSpec {
-            name: Replace,
-            launch: Update,
-            tags: Update,
-        }),
-        Kind::AutoScalingGroup => rules!(AutoScalingGroupSpec {
-            name: Replace,
-            role: Ignore,
-            min: Update,
-            max: Update,
-            desired: Update,
-            launch: Update,
-            load_balancers: Update,
-            subnets: Update,
-            health_check_type: Update,
-            health_check_grace_secs: Update,
-            tags: Update,
-        }),
-    }
-}
-
 fn rule(kind: Kind, top: &str) -> Rule {
-    kind_rules(kind)
+    kind.rules()
         .iter()
         .find(|(field, _)| *field == top)
         .map(|(_, r)| *r)
