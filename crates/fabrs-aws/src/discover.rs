@@ -10,9 +10,9 @@ use fabrs_config::RoleKind;
 use fabrs_plan::addr;
 use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
 
-use crate::ec2::{self, from_ec2_tags, owner_filters};
+use crate::ec2::{from_ec2_tags, owner_filters};
 use crate::util::{self, GroupMap};
-use crate::{AwsCloud, asg, bucket, elb, err, iam, rds, ssm};
+use crate::{AwsCloud, err, rds};
 
 fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
     scope
@@ -107,24 +107,24 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     // round.
     let lbs = async {
         let listing = async {
-            let all = elb::all_lbs(c).await?;
+            let all = crate::kinds::load_balancer::all_lbs(c).await?;
             let names: Vec<String> = all
                 .iter()
                 .filter_map(|d| d.load_balancer_name().map(str::to_string))
                 .collect();
-            let tags = elb::tags_of(c, &names).await?;
+            let tags = crate::kinds::load_balancer::tags_of(c, &names).await?;
             Ok::<_, CloudError>((all, tags))
         };
         let expected = async {
             match lb_names.first() {
-                Some((_, n)) => elb::prefetch(c, n).await,
+                Some((_, n)) => crate::kinds::load_balancer::prefetch(c, n).await,
                 None => Ok(None),
             }
         };
         let ((all, tags), expected) = futures::try_join!(listing, expected)?;
         Ok::<_, CloudError>(((all, tags), expected))
     };
-    let lcs = asg::all_lcs(c);
+    let lcs = crate::kinds::launch_configuration::all_lcs(c);
     // Owned (by tags) and look-alikes (by name) of a kind are independent
     // lookups: each pair runs at once.
     let lts = async {
@@ -141,7 +141,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 .map_err(|e| err::sdk("DescribeLaunchTemplates", "launch templates", e))?;
             let versions = futures::future::try_join_all(owned.iter().map(|lt| async move {
                 let id = lt.launch_template_id().unwrap_or_default();
-                ec2::latest_version(c, id, &format!("launch template {id}")).await
+                crate::kinds::launch_template::latest_version(c, id, &format!("launch template {id}")).await
             }))
             .await?;
             Ok::<_, CloudError>(owned.into_iter().zip(versions).collect::<Vec<_>>())
@@ -166,7 +166,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         let owned = async {
             c.asg
                 .describe_auto_scaling_groups()
-                .set_filters(Some(asg::asg_filters(p, e)))
+                .set_filters(Some(crate::kinds::autoscaling_group::asg_filters(p, e)))
                 .into_paginator()
                 .items()
                 .send()
@@ -206,7 +206,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 .map_err(|e| err::sdk("DescribeInstances", "instances", e))?
                 .into_iter()
                 .flat_map(|r| r.instances().to_vec())
-                .filter(ec2::live)
+                .filter(crate::kinds::instance::live)
                 .collect();
             // ASG members are reported by their group, not as resources.
             let fixed: Vec<aws_sdk_ec2::types::Instance> = owned
@@ -216,7 +216,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                         && i.tags().iter().any(|t| t.key() == Some(addr::TAG_INDEX))
                 })
                 .collect();
-            let extras = ec2::instance_extras(c, &fixed, &[]).await?;
+            let extras = crate::kinds::instance::instance_extras(c, &fixed, &[]).await?;
             Ok::<_, CloudError>((fixed, extras))
         };
         let named = async {
@@ -243,9 +243,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         let ((fixed, extras), named) = futures::try_join!(owned, named)?;
         Ok::<_, CloudError>((fixed, extras, named))
     };
-    let dbs = rds::all_dbs(c);
+    let dbs = crate::kinds::db_instance::all_dbs(c);
     let subnet_groups = async {
-        let all = rds::all_subnet_groups(c).await?;
+        let all = crate::kinds::db_subnet_group::all_subnet_groups(c).await?;
         let cands: Vec<_> = all
             .into_iter()
             .filter(|g| rds::candidate(g.db_subnet_group_name().unwrap_or_default(), p, e, &group_names))
@@ -265,7 +265,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         Ok::<_, CloudError>(cands.into_iter().zip(tags).collect::<Vec<_>>())
     };
     let parameter_groups = async {
-        let all = rds::all_parameter_groups(c).await?;
+        let all = crate::kinds::db_parameter_group::all_parameter_groups(c).await?;
         let cands: Vec<_> = all
             .into_iter()
             .filter(|g| rds::candidate(g.db_parameter_group_name().unwrap_or_default(), p, e, &group_names))
@@ -278,7 +278,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 // their errors reported) only when the tags say it is ours.
                 let (tags, params) = futures::join!(
                     rds::tags_of(c, g.db_parameter_group_arn().unwrap_or_default(), &res),
-                    rds::user_parameters(c, &name, &res)
+                    crate::kinds::db_parameter_group::user_parameters(c, &name, &res)
                 );
                 let tags = tags?;
                 let params = if util::owned(&tags, p, e) {
@@ -322,10 +322,13 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         Box::pin(dbs),
         Box::pin(subnet_groups),
         Box::pin(parameter_groups),
-        Box::pin(iam::discover(c, scope)),
-        Box::pin(bucket::discover(c, scope)),
-        Box::pin(ssm::discover(c, scope)),
-        Box::pin(ssm::image_parameters(c, &scope.image_parameters)),
+        Box::pin(crate::kinds::instance_role::discover(c, scope)),
+        Box::pin(crate::kinds::bucket::discover(c, scope)),
+        Box::pin(crate::kinds::ssm_parameter::discover(c, scope)),
+        Box::pin(crate::kinds::ssm_parameter::image_parameters(
+            c,
+            &scope.image_parameters
+        )),
     )?;
 
     let mut inv = Inventory {
@@ -349,7 +352,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     }
     for sg in &sgs {
         if util::owned(&from_ec2_tags(sg.tags()), p, e)
-            && let Some(o) = ec2::sg_to_observed(sg, &gmap, &vpc)
+            && let Some(o) = crate::kinds::security_group::sg_to_observed(sg, &gmap, &vpc)
         {
             inv.resources.entry(o.address.clone()).or_insert(o);
         }
@@ -386,9 +389,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             .unwrap_or_default();
         let o = match &lb_expected {
             Some(p) if p.description.load_balancer_name() == d.load_balancer_name() && p.tags == tags => {
-                elb::from_prefetched(p, &gmap, &vpc)
+                crate::kinds::load_balancer::from_prefetched(p, &gmap, &vpc)
             }
-            _ => elb::complete(c, d, tags, &gmap).await?,
+            _ => crate::kinds::load_balancer::complete(c, d, tags, &gmap).await?,
         };
         lb_health.extend(o.status.members.iter().map(|m| (m.id.clone(), m.health.clone())));
         inv.resources.insert(o.address.clone(), o);
@@ -421,10 +424,10 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     // Auto scaling groups (and which launch configuration each uses).
     let mut lc_roles: BTreeMap<String, RoleKind> = BTreeMap::new();
     for g in &asgs {
-        if !util::owned(&asg::asg_tags(g), p, e) {
+        if !util::owned(&crate::kinds::autoscaling_group::asg_tags(g), p, e) {
             continue;
         }
-        if let Some(o) = asg::asg_to_observed(g, &lb_health, &vpc) {
+        if let Some(o) = crate::kinds::autoscaling_group::asg_to_observed(g, &lb_health, &vpc) {
             if let Spec::AutoScalingGroup(s) = &o.spec
                 && let LaunchRef::Configuration(n) = &s.launch
                 && !n.is_empty()
@@ -436,7 +439,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     }
     for g in &asgs_named {
         let name = g.auto_scaling_group_name().unwrap_or_default();
-        if !util::owned(&asg::asg_tags(g), p, e)
+        if !util::owned(&crate::kinds::autoscaling_group::asg_tags(g), p, e)
             && let Some(a) = address_of(&asg_names, name)
         {
             foreign.push(Foreign {
@@ -457,13 +460,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         if !prefixed && named.is_none() && !lc_roles.contains_key(name) {
             continue;
         }
-        let role = lc_roles
-            .get(name)
-            .copied()
-            .or_else(|| RoleKind::parse(&asg::role_from_lc_name(name, &scope.launch_configuration_prefix)));
+        let role = lc_roles.get(name).copied().or_else(|| {
+            RoleKind::parse(&crate::kinds::launch_configuration::role_from_lc_name(
+                name,
+                &scope.launch_configuration_prefix,
+            ))
+        });
         // Owned: a role of fabrs's, and this environment's owner line.
         let owned = role
-            .map(|role| (role, asg::lc_to_spec(lc, role, &gmap)))
+            .map(|role| (role, crate::kinds::launch_configuration::lc_to_spec(lc, role, &gmap)))
             .filter(|(_, (lc_owner, _))| lc_owner.as_deref() == Some(owner.as_str()));
         if let Some((role, (_, spec))) = owned {
             if lc_roles.contains_key(name) {
@@ -497,7 +502,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     // Launch templates.
     for (lt, ver) in &lts {
         if util::owned(&from_ec2_tags(lt.tags()), p, e)
-            && let Some(o) = ec2::lt_to_observed(lt, ver.as_ref(), &gmap)
+            && let Some(o) = crate::kinds::launch_template::lt_to_observed(lt, ver.as_ref(), &gmap)
         {
             if let Some(ud) = ver
                 .as_ref()
@@ -525,7 +530,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
 
     // Fixed instances.
     for i in &fixed {
-        if let Some(o) = ec2::instance_to_observed(i, &extras, &gmap, &vpc) {
+        if let Some(o) = crate::kinds::instance::instance_to_observed(i, &extras, &gmap, &vpc) {
             if let Some(ud) = extras.user_data.get(&o.id) {
                 inv.user_data.insert(o.address.clone(), ud.clone());
             }
@@ -533,7 +538,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         }
     }
     let owned_ids: BTreeSet<&str> = fixed.iter().filter_map(|i| i.instance_id()).collect();
-    for i in inst_named.iter().filter(|i| ec2::live(i)) {
+    for i in inst_named.iter().filter(|i| crate::kinds::instance::live(i)) {
         let tags = from_ec2_tags(i.tags());
         let id = i.instance_id().unwrap_or_default();
         if owned_ids.contains(id) || util::owned(&tags, p, e) {
@@ -550,10 +555,10 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     }
 
     // Databases.
-    for d in dbs.iter().filter(|d| rds::db_live(d)) {
+    for d in dbs.iter().filter(|d| crate::kinds::db_instance::db_live(d)) {
         let id = d.db_instance_identifier().unwrap_or_default();
-        if util::owned(&rds::db_tags(d), p, e) {
-            if let Some(o) = rds::db_to_observed(d, &gmap) {
+        if util::owned(&crate::kinds::db_instance::db_tags(d), p, e) {
+            if let Some(o) = crate::kinds::db_instance::db_to_observed(d, &gmap) {
                 inv.resources.entry(o.address.clone()).or_insert(o);
             }
         } else if let Some(a) = address_of(&db_names, id) {
@@ -568,7 +573,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     for (g, tags) in subnet_groups {
         let name = g.db_subnet_group_name().unwrap_or_default().to_string();
         if util::owned(&tags, p, e) {
-            let o = rds::subnet_group_to_observed(&g, tags, &vpc);
+            let o = crate::kinds::db_subnet_group::subnet_group_to_observed(&g, tags, &vpc);
             inv.resources.entry(o.address.clone()).or_insert(o);
         } else if let Some(a) = address_of(&sng_names, &name) {
             foreign.push(Foreign {
@@ -582,7 +587,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     for (g, (tags, params)) in parameter_groups {
         let name = g.db_parameter_group_name().unwrap_or_default().to_string();
         if util::owned(&tags, p, e) {
-            let o = rds::parameter_group_to_observed(&g, tags, params);
+            let o = crate::kinds::db_parameter_group::parameter_group_to_observed(&g, tags, params);
             inv.resources.entry(o.address.clone()).or_insert(o);
         } else if let Some(a) = address_of(&pg_names, &name) {
             foreign.push(Foreign {

@@ -10,18 +10,14 @@
 //! `managed-by: fabrs`), or for launch configurations, which cannot carry
 //! tags, by the `# fabrs:owner=` line of their user-data.
 
-mod asg;
-mod bucket;
 mod discover;
 mod ec2;
-mod elb;
 mod err;
-mod iam;
+mod kinds;
 mod preflight;
 mod rds;
 mod roll;
 mod s3;
-mod ssm;
 mod util;
 
 use std::collections::BTreeMap;
@@ -38,7 +34,7 @@ use aws_sdk_ec2::config::interceptors::{
 use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind, Missing, Preconditions, Progress, Scope};
-use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
+use fabrs_plan::resource::{Address, Inventory, Observed, Spec};
 
 pub use err::LC_UNSUPPORTED;
 pub use s3::S3Store;
@@ -349,47 +345,6 @@ impl AwsCloud {
             .insert(image_id.to_string(), dev.clone());
         dev
     }
-
-    /// Read one resource back as it is now (None: gone).
-    pub(crate) async fn read(
-        &self,
-        address: &Address,
-        id: &str,
-        spec: &Spec,
-        gmap: &util::GroupMap,
-    ) -> Result<Option<Observed>, CloudError> {
-        match spec {
-            Spec::InstanceRole(_) => Box::pin(iam::read_role(self, address, id)).await,
-            Spec::Bucket(_) => Box::pin(bucket::read_bucket(self, address, id)).await,
-            Spec::SsmParameter(_) => Box::pin(ssm::read(self, id)).await,
-            Spec::SecurityGroup(_) => ec2::read_sg(self, address, id, gmap).await,
-            Spec::LoadBalancer(s) => elb::read_lb(self, address, &s.name, gmap).await,
-            Spec::LaunchConfiguration(s) => asg::read_lc(self, address, id, s.launch.role, gmap).await,
-            Spec::LaunchTemplate(_) => ec2::read_lt(self, address, id, gmap).await,
-            Spec::AutoScalingGroup(_) => asg::read_asg(self, address, id).await,
-            Spec::Instance(_) => ec2::read_instance(self, address, id, gmap).await,
-            Spec::DbSubnetGroup(_) => rds::read_subnet_group(self, address, id).await,
-            Spec::DbParameterGroup(_) => rds::read_parameter_group(self, address, id).await,
-            Spec::DbInstance(_) => rds::read_db(self, address, id, gmap).await,
-        }
-    }
-
-    async fn read_existing(
-        &self,
-        op: &str,
-        address: &Address,
-        id: &str,
-        spec: &Spec,
-        gmap: &util::GroupMap,
-    ) -> Result<Observed, CloudError> {
-        self.read(address, id, spec, gmap).await?.ok_or_else(|| {
-            err::not_found(
-                op,
-                &util::describe(address, spec),
-                "not found right after it was written (eventual consistency?)",
-            )
-        })
-    }
 }
 
 impl Cloud for AwsCloud {
@@ -399,46 +354,7 @@ impl Cloud for AwsCloud {
 
     async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
         let gmap = util::GroupMap::from_ctx(ctx);
-        let id = match spec {
-            Spec::InstanceRole(s) => Box::pin(iam::create_role(self, s)).await?,
-            Spec::Bucket(s) => Box::pin(bucket::create_bucket(self, s)).await?,
-            Spec::SsmParameter(s) => Box::pin(ssm::create(self, s, ctx)).await?,
-            Spec::SecurityGroup(s) => return ec2::create_sg(self, address, s, ctx).await,
-            Spec::LoadBalancer(s) => elb::create_lb(self, address, s, ctx, &gmap).await?,
-            Spec::LaunchConfiguration(s) => asg::create_lc(self, address, s, ctx, &gmap).await?,
-            Spec::LaunchTemplate(s) => ec2::create_lt(self, address, s, ctx, &gmap).await?,
-            Spec::AutoScalingGroup(s) => asg::create_asg(self, address, s, ctx).await?,
-            Spec::Instance(s) => ec2::create_instance(self, address, s, ctx, &gmap).await?,
-            Spec::DbSubnetGroup(s) => rds::create_subnet_group(self, address, s).await?,
-            Spec::DbParameterGroup(s) => rds::create_parameter_group(self, address, s).await?,
-            Spec::DbInstance(s) => rds::create_db(self, address, s, ctx, &gmap).await?,
-        };
-        // No read-back: the call succeeded, so the resource is the spec it
-        // was made from (launch templates start at version 1). Instances and
-        // databases are waited for next, which reads their status.
-        let state = match spec {
-            Spec::LaunchTemplate(_) => "version 1".to_string(),
-            _ => String::new(),
-        };
-        let mut made = spec.clone();
-        // A group made before its configuration's name was known was given
-        // the one just made (`asg::lc_name`).
-        if let Spec::AutoScalingGroup(s) = &mut made
-            && let fabrs_plan::resource::LaunchRef::Configuration(n) = &mut s.launch
-            && n.is_empty()
-            && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(s.role))
-        {
-            n.clone_from(made_lc);
-        }
-        Ok(Observed {
-            address: address.clone(),
-            id,
-            spec: made,
-            status: fabrs_plan::resource::Status {
-                state,
-                ..Default::default()
-            },
-        })
+        self.create_kind(address, spec, ctx, &gmap).await
     }
 
     async fn update(&self, current: &Observed, desired: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
@@ -446,67 +362,11 @@ impl Cloud for AwsCloud {
         if let Spec::SecurityGroup(s) = desired {
             gmap.insert(&current.id, &s.key);
         }
-        let res = util::describe(&current.address, desired);
-        match (&current.spec, desired) {
-            (Spec::InstanceRole(c), Spec::InstanceRole(d)) => Box::pin(iam::update_role(self, c, d)).await?,
-            (Spec::Bucket(c), Spec::Bucket(d)) => Box::pin(bucket::update_bucket(self, c, d)).await?,
-            (Spec::SsmParameter(c), Spec::SsmParameter(d)) => Box::pin(ssm::update(self, c, d, ctx)).await?,
-            (Spec::SecurityGroup(c), Spec::SecurityGroup(d)) => ec2::update_sg(self, &current.id, c, d, ctx).await?,
-            (Spec::LoadBalancer(c), Spec::LoadBalancer(d)) => elb::update_lb(self, c, d, ctx).await?,
-            (Spec::LaunchConfiguration(c), Spec::LaunchConfiguration(d)) => {
-                if c != d {
-                    return Err(err::other(
-                        "update",
-                        &res,
-                        "launch configurations are immutable: create a new one (a new name) and point the group at it",
-                    ));
-                }
-            }
-            (Spec::LaunchTemplate(c), Spec::LaunchTemplate(d)) => ec2::update_lt(self, &current.id, c, d, ctx).await?,
-            (Spec::AutoScalingGroup(c), Spec::AutoScalingGroup(d)) => asg::update_asg(self, c, d, ctx).await?,
-            (Spec::Instance(c), Spec::Instance(d)) => ec2::update_instance(self, &current.id, c, d, ctx).await?,
-            (Spec::DbSubnetGroup(c), Spec::DbSubnetGroup(d)) => rds::update_subnet_group(self, c, d).await?,
-            (Spec::DbParameterGroup(c), Spec::DbParameterGroup(d)) => rds::update_parameter_group(self, c, d).await?,
-            (Spec::DbInstance(c), Spec::DbInstance(d)) => rds::update_db(self, c, d, ctx).await?,
-            _ => {
-                return Err(err::other(
-                    "update",
-                    &res,
-                    "the desired spec is of another kind than the resource",
-                ));
-            }
-        }
-        // A launch template's update is a new version: read back for its
-        // number (what deploy points the group at). Everything else is the
-        // spec it was updated to; instances and databases are waited for next.
-        if matches!(desired, Spec::LaunchTemplate(_)) {
-            return self
-                .read_existing("update", &current.address, &current.id, desired, &gmap)
-                .await;
-        }
-        Ok(Observed {
-            address: current.address.clone(),
-            id: current.id.clone(),
-            spec: desired.clone(),
-            status: current.status.clone(),
-        })
+        self.update_kind(current, desired, ctx, &gmap).await
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
-        let r = match &current.spec {
-            Spec::InstanceRole(s) => Box::pin(iam::delete_role(self, s)).await,
-            Spec::Bucket(s) => Box::pin(bucket::delete_bucket(self, &s.name)).await,
-            Spec::SsmParameter(s) => Box::pin(ssm::delete(self, s)).await,
-            Spec::SecurityGroup(_) => ec2::delete_sg(self, current).await,
-            Spec::LoadBalancer(s) => elb::delete_lb(self, &s.name).await,
-            Spec::LaunchConfiguration(_) => asg::delete_lc(self, &current.id).await,
-            Spec::LaunchTemplate(_) => ec2::delete_lt(self, current).await,
-            Spec::AutoScalingGroup(_) => asg::delete_asg(self, &current.id).await,
-            Spec::Instance(_) => ec2::delete_instance(self, &current.id).await,
-            Spec::DbSubnetGroup(_) => rds::delete_subnet_group(self, &current.id).await,
-            Spec::DbParameterGroup(_) => rds::delete_parameter_group(self, &current.id).await,
-            Spec::DbInstance(_) => return self.delete_database(current, &DbDelete::default()).await,
-        };
+        let r = self.delete_kind(current).await;
         match r {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             r => r,
@@ -521,7 +381,7 @@ impl Cloud for AwsCloud {
                 "not a database instance",
             ));
         };
-        match rds::delete_db(self, db, how).await {
+        match crate::kinds::db_instance::delete_db(self, db, how).await {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             r => r,
         }
@@ -529,7 +389,7 @@ impl Cloud for AwsCloud {
 
     async fn empty_bucket(&self, current: &Observed) -> Result<u64, CloudError> {
         match &current.spec {
-            Spec::Bucket(s) => bucket::empty_bucket(self, &s.name).await,
+            Spec::Bucket(s) => crate::kinds::bucket::empty_bucket(self, &s.name).await,
             other => Err(err::other(
                 "DeleteObjects",
                 &util::describe(&current.address, other),
@@ -539,7 +399,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn engine_versions(&self, engine: &str, major: &str) -> Result<Option<Vec<String>>, CloudError> {
-        rds::engine_versions(self, engine, major).await
+        crate::kinds::db_instance::engine_versions(self, engine, major).await
     }
 
     async fn preflight(&self, p: &Preconditions) -> Result<Vec<Missing>, CloudError> {
@@ -559,7 +419,7 @@ impl Cloud for AwsCloud {
             if gone { "to be deleted" } else { "to be ready" }
         );
         let start = Instant::now();
-        let cap = backoff_cap(current.address.kind);
+        let cap = kinds::backoff_cap(current.address.kind);
         let mut delay = Duration::from_secs(1);
         // How long the last look was after the one before: the most a change
         // of state can have gone unnoticed.
@@ -596,41 +456,11 @@ impl Cloud for AwsCloud {
     }
 }
 
-/// The longest pause between two looks of a wait: the first look is at once
-/// after the action, then 1 s, doubling up to this. An instance runs and a
-/// group or load balancer settles in seconds to tens of seconds; RDS takes 5
-/// to 20 minutes, where looking every few seconds only spends API calls.
-fn backoff_cap(kind: Kind) -> Duration {
-    match kind {
-        Kind::DbInstance => Duration::from_secs(30),
-        Kind::Instance | Kind::AutoScalingGroup | Kind::LoadBalancer => Duration::from_secs(5),
-        _ => Duration::from_secs(10),
-    }
-}
-
 impl AwsCloud {
     /// One look at a resource for wait(): (done, state, observed). The spec
     /// is kept as it was; only the status is refreshed.
     async fn poll(&self, current: &Observed, gone: bool) -> Result<(bool, String, Observed), CloudError> {
-        let status = match current.address.kind {
-            Kind::Instance => ec2::instance_status_of(self, &current.id).await?,
-            Kind::DbInstance => rds::db_status_of(self, &current.id).await?,
-            Kind::LoadBalancer => elb::lb_status(self, &current.id).await?,
-            Kind::AutoScalingGroup => asg::asg_status(self, &current.id).await?,
-            _ => {
-                let found = self
-                    .read(&current.address, &current.id, &current.spec, &util::GroupMap::default())
-                    .await?;
-                found.map(|o| fabrs_plan::resource::Status {
-                    state: if o.status.state.is_empty() {
-                        "exists".into()
-                    } else {
-                        o.status.state
-                    },
-                    ..o.status
-                })
-            }
-        };
+        let (ready, status) = self.look(current).await?;
         let mut obs = current.clone();
         match status {
             None => {
@@ -639,18 +469,10 @@ impl AwsCloud {
             }
             Some(st) => {
                 let state = st.state.clone();
-                let done = match current.address.kind {
-                    _ if gone => matches!(state.as_str(), "terminated" | "deleted"),
-                    Kind::Instance => state == "running" && st.private_ip.is_some(),
-                    Kind::DbInstance => state == "available" && st.endpoint.is_some(),
-                    Kind::AutoScalingGroup => {
-                        let want = match &current.spec {
-                            Spec::AutoScalingGroup(s) => s.desired as usize,
-                            _ => 0,
-                        };
-                        st.members.iter().filter(|m| m.state == "InService").count() >= want
-                    }
-                    _ => true,
+                let done = if gone {
+                    matches!(state.as_str(), "terminated" | "deleted")
+                } else {
+                    ready
                 };
                 obs.status = st;
                 Ok((done, state, obs))

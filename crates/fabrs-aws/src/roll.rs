@@ -10,7 +10,7 @@ use fabrs_config::revision::or_none;
 use fabrs_plan::addr;
 use fabrs_plan::resource::LaunchRef;
 
-use crate::asg::{asg_members, asg_tags, describe_asg, lb_health};
+use crate::kinds::autoscaling_group::{asg_members, asg_tags, describe_asg, lb_health};
 use crate::{AwsCloud, err};
 
 fn group_res(name: &str) -> String {
@@ -184,7 +184,7 @@ impl Fleet for AwsCloud {
     }
 
     async fn launch_configuration_times(&self, names: &[String]) -> Result<BTreeMap<String, String>, CloudError> {
-        let all = crate::asg::all_lcs(self).await?;
+        let all = crate::kinds::launch_configuration::all_lcs(self).await?;
         Ok(all
             .iter()
             .filter_map(|lc| {

@@ -177,30 +177,7 @@ where
 
 /// `security group myproject-staging-web-sg`, `instance web[0]`…
 pub(crate) fn describe(address: &Address, spec: &Spec) -> String {
-    match spec {
-        Spec::InstanceRole(s) => format!("instance role {}", s.name),
-        Spec::Bucket(s) => format!("bucket {}", s.name),
-        Spec::SsmParameter(s) => format!("SSM parameter {}", s.name),
-        Spec::SecurityGroup(s) => format!("security group {}", s.name),
-        Spec::LoadBalancer(s) => format!("load balancer {}", s.name),
-        Spec::DbSubnetGroup(s) => format!("DB subnet group {}", s.name),
-        Spec::DbParameterGroup(s) => format!("DB parameter group {}", s.name),
-        Spec::DbInstance(s) => format!("DB instance {}", s.identifier),
-        Spec::Instance(s) => format!(
-            "instance {}",
-            s.tags.get("Name").cloned().unwrap_or_else(|| address.to_string())
-        ),
-        Spec::LaunchConfiguration(s) => format!(
-            "launch configuration {}",
-            if s.name.is_empty() {
-                address.to_string()
-            } else {
-                s.name.clone()
-            }
-        ),
-        Spec::LaunchTemplate(s) => format!("launch template {}", s.name),
-        Spec::AutoScalingGroup(s) => format!("auto scaling group {}", s.name),
-    }
+    spec.as_kind().describe(address)
 }
 
 /// A stable 128-bit hex digest (two FNV-1a 64 variants): idempotency tokens.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use fabrs_config::RoleKind;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::desired::is_known;
+use fabrs_plan::kinds::DELETE_STEPS;
 use fabrs_plan::plan::{Action, Change, Plan};
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 use futures::StreamExt;
@@ -19,24 +20,18 @@ use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
 
 use crate::deploy::{Clock, SystemClock};
 
-/// The order deletions run in, backwards: groups before their launches,
-/// instances before their security groups, replicas before their master.
-/// (Creates follow the plan's dependency graph: `graph::edges`.)
-fn step_of(address: &Address) -> usize {
-    match address.kind {
-        // Instance roles, the secrets' parameters and the buckets need
-        // nothing; launches name the profiles, servers read the parameters
-        // at boot.
-        Kind::InstanceRole | Kind::SsmParameter | Kind::SecurityGroup | Kind::Bucket => 0,
-        Kind::LoadBalancer | Kind::DbSubnetGroup | Kind::DbParameterGroup => 1,
-        Kind::DbInstance if address.name == "master" => 2,
-        Kind::DbInstance => 3,
-        Kind::Instance => 4,
-        Kind::LaunchConfiguration | Kind::LaunchTemplate => 5,
-        Kind::AutoScalingGroup => 6,
-    }
+/// The order deletions run in, backwards (`ResourceKind::delete_step`):
+/// groups before their launches, instances before their security groups,
+/// replicas before their master. (Creates follow the plan's dependency
+/// graph: `graph::edges`.)
+fn step_of(change: &Change) -> usize {
+    change
+        .current
+        .as_ref()
+        .map(|o| &o.spec)
+        .or(change.desired.as_ref())
+        .map_or(0, |s| s.as_kind().delete_step())
 }
-const STEPS: usize = 7;
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -159,20 +154,7 @@ pub struct ApplyError {
 }
 
 fn role_of(spec: &Spec) -> Option<RoleKind> {
-    match spec {
-        Spec::Instance(s) => Some(s.launch.role),
-        Spec::LaunchConfiguration(s) => Some(s.launch.role),
-        Spec::LaunchTemplate(s) => Some(s.launch.role),
-        Spec::InstanceRole(_)
-        | Spec::Bucket(_)
-        | Spec::SsmParameter(_)
-        | Spec::SecurityGroup(_)
-        | Spec::LoadBalancer(_)
-        | Spec::DbSubnetGroup(_)
-        | Spec::DbParameterGroup(_)
-        | Spec::DbInstance(_)
-        | Spec::AutoScalingGroup(_) => None,
-    }
+    spec.as_kind().launches()
 }
 
 /// Why a change cannot run in this pass, if it cannot (what needs it is
@@ -273,7 +255,7 @@ pub async fn apply<C: Cloud>(
         if failures.is_empty() {
             for i in 0..n {
                 let (change, deps) = &edges[i];
-                let class = service(change.address.kind);
+                let class = change.address.kind.service();
                 if state[i] != State::Pending
                     || !deps.iter().all(|&j| state[j] == State::Done)
                     || running.get(class).copied().unwrap_or(0) >= opts.concurrency.max(1)
@@ -300,7 +282,7 @@ pub async fn apply<C: Cloud>(
         match done {
             Done::Change(i, r) => {
                 let (change, _) = &edges[i];
-                *running.entry(service(change.address.kind)).or_default() -= 1;
+                *running.entry(change.address.kind.service()).or_default() -= 1;
                 match r {
                     Ok(o) => {
                         state[i] = State::Done;
@@ -345,11 +327,11 @@ pub async fn apply<C: Cloud>(
     }
 
     // Deletions, in reverse dependency order.
-    for step in (0..STEPS).rev() {
+    for step in (0..DELETE_STEPS).rev() {
         let doomed: Vec<&Change> = plan
             .changes
             .iter()
-            .filter(|c| step_of(&c.address) == step && c.action == Action::Delete)
+            .filter(|c| step_of(c) == step && c.action == Action::Delete)
             .collect();
         let doomed_groups: Vec<&Change> = doomed
             .iter()
@@ -424,20 +406,6 @@ pub async fn apply<C: Cloud>(
     Ok(report)
 }
 
-/// Which service a kind's calls go to: the apply driver runs at most
-/// `concurrency` changes at once per service, so a slow kind (RDS) never
-/// holds a slot another service's change could use.
-fn service(kind: Kind) -> &'static str {
-    match kind {
-        Kind::SecurityGroup | Kind::Instance | Kind::LaunchTemplate => "ec2",
-        Kind::LaunchConfiguration | Kind::AutoScalingGroup => "autoscaling",
-        Kind::LoadBalancer => "elb",
-        Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance => "rds",
-        Kind::InstanceRole => "iam",
-        Kind::Bucket => "s3",
-        Kind::SsmParameter => "ssm",
-    }
-}
 
 /// A task of the apply driver that ended: a change (by index into
 /// `graph::edges`), or the security groups' rules.

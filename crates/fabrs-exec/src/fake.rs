@@ -192,29 +192,7 @@ fn check_parameter_value(
 }
 
 fn groups_used(spec: &Spec) -> Vec<String> {
-    match spec {
-        Spec::SecurityGroup(s) => s
-            .ingress
-            .iter()
-            .filter_map(|r| match &r.source {
-                RuleSource::Group(g) => Some(g.clone()),
-                _ => None,
-            })
-            .collect(),
-        Spec::LoadBalancer(s) => s.security_groups.clone(),
-        Spec::DbInstance(s) => s.security_groups.clone(),
-        Spec::Instance(s) => s.launch.security_groups.clone(),
-        Spec::LaunchConfiguration(s) => s.launch.security_groups.clone(),
-        Spec::LaunchTemplate(s) => s.launch.security_groups.clone(),
-        Spec::InstanceRole(_)
-        | Spec::Bucket(_)
-        | Spec::SsmParameter(_)
-        | Spec::DbSubnetGroup(_)
-        | Spec::DbParameterGroup(_)
-        | Spec::AutoScalingGroup(_) => {
-            vec![]
-        }
-    }
+    spec.as_kind().security_groups()
 }
 
 impl FakeCloud {
@@ -393,16 +371,8 @@ impl Cloud for FakeCloud {
                 endpoint: Some(format!("{}.fake.rds", db.identifier)),
                 ..Default::default()
             },
-            Spec::InstanceRole(_)
-            | Spec::Bucket(_)
-            | Spec::SsmParameter(_)
-            | Spec::SecurityGroup(_)
-            | Spec::LoadBalancer(_)
-            | Spec::DbSubnetGroup(_)
-            | Spec::DbParameterGroup(_)
-            | Spec::LaunchConfiguration(_)
-            | Spec::LaunchTemplate(_)
-            | Spec::AutoScalingGroup(_) => Status::default(),
+            // Other kinds have no runtime status.
+            _ => Status::default(),
         };
         let o = Observed {
             address: key.clone(),

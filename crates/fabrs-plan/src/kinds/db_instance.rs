@@ -1,9 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ResourceKind, Rule};
+use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
-use crate::addr;
 use crate::resource::Tags;
 use fabrs_config::RoleKind;
 

@@ -1,9 +1,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ResourceKind, Rule};
+use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
-use crate::addr;
 use crate::resource::{LaunchSpec, Tags};
 use fabrs_config::RoleKind;
 
@@ -39,7 +39,10 @@ impl ResourceKind for InstanceSpec {
     fn describe(&self, address: &Address) -> String {
         format!(
             "instance {}",
-            self.tags.get(addr::TAG_NAME).cloned().unwrap_or_else(|| address.to_string())
+            self.tags
+                .get(addr::TAG_NAME)
+                .cloned()
+                .unwrap_or_else(|| address.to_string())
         )
     }
 

@@ -5,9 +5,9 @@ use crate::graph::{self, Context};
 use crate::resource::Address;
 use std::collections::BTreeMap;
 
-use crate::resource::{HealthCheckSpec, ListenerSpec, Tags, port_map};
 #[allow(unused_imports)]
 use crate::resource::TLS_SECURITY_POLICY;
+use crate::resource::{HealthCheckSpec, ListenerSpec, Tags, port_map};
 use fabrs_config::RoleKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

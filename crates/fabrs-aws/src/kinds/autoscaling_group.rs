@@ -1,219 +1,15 @@
-//! Auto Scaling: groups and launch configurations.
+//! Groups (asg).
 
 use std::collections::BTreeMap;
 
-use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, BlockDeviceMapping, Ebs, Filter, InstanceMetadataEndpointState, InstanceMetadataHttpTokensState,
-    InstanceMetadataOptions, LaunchConfiguration, LaunchTemplateSpecification, Tag,
-};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
-use fabrs_config::{Revision, RoleKind};
+use fabrs_config::RoleKind;
 use fabrs_plan::addr::{self, TAG_ROLE};
-use fabrs_plan::resource::{
-    Address, AutoScalingGroupSpec, LaunchConfigurationSpec, LaunchRef, LaunchSpec, Member, Observed, Spec, Status, Tags,
-};
+use fabrs_plan::resource::{Address, AutoScalingGroupSpec, LaunchRef, Member, Observed, Spec, Status, Tags};
 
-use crate::util::{self, GroupMap};
+use crate::util::{self};
 use crate::{AwsCloud, VpcInfo, err};
-
-// ---------------------------------------------------------------- launch configurations
-
-/// Owner marker, and the spec, of a launch configuration.
-pub(crate) fn lc_to_spec(
-    lc: &LaunchConfiguration,
-    role: RoleKind,
-    gmap: &GroupMap,
-) -> (Option<String>, LaunchConfigurationSpec) {
-    let ud = lc.user_data().and_then(util::unb64).unwrap_or_default();
-    let (owner, sha, rev) = addr::parse_user_data_markers(&ud);
-    let ebs = lc.block_device_mappings().iter().find_map(|b| b.ebs());
-    let meta = lc.metadata_options();
-    let spec = LaunchConfigurationSpec {
-        name: lc.launch_configuration_name().unwrap_or_default().to_string(),
-        launch: LaunchSpec {
-            role,
-            image_id: lc.image_id().unwrap_or_default().to_string(),
-            instance_type: lc.instance_type().unwrap_or_default().to_string(),
-            security_groups: gmap.keys(lc.security_groups().iter().map(String::as_str)),
-            key_name: lc.key_name().filter(|k| !k.is_empty()).map(str::to_string),
-            // A name or an ARN, as it was given.
-            instance_profile: lc
-                .iam_instance_profile()
-                .filter(|p| !p.is_empty())
-                .map(util::profile_name_of_arn),
-            volume_gb: ebs.and_then(|e| e.volume_size()).unwrap_or(0).max(0) as u32,
-            volume_type: ebs.and_then(|e| e.volume_type()).unwrap_or_default().to_string(),
-            volume_encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
-            metadata_http_tokens: meta
-                .and_then(|m| m.http_tokens())
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            metadata_hop_limit: meta.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0).max(0) as u32,
-            user_data_sha256: sha,
-            revision: rev.as_deref().and_then(Revision::read_back),
-        },
-    };
-    (owner, spec)
-}
-
-/// `<prefix><role>-<revision>-<hash8>` → role.
-pub(crate) fn role_from_lc_name(name: &str, prefix: &str) -> String {
-    let rest = name.strip_prefix(prefix).unwrap_or(name);
-    let parts: Vec<&str> = rest.rsplitn(3, '-').collect();
-    if parts.len() == 3 {
-        parts[2].to_string()
-    } else {
-        rest.to_string()
-    }
-}
-
-async fn describe_lc(c: &AwsCloud, name: &str, res: &str) -> Result<Option<LaunchConfiguration>, CloudError> {
-    let o = c
-        .asg
-        .describe_launch_configurations()
-        .launch_configuration_names(name)
-        .send()
-        .await
-        .map_err(|e| err::sdk("DescribeLaunchConfigurations", res, e))?;
-    Ok(o.launch_configurations().first().cloned())
-}
-
-pub(crate) async fn all_lcs(c: &AwsCloud) -> Result<Vec<LaunchConfiguration>, CloudError> {
-    c.asg
-        .describe_launch_configurations()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| err::sdk("DescribeLaunchConfigurations", "launch configurations", e))
-}
-
-pub(crate) async fn read_lc(
-    c: &AwsCloud,
-    address: &Address,
-    name: &str,
-    role: RoleKind,
-    gmap: &GroupMap,
-) -> Result<Option<Observed>, CloudError> {
-    let res = format!("launch configuration {name}");
-    let Some(lc) = describe_lc(c, name, &res).await? else {
-        return Ok(None);
-    };
-    let (_, spec) = lc_to_spec(&lc, role, gmap);
-    Ok(Some(Observed {
-        address: address.clone(),
-        id: name.to_string(),
-        spec: Spec::LaunchConfiguration(spec),
-        status: Status {
-            state: "exists".into(),
-            ..Status::default()
-        },
-    }))
-}
-
-pub(crate) async fn create_lc(
-    c: &AwsCloud,
-    _address: &Address,
-    s: &LaunchConfigurationSpec,
-    ctx: &ApplyCtx,
-    _gmap: &GroupMap,
-) -> Result<String, CloudError> {
-    let res = format!("launch configuration {}", s.name);
-    if s.name.is_empty() {
-        return Err(err::other(
-            "CreateLaunchConfiguration",
-            &res,
-            "the launch configuration has no name yet (its launch spec is not fully known)",
-        ));
-    }
-    let ud = ctx
-        .user_data
-        .as_deref()
-        .ok_or_else(|| err::other("CreateLaunchConfiguration", &res, "no user-data was given for it"))?;
-    let (owner, _, _) = addr::parse_user_data_markers(ud);
-    let Some(owner) = owner else {
-        return Err(err::other(
-            "CreateLaunchConfiguration",
-            &res,
-            "its user-data has no `# fabrs:owner=` line: fabrs could never prove it owns it",
-        ));
-    };
-    // Look first: AWS refuses a duplicate name but moto silently replaces it.
-    let adopt = |lc: &LaunchConfiguration| -> Result<String, CloudError> {
-        let found = lc.user_data().and_then(util::unb64).unwrap_or_default();
-        if addr::parse_user_data_markers(&found).0.as_deref() == Some(owner.as_str()) {
-            Ok(s.name.clone())
-        } else {
-            Err(err::exists_foreign("CreateLaunchConfiguration", &res))
-        }
-    };
-    if let Some(lc) = describe_lc(c, &s.name, &res).await? {
-        return adopt(&lc);
-    }
-    let sgs = util::group_ids(ctx, &s.launch.security_groups, "CreateLaunchConfiguration", &res)?;
-    let root = c.root_device(&s.launch.image_id).await;
-    let r = util::while_profile_propagates("CreateLaunchConfiguration", &res, || {
-        c.asg
-            .create_launch_configuration()
-            .launch_configuration_name(&s.name)
-            .image_id(&s.launch.image_id)
-            .instance_type(&s.launch.instance_type)
-            .set_security_groups(Some(sgs.clone()))
-            .set_key_name(s.launch.key_name.clone())
-            .set_iam_instance_profile(s.launch.instance_profile.clone())
-            .user_data(util::b64(ud))
-            .block_device_mappings(
-                BlockDeviceMapping::builder()
-                    .device_name(&root)
-                    .ebs(
-                        Ebs::builder()
-                            .volume_size(s.launch.volume_gb as i32)
-                            .volume_type(&s.launch.volume_type)
-                            .encrypted(s.launch.volume_encrypted)
-                            .delete_on_termination(true)
-                            .build(),
-                    )
-                    .build(),
-            )
-            // IMDSv2 only, one hop (see `resource::IMDS_HOP_LIMIT`: no containers).
-            .metadata_options(
-                InstanceMetadataOptions::builder()
-                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    .http_tokens(InstanceMetadataHttpTokensState::from(
-                        s.launch.metadata_http_tokens.as_str(),
-                    ))
-                    .http_put_response_hop_limit(s.launch.metadata_hop_limit as i32)
-                    .build(),
-            )
-            .send()
-    })
-    .await;
-    match r {
-        Ok(_) => Ok(s.name.clone()),
-        Err(e) => {
-            let e = err::lc_refused(e);
-            if e.kind == ErrorKind::AlreadyExists
-                && let Some(lc) = describe_lc(c, &s.name, &res).await?
-            {
-                return adopt(&lc);
-            }
-            Err(e)
-        }
-    }
-}
-
-pub(crate) async fn delete_lc(c: &AwsCloud, name: &str) -> Result<(), CloudError> {
-    c.asg
-        .delete_launch_configuration()
-        .launch_configuration_name(name)
-        .send()
-        .await
-        .map_err(|e| err::sdk("DeleteLaunchConfiguration", &format!("launch configuration {name}"), e))?;
-    Ok(())
-}
-
-// ---------------------------------------------------------------- groups
 
 pub(crate) fn asg_filters(project: &str, environment: &str) -> Vec<Filter> {
     [
@@ -336,7 +132,7 @@ pub(crate) async fn describe_asg(c: &AwsCloud, name: &str) -> Result<Option<Auto
 pub(crate) async fn lb_health(c: &AwsCloud, g: &AutoScalingGroup) -> Result<BTreeMap<String, String>, CloudError> {
     let mut out = BTreeMap::new();
     for lb in g.load_balancer_names() {
-        out.extend(crate::elb::health_of(c, lb).await?);
+        out.extend(crate::kinds::load_balancer::health_of(c, lb).await?);
     }
     Ok(out)
 }
@@ -364,7 +160,7 @@ pub(crate) async fn asg_status(c: &AwsCloud, name: &str) -> Result<Option<Status
     }))
 }
 
-fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Result<String, CloudError> {
+pub(crate) fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Result<String, CloudError> {
     if !n.is_empty() {
         return Ok(n.to_string());
     }
@@ -383,7 +179,7 @@ fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Resu
         })
 }
 
-fn lt_ref(name: &str, version: &Option<String>) -> LaunchTemplateSpecification {
+pub(crate) fn lt_ref(name: &str, version: &Option<String>) -> LaunchTemplateSpecification {
     LaunchTemplateSpecification::builder()
         .launch_template_name(name)
         .version(version.clone().unwrap_or_else(|| "$Latest".into()))
@@ -564,14 +360,74 @@ pub(crate) async fn delete_asg(c: &AwsCloud, name: &str) -> Result<(), CloudErro
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn role_from_name() {
-        assert_eq!(super::role_from_lc_name("p-e-web-3f9c2e1-abcd1234", "p-e-"), "web");
-        assert_eq!(
-            super::role_from_lc_name("p-e-web-worker-3f9c2e1-abcd1234", "p-e-"),
-            "web-worker"
-        );
+// ---------------------------------------------------------------- the kind
+
+mod kind_impl {
+    use std::time::Duration;
+
+    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_plan::resource::*;
+
+    use super::*;
+    use crate::AwsCloud;
+    use crate::kinds::{self, AwsKind};
+    use crate::util::GroupMap;
+
+    impl AwsKind for AutoScalingGroupSpec {
+        const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+        async fn read(
+            c: &AwsCloud,
+            address: &Address,
+            id: &str,
+            _spec: &Self,
+            _gmap: &GroupMap,
+        ) -> Result<Option<Observed>, CloudError> {
+            read_asg(c, address, id).await
+        }
+
+        async fn create(
+            c: &AwsCloud,
+            address: &Address,
+            spec: &Self,
+            ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            let id = create_asg(c, address, spec, ctx).await?;
+            let mut made = spec.clone();
+            // A group made before its configuration's name was known was given
+            // the one just made (`lc_name`).
+            if let LaunchRef::Configuration(n) = &mut made.launch
+                && n.is_empty()
+                && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(made.role))
+            {
+                n.clone_from(made_lc);
+            }
+            Ok(kinds::made(address, id, made))
+        }
+
+        async fn update(
+            c: &AwsCloud,
+            current: &Observed,
+            was: &Self,
+            desired: &Self,
+            ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            update_asg(c, was, desired, ctx).await?;
+            Ok(kinds::updated(current, desired.clone()))
+        }
+
+        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+            delete_asg(c, &current.id).await
+        }
+
+        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+            asg_status(c, &current.id).await
+        }
+
+        fn ready(spec: &Self, status: &Status) -> bool {
+            status.members.iter().filter(|m| m.state == "InService").count() >= spec.desired as usize
+        }
     }
 }

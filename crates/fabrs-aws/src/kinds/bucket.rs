@@ -451,3 +451,65 @@ pub(crate) async fn empty_bucket(c: &AwsCloud, name: &str) -> Result<u64, CloudE
         deleted += n;
     }
 }
+
+// ---------------------------------------------------------------- the kind
+
+mod kind_impl {
+    use std::time::Duration;
+
+    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_plan::resource::*;
+
+    use super::*;
+    use crate::AwsCloud;
+    use crate::kinds::{self, AwsKind};
+    use crate::util::GroupMap;
+
+    impl AwsKind for BucketSpec {
+        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn read(
+            c: &AwsCloud,
+            address: &Address,
+            id: &str,
+            _spec: &Self,
+            _gmap: &GroupMap,
+        ) -> Result<Option<Observed>, CloudError> {
+            read_bucket(c, address, id).await
+        }
+
+        async fn create(
+            c: &AwsCloud,
+            address: &Address,
+            spec: &Self,
+            _ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            Ok(kinds::made(address, create_bucket(c, spec).await?, spec.clone()))
+        }
+
+        async fn update(
+            c: &AwsCloud,
+            current: &Observed,
+            was: &Self,
+            desired: &Self,
+            _ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            update_bucket(c, was, desired).await?;
+            Ok(kinds::updated(current, desired.clone()))
+        }
+
+        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+            delete_bucket(c, &spec.name).await
+        }
+
+        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+            kinds::status_by_read(c, current, spec).await
+        }
+
+        fn ready(_spec: &Self, _status: &Status) -> bool {
+            true
+        }
+    }
+}

@@ -271,3 +271,64 @@ pub(crate) async fn delete(c: &AwsCloud, s: &SsmParameterSpec) -> Result<(), Clo
         .map_err(|e| err::sdk("DeleteParameter", &res(&s.name), e))?;
     Ok(())
 }
+
+// ---------------------------------------------------------------- the kind
+
+mod kind_impl {
+    use std::time::Duration;
+
+    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_plan::resource::*;
+
+    use crate::AwsCloud;
+    use crate::kinds::{self, AwsKind};
+    use crate::util::GroupMap;
+
+    impl AwsKind for SsmParameterSpec {
+        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn read(
+            c: &AwsCloud,
+            _address: &Address,
+            id: &str,
+            _spec: &Self,
+            _gmap: &GroupMap,
+        ) -> Result<Option<Observed>, CloudError> {
+            super::read(c, id).await
+        }
+
+        async fn create(
+            c: &AwsCloud,
+            address: &Address,
+            spec: &Self,
+            ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            Ok(kinds::made(address, super::create(c, spec, ctx).await?, spec.clone()))
+        }
+
+        async fn update(
+            c: &AwsCloud,
+            current: &Observed,
+            was: &Self,
+            desired: &Self,
+            ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            super::update(c, was, desired, ctx).await?;
+            Ok(kinds::updated(current, desired.clone()))
+        }
+
+        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+            super::delete(c, spec).await
+        }
+
+        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+            kinds::status_by_read(c, current, spec).await
+        }
+
+        fn ready(_spec: &Self, _status: &Status) -> bool {
+            true
+        }
+    }
+}

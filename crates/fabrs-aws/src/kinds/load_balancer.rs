@@ -752,3 +752,69 @@ pub(crate) async fn deregister(c: &AwsCloud, lb: &str, instance_id: &str, res: &
         }
     }
 }
+
+// ---------------------------------------------------------------- the kind
+
+mod kind_impl {
+    use std::time::Duration;
+
+    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_plan::resource::*;
+
+    use super::*;
+    use crate::AwsCloud;
+    use crate::kinds::{self, AwsKind};
+    use crate::util::GroupMap;
+
+    impl AwsKind for LoadBalancerSpec {
+        const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+        async fn read(
+            c: &AwsCloud,
+            address: &Address,
+            _id: &str,
+            spec: &Self,
+            gmap: &GroupMap,
+        ) -> Result<Option<Observed>, CloudError> {
+            read_lb(c, address, &spec.name, gmap).await
+        }
+
+        async fn create(
+            c: &AwsCloud,
+            address: &Address,
+            spec: &Self,
+            ctx: &ApplyCtx,
+            gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            Ok(kinds::made(
+                address,
+                create_lb(c, address, spec, ctx, gmap).await?,
+                spec.clone(),
+            ))
+        }
+
+        async fn update(
+            c: &AwsCloud,
+            current: &Observed,
+            was: &Self,
+            desired: &Self,
+            ctx: &ApplyCtx,
+            _gmap: &GroupMap,
+        ) -> Result<Observed, CloudError> {
+            update_lb(c, was, desired, ctx).await?;
+            Ok(kinds::updated(current, desired.clone()))
+        }
+
+        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+            delete_lb(c, &spec.name).await
+        }
+
+        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+            lb_status(c, &current.id).await
+        }
+
+        fn ready(_spec: &Self, _status: &Status) -> bool {
+            true
+        }
+    }
+}
