@@ -231,6 +231,8 @@ fn verb(action: Action, done: bool) -> &'static str {
         (Action::Create, true) => "created",
         (Action::Update, false) => "updating",
         (Action::Update, true) => "updated",
+        (Action::CreateBeside, false) => "creating",
+        (Action::CreateBeside, true) => "created",
         (Action::Replace, false) => "replacing",
         (Action::Replace, true) => "replaced",
         (Action::Delete, false) => "destroying",

@@ -563,9 +563,7 @@ async fn run_change<C: Cloud>(
     let observed = match (change.action, &change.current) {
         (Action::Update, Some(current)) => cloud.update(current, spec, &ctx).await?,
         // A new launch configuration; the current one stays for rollback.
-        (Action::Replace, Some(_)) if change.address.kind == Kind::LaunchConfiguration => {
-            cloud.create(&change.address, spec, &ctx).await?
-        }
+        (Action::CreateBeside, _) => cloud.create(&change.address, spec, &ctx).await?,
         (Action::Replace, Some(current)) => {
             delete_and_wait(cloud, current, opts, events).await?;
             cloud.create(&change.address, spec, &ctx).await?

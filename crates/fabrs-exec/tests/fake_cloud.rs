@@ -168,7 +168,7 @@ async fn a_new_revision_makes_a_new_launch_configuration_and_keeps_the_old() {
         .iter()
         .find(|c| c.address == addr::launch_configuration(RoleKind::Web))
         .unwrap();
-    assert_eq!(lc.action, Action::Replace);
+    assert_eq!(lc.action, Action::CreateBeside);
     converge_with(&cloud, &env, Some(&rev("a1b2c3d"))).await.unwrap();
     let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
     let web_lcs: Vec<&String> = inv

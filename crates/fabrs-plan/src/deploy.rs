@@ -239,7 +239,7 @@ fn launch_changes(env: &Environment, operation: &Operation, plan: &Plan) -> Resu
             continue;
         }
         match (c.address.kind, c.action) {
-            (Kind::LaunchConfiguration, PlanAction::Create | PlanAction::Replace)
+            (Kind::LaunchConfiguration, PlanAction::Create | PlanAction::CreateBeside)
             | (Kind::LaunchTemplate, PlanAction::Update) => {
                 let known = c.diffs.iter().all(|d| !d.known_after_apply) && c.desired.is_some();
                 let Some(kind) = RoleKind::parse(role).filter(|_| known) else {

@@ -6,7 +6,6 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use crate::plan::{Action, Change, Diff, Plan};
-use crate::resource::Kind;
 
 pub(crate) fn show(v: &Value) -> String {
     match v {
@@ -32,7 +31,7 @@ pub(crate) fn verb(c: &Change) -> (&'static str, &'static str) {
     match c.action {
         Action::Create => ("+", "will be created"),
         Action::Update => ("~", "will be updated in place"),
-        Action::Replace if c.address.kind == Kind::LaunchConfiguration => (
+        Action::CreateBeside => (
             "+",
             "will be created (a new launch configuration; the current one is kept for rollback)",
         ),
@@ -147,7 +146,7 @@ pub fn human(plan: &Plan) -> String {
     out
 }
 
-/// The JSON form (format version 1), documented in docs/plan-json.md.
+/// The JSON form (format version 2), documented in docs/plan-json.md.
 pub fn json(plan: &Plan) -> Value {
     let (add, change, destroy) = plan.summary();
     json!({

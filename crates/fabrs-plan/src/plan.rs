@@ -7,19 +7,24 @@ use serde_json::Value;
 
 use crate::addr;
 use crate::desired::{Desired, is_known, sha256_hex};
-use crate::kinds::Rule;
+use crate::kinds::{Replacement, Rule};
 use crate::resource::*;
 
 /// Version of the plan's JSON form (`fabrs plan --json`, saved plans).
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// 2: a new launch configuration is `create_beside` (was `replace`).
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
     Update,
-    /// Delete then create (or, for launch configurations, create a new one).
+    /// Delete then create.
     Replace,
+    /// Create a new one beside the current one, which stays (a launch
+    /// configuration: its name hashes its content; the old one is kept for
+    /// rollback and pruned by deploy).
+    CreateBeside,
     Delete,
 }
 
@@ -82,7 +87,7 @@ impl Plan {
             match c.action {
                 Action::Create => add += 1,
                 Action::Update => change += 1,
-                Action::Replace if c.address.kind == Kind::LaunchConfiguration => add += 1,
+                Action::CreateBeside => add += 1,
                 Action::Replace => {
                     add += 1;
                     destroy += 1
@@ -377,7 +382,7 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
                     }
                 }
                 let replace = diffs.iter().any(|d| d.forces_replacement);
-                if replace && address.kind == Kind::DbInstance {
+                if replace && address.kind.replacement() == Replacement::Refuse {
                     conflicts.push(Conflict {
                         address: address.clone(),
                         message: format!(
@@ -388,7 +393,11 @@ pub fn plan(project: &str, environment: &str, desired: &Desired, inventory: &Inv
                     });
                     continue;
                 }
-                let action = if replace { Action::Replace } else { Action::Update };
+                let action = match address.kind.replacement() {
+                    _ if !replace => Action::Update,
+                    Replacement::CreateBeside => Action::CreateBeside,
+                    Replacement::DeleteThenCreate | Replacement::Refuse => Action::Replace,
+                };
                 let reason = if replace {
                     format!(
                         "{} changed (forces replacement)",

@@ -123,7 +123,7 @@ fn simulate(desired: &Desired, inventory: &Inventory, p: &fabrs_plan::plan::Plan
     let mut after = inventory.clone();
     for c in &p.changes {
         match c.action {
-            Action::Create | Action::Update | Action::Replace => {
+            Action::Create | Action::Update | Action::Replace | Action::CreateBeside => {
                 let spec = desired.resources[&c.address].clone();
                 after.resources.insert(
                     c.address.clone(),
@@ -313,7 +313,7 @@ fn plan_from_empty_account() {
     assert!(text.contains("+ master_password = (sensitive)"));
     insta::assert_snapshot!("empty_account_plan", text);
     let json = fabrs_plan::display::json(&p);
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["summary"]["add"].as_u64().unwrap() as usize, p.changes.len());
 }
 
@@ -632,7 +632,7 @@ fn an_unhardened_launch_is_a_change_template_in_place_configuration_and_instance
         let (kind, action) = if template {
             ("launch_template", Action::Update)
         } else {
-            ("launch_configuration", Action::Replace)
+            ("launch_configuration", Action::CreateBeside)
         };
         assert_eq!(
             got,

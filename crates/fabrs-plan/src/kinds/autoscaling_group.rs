@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::addr;
 use crate::graph::Context;
 use crate::resource::Address;
@@ -28,6 +28,7 @@ pub struct AutoScalingGroupSpec {
 }
 
 impl ResourceKind for AutoScalingGroupSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "autoscaling";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::Tags;
@@ -25,6 +25,7 @@ pub struct BucketSpec {
 }
 
 impl ResourceKind for BucketSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "s3";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
@@ -41,6 +41,7 @@ pub struct DbInstanceSpec {
 }
 
 impl ResourceKind for DbInstanceSpec {
+    const REPLACEMENT: Replacement = Replacement::Refuse;
     const SERVICE: &'static str = "rds";
 
     fn rules() -> &'static [(&'static str, Rule)] {

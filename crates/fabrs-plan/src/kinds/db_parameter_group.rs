@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ pub struct DbParameterGroupSpec {
 }
 
 impl ResourceKind for DbParameterGroupSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "rds";
 
     fn rules() -> &'static [(&'static str, Rule)] {

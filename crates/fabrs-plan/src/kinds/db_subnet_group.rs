@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::Tags;
@@ -16,6 +16,7 @@ pub struct DbSubnetGroupSpec {
 }
 
 impl ResourceKind for DbSubnetGroupSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "rds";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
@@ -19,6 +19,7 @@ pub struct InstanceSpec {
 }
 
 impl ResourceKind for InstanceSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {

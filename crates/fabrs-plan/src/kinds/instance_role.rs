@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::{PolicyStatement, Tags};
@@ -25,6 +25,7 @@ pub struct InstanceRoleSpec {
 }
 
 impl ResourceKind for InstanceRoleSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "iam";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use crate::resource::LaunchSpec;
@@ -16,6 +16,7 @@ pub struct LaunchConfigurationSpec {
 }
 
 impl ResourceKind for LaunchConfigurationSpec {
+    const REPLACEMENT: Replacement = Replacement::CreateBeside;
     const SERVICE: &'static str = "autoscaling";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use crate::resource::{LaunchSpec, Tags};
@@ -15,6 +15,7 @@ pub struct LaunchTemplateSpec {
 }
 
 impl ResourceKind for LaunchTemplateSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {

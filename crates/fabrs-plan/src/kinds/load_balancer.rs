@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ pub struct LoadBalancerSpec {
 }
 
 impl ResourceKind for LoadBalancerSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "elb";
 
     fn rules() -> &'static [(&'static str, Rule)] {

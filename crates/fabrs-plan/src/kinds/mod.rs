@@ -53,6 +53,20 @@ pub enum Rule {
     Ignore,
 }
 
+/// What a change to an attribute whose rule is `Replace` becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replacement {
+    /// Delete the current one, then create the new one (`Action::Replace`).
+    DeleteThenCreate,
+    /// Create a new one beside the current one, which stays
+    /// (`Action::CreateBeside`: launch configurations, kept for rollback
+    /// and pruned by deploy).
+    CreateBeside,
+    /// Never: the plan gets a conflict instead (a database is never
+    /// replaced: its data would go with it).
+    Refuse,
+}
+
 /// A kind's rules: one per field of its spec, written like the spec itself.
 /// The macro also writes the spec as a struct expression of exactly these
 /// fields: a spec field without a rule ("missing field") or a rule for no
@@ -81,6 +95,8 @@ pub trait ResourceKind:
     /// the address, or unreadable like a password's secret name). Written
     /// with `rules!`, which makes it exhaustive.
     fn rules() -> &'static [(&'static str, Rule)];
+    /// What a `Replace` rule's change becomes.
+    const REPLACEMENT: Replacement;
     /// The name AWS knows it by (`None`: none fabrs can predict, as for a
     /// launch configuration, whose name hashes its content).
     fn aws_name(&self) -> Option<String>;
@@ -166,6 +182,13 @@ macro_rules! define_kinds {
             pub fn rules(self) -> &'static [(&'static str, Rule)] {
                 match self {
                     $(Kind::$variant => <$spec as ResourceKind>::rules()),*
+                }
+            }
+
+            /// `ResourceKind::REPLACEMENT`.
+            pub fn replacement(self) -> Replacement {
+                match self {
+                    $(Kind::$variant => <$spec as ResourceKind>::REPLACEMENT),*
                 }
             }
 

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use std::collections::BTreeSet;
@@ -20,6 +20,7 @@ pub struct SecurityGroupSpec {
 }
 
 impl ResourceKind for SecurityGroupSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {

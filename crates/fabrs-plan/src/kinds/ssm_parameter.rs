@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::Tags;
@@ -26,6 +26,7 @@ pub struct SsmParameterSpec {
 }
 
 impl ResourceKind for SsmParameterSpec {
+    const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
     const SERVICE: &'static str = "ssm";
 
     fn rules() -> &'static [(&'static str, Rule)] {

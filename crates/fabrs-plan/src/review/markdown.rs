@@ -9,7 +9,6 @@ use std::fmt::Write;
 
 use super::{Extras, body, plural, user_data_diffs, verb};
 use crate::plan::{Action, Change, Plan};
-use crate::resource::Kind;
 
 /// GitHub's limit on a comment, in characters.
 pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
@@ -134,7 +133,7 @@ pub fn markdown(plan: &Plan, extras: &Extras) -> String {
         .changes
         .iter()
         .filter(|c| {
-            c.action == Action::Delete || (c.action == Action::Replace && c.address.kind != Kind::LaunchConfiguration)
+            c.action == Action::Delete || c.action == Action::Replace
         })
         .collect();
     if !destroys.is_empty() {

@@ -17,7 +17,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use crate::plan::{Action, Change, Plan};
-use crate::resource::{Address, Kind};
+use crate::resource::Address;
 pub use userdata::UserDataChange;
 
 /// What a review shows beside the plan.
@@ -244,7 +244,7 @@ pub fn concise(plan: &Plan) -> String {
     let _ = writeln!(out, "{} / {}:", plan.project, plan.environment);
     // A new launch configuration is a create (the old one is kept), with
     // the reason it is needed.
-    let new_lc = |c: &Change| c.action == Action::Replace && c.address.kind == Kind::LaunchConfiguration;
+    let new_lc = |c: &Change| c.action == Action::CreateBeside;
     type Select<'a> = &'a dyn Fn(&Change) -> bool;
     let groups: [(&str, Select); 4] = [
         ("Destroy", &|c| c.action == Action::Delete),
