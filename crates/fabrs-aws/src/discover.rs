@@ -8,24 +8,11 @@ use aws_sdk_ec2::types::Filter;
 use fabrs_cloud::{CloudError, Scope};
 use fabrs_config::RoleKind;
 use fabrs_plan::addr;
-use fabrs_plan::resource::{Address, Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
+use fabrs_plan::resource::{Foreign, Inventory, Kind, LaunchRef, Spec, VpcRef};
 
 use crate::ec2::{from_ec2_tags, owner_filters};
-use crate::util::{self, GroupMap};
+use crate::util::{self, Claim, Claims, GroupMap};
 use crate::{AwsCloud, err, rds};
-
-fn names_of(scope: &Scope, kind: Kind) -> Vec<(Address, String)> {
-    scope
-        .names
-        .iter()
-        .filter(|(a, n)| a.kind == kind && !n.is_empty())
-        .map(|(a, n)| (a.clone(), n.clone()))
-        .collect()
-}
-
-fn address_of(names: &[(Address, String)], name: &str) -> Option<Address> {
-    names.iter().find(|(_, n)| n == name).map(|(a, _)| a.clone())
-}
 
 fn values(name: &str, vals: impl IntoIterator<Item = String>) -> Filter {
     Filter::builder()
@@ -51,13 +38,12 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
             VpcRef::Id(id) => id.clone(),
         })
     };
-    let sg_names = names_of(scope, Kind::SecurityGroup);
-    let lb_names = names_of(scope, Kind::LoadBalancer);
-    let lc_names = names_of(scope, Kind::LaunchConfiguration);
-    let lt_names = names_of(scope, Kind::LaunchTemplate);
-    let asg_names = names_of(scope, Kind::AutoScalingGroup);
-    let inst_names = names_of(scope, Kind::Instance);
-    let db_names = names_of(scope, Kind::DbInstance);
+    let claims = Claims::new(scope);
+    let sg_names = claims.wanted(Kind::SecurityGroup);
+    let lb_names = claims.wanted(Kind::LoadBalancer);
+    let lt_names = claims.wanted(Kind::LaunchTemplate);
+    let asg_names = claims.wanted(Kind::AutoScalingGroup);
+    let inst_names = claims.wanted(Kind::Instance);
     let group_names: Vec<&String> = scope
         .names
         .iter()
@@ -305,9 +291,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         dbs,
         subnet_groups,
         parameter_groups,
-        (roles, roles_foreign),
-        (buckets, buckets_foreign),
-        (params, params_foreign),
+        listed,
         image_parameters,
     ) = futures::try_join!(
         // Each on the heap: together they outgrow a test thread's 2 MiB stack.
@@ -322,9 +306,8 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         Box::pin(dbs),
         Box::pin(subnet_groups),
         Box::pin(parameter_groups),
-        Box::pin(crate::kinds::instance_role::discover(c, scope)),
-        Box::pin(crate::kinds::bucket::discover(c, scope)),
-        Box::pin(crate::kinds::ssm_parameter::discover(c, scope)),
+        // The kinds that find themselves (`AwsKind::list`).
+        Box::pin(c.list_all(scope)),
         Box::pin(crate::kinds::ssm_parameter::image_parameters(
             c,
             &scope.image_parameters
@@ -335,10 +318,8 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         image_parameters,
         ..Inventory::default()
     };
-    let mut foreign: Vec<Foreign> = roles_foreign;
-    foreign.extend(buckets_foreign);
-    foreign.extend(params_foreign);
-    for o in roles.into_iter().chain(buckets).chain(params) {
+    let mut foreign: Vec<Foreign> = listed.foreign;
+    for o in listed.owned {
         inv.resources.entry(o.address.clone()).or_insert(o);
     }
 
@@ -346,27 +327,22 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     let mut gmap = GroupMap::default();
     for sg in &sgs {
         let tags = from_ec2_tags(sg.tags());
-        if let (true, Some(key), Some(id)) = (util::owned(&tags, p, e), tags.get(addr::TAG_GROUP), sg.group_id()) {
+        if let (true, Some(key), Some(id)) = (claims.owned(&tags), tags.get(addr::TAG_GROUP), sg.group_id()) {
             gmap.insert(id, key);
         }
     }
     for sg in &sgs {
-        if util::owned(&from_ec2_tags(sg.tags()), p, e)
+        if claims.owned(&from_ec2_tags(sg.tags()))
             && let Some(o) = crate::kinds::security_group::sg_to_observed(sg, &gmap, &vpc)
         {
             inv.resources.entry(o.address.clone()).or_insert(o);
         }
     }
     for sg in &sgs_named {
-        let name = sg.group_name().unwrap_or_default();
-        if !util::owned(&from_ec2_tags(sg.tags()), p, e)
-            && let Some(a) = address_of(&sg_names, name)
-        {
-            foreign.push(Foreign {
-                address: a,
-                id: sg.group_id().unwrap_or_default().to_string(),
-                name: name.to_string(),
-            });
+        let owned = claims.owned(&from_ec2_tags(sg.tags()));
+        let (name, id) = (sg.group_name().unwrap_or_default(), sg.group_id().unwrap_or_default());
+        if let Claim::LookAlike(f) = claims.claim(Kind::SecurityGroup, owned, name, id) {
+            foreign.push(f);
         }
     }
 
@@ -377,7 +353,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         .filter(|d| {
             lb_tags
                 .get(d.load_balancer_name().unwrap_or_default())
-                .is_some_and(|t| util::owned(t, p, e))
+                .is_some_and(|t| claims.owned(t))
         })
         .collect();
     owned_lbs.sort_by_key(|d| d.load_balancer_name() != want_lb.as_deref());
@@ -398,14 +374,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     }
     for d in &lbs {
         let name = d.load_balancer_name().unwrap_or_default();
-        if let Some(a) = address_of(&lb_names, name)
-            && !lb_tags.get(name).is_some_and(|t| util::owned(t, p, e))
-        {
-            foreign.push(Foreign {
-                address: a,
-                id: name.to_string(),
-                name: name.to_string(),
-            });
+        let owned = lb_tags.get(name).is_some_and(|t| claims.owned(t));
+        if let Claim::LookAlike(f) = claims.claim(Kind::LoadBalancer, owned, name, name) {
+            foreign.push(f);
         }
     }
     extras.lb_members = lbs
@@ -424,7 +395,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     // Auto scaling groups (and which launch configuration each uses).
     let mut lc_roles: BTreeMap<String, RoleKind> = BTreeMap::new();
     for g in &asgs {
-        if !util::owned(&crate::kinds::autoscaling_group::asg_tags(g), p, e) {
+        if !claims.owned(&crate::kinds::autoscaling_group::asg_tags(g)) {
             continue;
         }
         if let Some(o) = crate::kinds::autoscaling_group::asg_to_observed(g, &lb_health, &vpc) {
@@ -439,14 +410,9 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     }
     for g in &asgs_named {
         let name = g.auto_scaling_group_name().unwrap_or_default();
-        if !util::owned(&crate::kinds::autoscaling_group::asg_tags(g), p, e)
-            && let Some(a) = address_of(&asg_names, name)
-        {
-            foreign.push(Foreign {
-                address: a,
-                id: name.to_string(),
-                name: name.to_string(),
-            });
+        let owned = claims.owned(&crate::kinds::autoscaling_group::asg_tags(g));
+        if let Claim::LookAlike(f) = claims.claim(Kind::AutoScalingGroup, owned, name, name) {
+            foreign.push(f);
         }
     }
 
@@ -456,8 +422,8 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         let name = lc.launch_configuration_name().unwrap_or_default();
         let prefixed =
             !scope.launch_configuration_prefix.is_empty() && name.starts_with(&scope.launch_configuration_prefix);
-        let named = address_of(&lc_names, name);
-        if !prefixed && named.is_none() && !lc_roles.contains_key(name) {
+        let named = claims.address_of(Kind::LaunchConfiguration, name).is_some();
+        if !prefixed && !named && !lc_roles.contains_key(name) {
             continue;
         }
         let role = lc_roles.get(name).copied().or_else(|| {
@@ -470,6 +436,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         let owned = role
             .map(|role| (role, crate::kinds::launch_configuration::lc_to_spec(lc, role, &gmap)))
             .filter(|(_, (lc_owner, _))| lc_owner.as_deref() == Some(owner.as_str()));
+        let claim = claims.claim(Kind::LaunchConfiguration, owned.is_some(), name, name);
         if let Some((role, (_, spec))) = owned {
             if lc_roles.contains_key(name) {
                 let address = addr::launch_configuration(role);
@@ -490,18 +457,14 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
                 );
             }
             inv.launch_configurations.insert(name.to_string(), spec);
-        } else if let Some(a) = named {
-            foreign.push(Foreign {
-                address: a,
-                id: name.to_string(),
-                name: name.to_string(),
-            });
+        } else if let Claim::LookAlike(f) = claim {
+            foreign.push(f);
         }
     }
 
     // Launch templates.
     for (lt, ver) in &lts {
-        if util::owned(&from_ec2_tags(lt.tags()), p, e)
+        if claims.owned(&from_ec2_tags(lt.tags()))
             && let Some(o) = crate::kinds::launch_template::lt_to_observed(lt, ver.as_ref(), &gmap)
         {
             if let Some(ud) = ver
@@ -516,15 +479,13 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         }
     }
     for lt in &lts_named {
-        let name = lt.launch_template_name().unwrap_or_default();
-        if !util::owned(&from_ec2_tags(lt.tags()), p, e)
-            && let Some(a) = address_of(&lt_names, name)
-        {
-            foreign.push(Foreign {
-                address: a,
-                id: lt.launch_template_id().unwrap_or_default().to_string(),
-                name: name.to_string(),
-            });
+        let owned = claims.owned(&from_ec2_tags(lt.tags()));
+        let (name, id) = (
+            lt.launch_template_name().unwrap_or_default(),
+            lt.launch_template_id().unwrap_or_default(),
+        );
+        if let Claim::LookAlike(f) = claims.claim(Kind::LaunchTemplate, owned, name, id) {
+            foreign.push(f);
         }
     }
 
@@ -541,60 +502,47 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
     for i in inst_named.iter().filter(|i| crate::kinds::instance::live(i)) {
         let tags = from_ec2_tags(i.tags());
         let id = i.instance_id().unwrap_or_default();
-        if owned_ids.contains(id) || util::owned(&tags, p, e) {
-            continue;
-        }
+        let owned = owned_ids.contains(id) || claims.owned(&tags);
         let name = tags.get(addr::TAG_NAME).cloned().unwrap_or_default();
-        if let Some(a) = address_of(&inst_names, &name) {
-            foreign.push(Foreign {
-                address: a,
-                id: id.to_string(),
-                name,
-            });
+        if let Claim::LookAlike(f) = claims.claim(Kind::Instance, owned, &name, id) {
+            foreign.push(f);
         }
     }
 
     // Databases.
     for d in dbs.iter().filter(|d| crate::kinds::db_instance::db_live(d)) {
         let id = d.db_instance_identifier().unwrap_or_default();
-        if util::owned(&crate::kinds::db_instance::db_tags(d), p, e) {
-            if let Some(o) = crate::kinds::db_instance::db_to_observed(d, &gmap) {
-                inv.resources.entry(o.address.clone()).or_insert(o);
+        let owned = claims.owned(&crate::kinds::db_instance::db_tags(d));
+        match claims.claim(Kind::DbInstance, owned, id, id) {
+            Claim::Owned => {
+                if let Some(o) = crate::kinds::db_instance::db_to_observed(d, &gmap) {
+                    inv.resources.entry(o.address.clone()).or_insert(o);
+                }
             }
-        } else if let Some(a) = address_of(&db_names, id) {
-            foreign.push(Foreign {
-                address: a,
-                id: id.to_string(),
-                name: id.to_string(),
-            });
+            Claim::LookAlike(f) => foreign.push(f),
+            Claim::Unrelated => {}
         }
     }
-    let sng_names = names_of(scope, Kind::DbSubnetGroup);
     for (g, tags) in subnet_groups {
         let name = g.db_subnet_group_name().unwrap_or_default().to_string();
-        if util::owned(&tags, p, e) {
-            let o = crate::kinds::db_subnet_group::subnet_group_to_observed(&g, tags, &vpc);
-            inv.resources.entry(o.address.clone()).or_insert(o);
-        } else if let Some(a) = address_of(&sng_names, &name) {
-            foreign.push(Foreign {
-                address: a,
-                id: name.clone(),
-                name,
-            });
+        match claims.claim(Kind::DbSubnetGroup, claims.owned(&tags), &name, &name) {
+            Claim::Owned => {
+                let o = crate::kinds::db_subnet_group::subnet_group_to_observed(&g, tags, &vpc);
+                inv.resources.entry(o.address.clone()).or_insert(o);
+            }
+            Claim::LookAlike(f) => foreign.push(f),
+            Claim::Unrelated => {}
         }
     }
-    let pg_names = names_of(scope, Kind::DbParameterGroup);
     for (g, (tags, params)) in parameter_groups {
         let name = g.db_parameter_group_name().unwrap_or_default().to_string();
-        if util::owned(&tags, p, e) {
-            let o = crate::kinds::db_parameter_group::parameter_group_to_observed(&g, tags, params);
-            inv.resources.entry(o.address.clone()).or_insert(o);
-        } else if let Some(a) = address_of(&pg_names, &name) {
-            foreign.push(Foreign {
-                address: a,
-                id: name.clone(),
-                name,
-            });
+        match claims.claim(Kind::DbParameterGroup, claims.owned(&tags), &name, &name) {
+            Claim::Owned => {
+                let o = crate::kinds::db_parameter_group::parameter_group_to_observed(&g, tags, params);
+                inv.resources.entry(o.address.clone()).or_insert(o);
+            }
+            Claim::LookAlike(f) => foreign.push(f),
+            Claim::Unrelated => {}
         }
     }
 

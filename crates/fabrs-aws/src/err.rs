@@ -74,6 +74,30 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// "Describe one; NotFound is None", written once: a call's answer, or
+/// `None` when AWS says the resource is not there (each service has its
+/// codes: `InvalidGroup.NotFound`, `DBInstanceNotFound`, `NoSuchEntity`…;
+/// `kind_of` knows them), or the call's one-line error.
+pub(crate) fn found<T, E>(
+    operation: &str,
+    resource: &str,
+    r: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<Option<T>, CloudError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    none_if_not_found(r.map_err(|e| sdk(operation, resource, e)))
+}
+
+/// An error saying the resource is not there, as `None`.
+pub(crate) fn none_if_not_found<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Map an SDK error of any of the AWS clients.
 pub(crate) fn sdk<E>(operation: &str, resource: &str, e: SdkError<E, HttpResponse>) -> CloudError
 where

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use fabrs_cloud::{ApplyCtx, CloudError};
+use fabrs_cloud::{ApplyCtx, CloudError, Scope};
 use fabrs_plan::addr::{MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
-use fabrs_plan::resource::{Address, Kind, Spec, Tags};
+use fabrs_plan::resource::{Address, Foreign, Kind, Spec, Tags};
 
 use crate::err;
 
@@ -65,6 +65,70 @@ pub(crate) fn owned(tags: &Tags, project: &str, environment: &str) -> bool {
     tags.get(TAG_PROJECT).map(String::as_str) == Some(project)
         && tags.get(TAG_ENVIRONMENT).map(String::as_str) == Some(environment)
         && tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+}
+
+/// Whose an item of the account is: the owned/look-alike split, written
+/// once for every kind.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// Proven this environment's (by its tags, or what stands for them).
+    Owned,
+    /// Not proven ours, but with a name this environment wants: in the way,
+    /// and never adopted, modified or deleted.
+    LookAlike(Foreign),
+    /// Someone else's, and none of fabrs's business.
+    Unrelated,
+}
+
+/// The owned/look-alike split against one discovery's scope.
+pub(crate) struct Claims<'a> {
+    scope: &'a Scope,
+}
+
+impl<'a> Claims<'a> {
+    pub fn new(scope: &'a Scope) -> Self {
+        Claims { scope }
+    }
+
+    /// The ownership tags are this environment's.
+    pub fn owned(&self, tags: &Tags) -> bool {
+        owned(tags, &self.scope.project, &self.scope.environment)
+    }
+
+    /// The names the scope wants for a kind, with their addresses.
+    pub fn wanted(&self, kind: Kind) -> Vec<(Address, String)> {
+        self.scope
+            .names
+            .iter()
+            .filter(|(a, n)| a.kind == kind && !n.is_empty())
+            .map(|(a, n)| (a.clone(), n.clone()))
+            .collect()
+    }
+
+    /// The address the scope wants a resource of this kind and name at.
+    pub fn address_of(&self, kind: Kind, name: &str) -> Option<Address> {
+        self.scope
+            .names
+            .iter()
+            .find(|(a, n)| a.kind == kind && !n.is_empty() && n.as_str() == name)
+            .map(|(a, _)| a.clone())
+    }
+
+    /// Owned when `owned` (the kind's proof); else a look-alike when the
+    /// scope wants this name for the kind; else unrelated.
+    pub fn claim(&self, kind: Kind, owned: bool, name: &str, id: &str) -> Claim {
+        if owned {
+            return Claim::Owned;
+        }
+        match self.address_of(kind, name) {
+            Some(address) => Claim::LookAlike(Foreign {
+                address,
+                id: id.to_string(),
+                name: name.to_string(),
+            }),
+            None => Claim::Unrelated,
+        }
+    }
 }
 
 /// (project, environment) a spec's tags say it belongs to.

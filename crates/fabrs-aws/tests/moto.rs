@@ -607,6 +607,7 @@ async fn launch_template_and_group() {
         .expect("update lt");
     assert_eq!(o2.spec, Spec::LaunchTemplate(lt2.clone()));
     assert_eq!(o2.status.state, "version 2");
+    assert_eq!(o2.status.template_version, Some(2));
     let inv = discover(&c, &env, &names).await;
     assert_eq!(spec_at(&inv, &a_lt), &Spec::LaunchTemplate(lt2.clone()));
 

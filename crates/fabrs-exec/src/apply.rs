@@ -406,7 +406,6 @@ pub async fn apply<C: Cloud>(
     Ok(report)
 }
 
-
 /// A task of the apply driver that ended: a change (by index into
 /// `graph::edges`), or the security groups' rules.
 enum Done<'a> {

@@ -371,6 +371,12 @@ impl Cloud for FakeCloud {
                 endpoint: Some(format!("{}.fake.rds", db.identifier)),
                 ..Default::default()
             },
+            // As EC2: a new template is at version 1.
+            Spec::LaunchTemplate(_) => Status {
+                state: "version 1".into(),
+                template_version: Some(1),
+                ..Default::default()
+            },
             // Other kinds have no runtime status.
             _ => Status::default(),
         };
@@ -423,6 +429,12 @@ impl Cloud for FakeCloud {
             return Err(err(ErrorKind::NotFound, "Update", &current.address, "not found"));
         };
         o.spec = desired.clone();
+        // As EC2: a template's update is a new version.
+        if let Spec::LaunchTemplate(_) = desired {
+            let v = o.status.template_version.unwrap_or(0) + 1;
+            o.status.template_version = Some(v);
+            o.status.state = format!("version {v}");
+        }
         let out = o.clone();
         s.calls.push(("update".into(), key.to_string()));
         Ok(Observed {

@@ -313,13 +313,9 @@ fn migrate_candidates(env: &Environment, inventory: &Inventory, groups: &BTreeMa
     candidates
 }
 
-/// `version N` in a launch template's observed state.
+/// A launch template's latest version, as `LaunchRef::Template` names it.
 pub fn template_version(o: &Observed) -> Option<String> {
-    o.status
-        .state
-        .strip_prefix("version ")
-        .map(str::to_string)
-        .filter(|v| !v.is_empty())
+    o.status.template_version.map(|v| v.to_string())
 }
 
 pub fn launch_label(l: &LaunchRef) -> String {

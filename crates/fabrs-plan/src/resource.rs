@@ -196,6 +196,9 @@ pub struct Status {
     /// refuses to delete it unless told to empty it.
     #[serde(default)]
     pub holds_data: bool,
+    /// A launch template's latest version (what deploy points its group at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -109,6 +109,7 @@ pub(crate) fn asg_to_observed(
         }),
         status: Status {
             holds_data: false,
+            template_version: None,
             state: g.status().unwrap_or("active").to_string(),
             private_ip: None,
             endpoint: None,
@@ -153,6 +154,7 @@ pub(crate) async fn asg_status(c: &AwsCloud, name: &str) -> Result<Option<Status
     let health = lb_health(c, &g).await?;
     Ok(Some(Status {
         holds_data: false,
+        template_version: None,
         state: g.status().unwrap_or("active").to_string(),
         private_ip: None,
         endpoint: None,
@@ -365,7 +367,7 @@ pub(crate) async fn delete_asg(c: &AwsCloud, name: &str) -> Result<(), CloudErro
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -375,6 +377,11 @@ mod kind_impl {
 
     impl AwsKind for AutoScalingGroupSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: a group's members carry the load balancer's health, and it names the launch configuration it uses.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

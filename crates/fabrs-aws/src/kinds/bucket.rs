@@ -203,12 +203,7 @@ pub(crate) async fn read_bucket(c: &AwsCloud, address: &Address, name: &str) -> 
 /// not discovered, so it is never deleted — it is the app's data.)
 pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observed>, Vec<Foreign>), CloudError> {
     let (p, e) = (scope.project.as_str(), scope.environment.as_str());
-    let wanted: Vec<(Address, String)> = scope
-        .names
-        .iter()
-        .filter(|(a, n)| a.kind == Kind::Bucket && !n.is_empty())
-        .map(|(a, n)| (a.clone(), n.clone()))
-        .collect();
+    let wanted = util::Claims::new(scope).wanted(Kind::Bucket);
     let found = futures::future::try_join_all(wanted.iter().map(|(a, n)| async move {
         match presence(c, n).await? {
             Presence::Missing => Ok::<_, CloudError>(None),
@@ -457,7 +452,7 @@ pub(crate) async fn empty_bucket(c: &AwsCloud, name: &str) -> Result<u64, CloudE
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -467,6 +462,10 @@ mod kind_impl {
 
     impl AwsKind for BucketSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            Ok(super::discover(c, scope).await?.into())
+        }
 
         async fn read(
             c: &AwsCloud,

@@ -33,6 +33,7 @@ pub(crate) fn db_live(d: &DbInstance) -> bool {
 pub(crate) fn db_status(d: &DbInstance) -> Status {
     Status {
         holds_data: false,
+        template_version: None,
         state: d.db_instance_status().unwrap_or_default().to_string(),
         private_ip: None,
         endpoint: d.endpoint().and_then(|e| e.address()).map(str::to_string),
@@ -80,17 +81,12 @@ pub(crate) fn db_to_observed(d: &DbInstance, gmap: &GroupMap) -> Option<Observed
 }
 
 pub(crate) async fn describe_db(c: &AwsCloud, id: &str) -> Result<Option<DbInstance>, CloudError> {
-    match c.rds.describe_db_instances().db_instance_identifier(id).send().await {
-        Ok(o) => Ok(o.db_instances().first().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeDBInstances", &format!("DB instance {id}"), e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeDBInstances",
+        &format!("DB instance {id}"),
+        c.rds.describe_db_instances().db_instance_identifier(id).send().await,
+    )?
+    .and_then(|o| o.db_instances().first().cloned()))
 }
 
 pub(crate) async fn read_db(
@@ -393,7 +389,7 @@ pub(crate) async fn engine_versions(
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError, DbDelete};
+    use fabrs_cloud::{ApplyCtx, CloudError, DbDelete, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -403,6 +399,11 @@ mod kind_impl {
 
     impl AwsKind for DbInstanceSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: a database's spec names its security groups by key.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

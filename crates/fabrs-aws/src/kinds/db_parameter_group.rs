@@ -74,23 +74,16 @@ pub(crate) async fn describe_parameter_group(
     name: &str,
     res: &str,
 ) -> Result<Option<DbParameterGroup>, CloudError> {
-    match c
-        .rds
-        .describe_db_parameter_groups()
-        .db_parameter_group_name(name)
-        .send()
-        .await
-    {
-        Ok(o) => Ok(o.db_parameter_groups().first().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeDBParameterGroups", res, e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeDBParameterGroups",
+        res,
+        c.rds
+            .describe_db_parameter_groups()
+            .db_parameter_group_name(name)
+            .send()
+            .await,
+    )?
+    .and_then(|o| o.db_parameter_groups().first().cloned()))
 }
 
 pub(crate) async fn read_parameter_group(
@@ -242,7 +235,7 @@ pub(crate) async fn delete_parameter_group(c: &AwsCloud, name: &str) -> Result<(
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -252,6 +245,11 @@ mod kind_impl {
 
     impl AwsKind for DbParameterGroupSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: RDS groups are listed with the databases and the others, in one round.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

@@ -49,23 +49,16 @@ pub(crate) async fn describe_subnet_group(
     name: &str,
     res: &str,
 ) -> Result<Option<DbSubnetGroup>, CloudError> {
-    match c
-        .rds
-        .describe_db_subnet_groups()
-        .db_subnet_group_name(name)
-        .send()
-        .await
-    {
-        Ok(o) => Ok(o.db_subnet_groups().first().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeDBSubnetGroups", res, e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeDBSubnetGroups",
+        res,
+        c.rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(name)
+            .send()
+            .await,
+    )?
+    .and_then(|o| o.db_subnet_groups().first().cloned()))
 }
 
 pub(crate) async fn read_subnet_group(
@@ -193,7 +186,7 @@ pub(crate) async fn delete_subnet_group(c: &AwsCloud, name: &str) -> Result<(), 
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -203,6 +196,11 @@ mod kind_impl {
 
     impl AwsKind for DbSubnetGroupSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: RDS groups are listed with the databases and the others, in one round.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceType, ResourceType, VolumeType,
 };
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError};
 use fabrs_config::revision::or_none;
 use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr::{self, TAG_ROLE};
@@ -37,6 +37,7 @@ pub(crate) fn live(i: &Instance) -> bool {
 pub(crate) fn instance_status(i: &Instance) -> Status {
     Status {
         holds_data: false,
+        template_version: None,
         state: i
             .state()
             .and_then(|s| s.name())
@@ -193,17 +194,12 @@ pub(crate) async fn instance_extras(
 }
 
 pub(crate) async fn describe_instance(c: &AwsCloud, id: &str) -> Result<Option<Instance>, CloudError> {
-    match c.ec2.describe_instances().instance_ids(id).send().await {
-        Ok(o) => Ok(o.reservations().iter().flat_map(|r| r.instances()).next().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeInstances", &format!("instance {id}"), e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeInstances",
+        &format!("instance {id}"),
+        c.ec2.describe_instances().instance_ids(id).send().await,
+    )?
+    .and_then(|o| o.reservations().iter().flat_map(|r| r.instances()).next().cloned()))
 }
 
 pub(crate) async fn read_instance(
@@ -413,7 +409,7 @@ pub(crate) async fn delete_instance(c: &AwsCloud, id: &str) -> Result<(), CloudE
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -423,6 +419,11 @@ mod kind_impl {
 
     impl AwsKind for InstanceSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: a fixed instance's spec names its security groups by key and its load balancer registration.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

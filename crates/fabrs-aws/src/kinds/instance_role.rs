@@ -24,17 +24,9 @@ fn from_iam_tags(tags: &[Tag]) -> Tags {
     util::clean_tags(tags.iter().map(|t| (t.key(), t.value())))
 }
 
-fn not_found_is_none<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 async fn get_role(c: &AwsCloud, name: &str) -> Result<Option<Role>, CloudError> {
     let res = format!("IAM role {name}");
-    not_found_is_none(
+    err::none_if_not_found(
         c.iam
             .get_role()
             .role_name(name)
@@ -66,7 +58,7 @@ async fn role_tags(c: &AwsCloud, role: &Role) -> Result<Tags, CloudError> {
 /// fabrs writes, which the plan then shows as a change).
 async fn policy_of(c: &AwsCloud, name: &str) -> Result<Vec<fabrs_plan::resource::PolicyStatement>, CloudError> {
     let res = format!("IAM role {name}");
-    let doc = not_found_is_none(
+    let doc = err::none_if_not_found(
         c.iam
             .get_role_policy()
             .role_name(name)
@@ -86,7 +78,7 @@ async fn policy_of(c: &AwsCloud, name: &str) -> Result<Vec<fabrs_plan::resource:
 /// role; else empty (repaired by an update).
 async fn profile_of(c: &AwsCloud, name: &str, p: &str, e: &str) -> Result<String, CloudError> {
     let res = format!("instance profile {name}");
-    let prof = not_found_is_none(
+    let prof = err::none_if_not_found(
         c.iam
             .get_instance_profile()
             .instance_profile_name(name)
@@ -144,12 +136,7 @@ pub(crate) async fn read_role(c: &AwsCloud, _address: &Address, name: &str) -> R
 pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observed>, Vec<Foreign>), CloudError> {
     let (p, e) = (scope.project.as_str(), scope.environment.as_str());
     let path = fabrs_config::names::iam_path(p, e);
-    let wanted: Vec<(Address, String)> = scope
-        .names
-        .iter()
-        .filter(|(a, n)| a.kind == Kind::InstanceRole && !n.is_empty())
-        .map(|(a, n)| (a.clone(), n.clone()))
-        .collect();
+    let wanted = util::Claims::new(scope).wanted(Kind::InstanceRole);
     let path = path.as_str();
     // A role by name: (its name, owned: observed / not: a look-alike).
     let look = |n: String| async move {
@@ -184,18 +171,15 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
         .filter(|n| !wanted.iter().any(|(_, w)| w == n))
         .collect();
     found.extend(futures::future::try_join_all(others.into_iter().map(look)).await?);
+    let claims = util::Claims::new(scope);
     let mut owned = Vec::new();
     let mut foreign = Vec::new();
     for f in found.into_iter().flatten() {
         match f {
             Ok(o) => owned.push(o),
             Err(name) => {
-                if let Some((a, _)) = wanted.iter().find(|(_, n)| *n == name) {
-                    foreign.push(Foreign {
-                        address: a.clone(),
-                        id: name.clone(),
-                        name,
-                    });
+                if let util::Claim::LookAlike(f) = claims.claim(Kind::InstanceRole, false, &name, &name) {
+                    foreign.push(f);
                 }
             }
         }
@@ -381,7 +365,7 @@ pub(crate) async fn delete_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<()
     let res = format!("IAM role {}", s.name);
     let pres = format!("instance profile {}", s.name);
     let (p, e) = util::owner_of(&s.tags);
-    let prof = not_found_is_none(
+    let prof = err::none_if_not_found(
         c.iam
             .get_instance_profile()
             .instance_profile_name(&s.name)
@@ -430,7 +414,7 @@ pub(crate) async fn delete_role(c: &AwsCloud, s: &InstanceRoleSpec) -> Result<()
 }
 
 fn ignore_not_found<T>(r: Result<T, CloudError>) -> Result<(), CloudError> {
-    not_found_is_none(r).map(|_| ())
+    err::none_if_not_found(r).map(|_| ())
 }
 
 // ---------------------------------------------------------------- the kind
@@ -438,7 +422,7 @@ fn ignore_not_found<T>(r: Result<T, CloudError>) -> Result<(), CloudError> {
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -448,6 +432,10 @@ mod kind_impl {
 
     impl AwsKind for InstanceRoleSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            Ok(super::discover(c, scope).await?.into())
+        }
 
         async fn read(
             c: &AwsCloud,

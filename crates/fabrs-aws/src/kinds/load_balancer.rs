@@ -84,17 +84,12 @@ pub(crate) async fn all_lbs(c: &AwsCloud) -> Result<Vec<LoadBalancerDescription>
 }
 
 async fn describe_lb(c: &AwsCloud, name: &str) -> Result<Option<LoadBalancerDescription>, CloudError> {
-    match c.elb.describe_load_balancers().load_balancer_names(name).send().await {
-        Ok(o) => Ok(o.load_balancer_descriptions().first().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeLoadBalancers", &format!("load balancer {name}"), e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeLoadBalancers",
+        &format!("load balancer {name}"),
+        c.elb.describe_load_balancers().load_balancer_names(name).send().await,
+    )?
+    .and_then(|o| o.load_balancer_descriptions().first().cloned()))
 }
 
 /// Tags of these load balancers (DescribeTags takes 20 names at a time).
@@ -331,21 +326,20 @@ async fn set_tls_policies(
 
 /// Instance id → ELB health state (`InService`, `OutOfService`).
 pub(crate) async fn health_of(c: &AwsCloud, name: &str) -> Result<BTreeMap<String, String>, CloudError> {
-    match c.elb.describe_instance_health().load_balancer_name(name).send().await {
-        Ok(o) => Ok(o
-            .instance_states()
-            .iter()
-            .filter_map(|s| Some((s.instance_id()?.to_string(), s.state().unwrap_or_default().to_string())))
-            .collect()),
-        Err(e) => {
-            let e = err::sdk("DescribeInstanceHealth", &format!("load balancer {name}"), e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(BTreeMap::new())
-            } else {
-                Err(e)
-            }
-        }
-    }
+    let found = err::found(
+        "DescribeInstanceHealth",
+        &format!("load balancer {name}"),
+        c.elb.describe_instance_health().load_balancer_name(name).send().await,
+    )?;
+    // A load balancer gone has no members.
+    Ok(found
+        .map(|o| {
+            o.instance_states()
+                .iter()
+                .filter_map(|s| Some((s.instance_id()?.to_string(), s.state().unwrap_or_default().to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Registered instances of these load balancers.
@@ -436,6 +430,7 @@ pub(crate) fn lb_to_observed(
         }),
         status: Status {
             holds_data: false,
+            template_version: None,
             state: "active".into(),
             private_ip: None,
             endpoint: d.dns_name().map(str::to_string),
@@ -737,20 +732,18 @@ pub(crate) async fn ensure_registered(c: &AwsCloud, lb: &str, instance_id: &str,
 }
 
 pub(crate) async fn deregister(c: &AwsCloud, lb: &str, instance_id: &str, res: &str) -> Result<(), CloudError> {
-    match c
-        .elb
-        .deregister_instances_from_load_balancer()
-        .load_balancer_name(lb)
-        .instances(LbInstance::builder().instance_id(instance_id).build())
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = err::sdk("DeregisterInstancesFromLoadBalancer", res, e);
-            if e.kind == ErrorKind::NotFound { Ok(()) } else { Err(e) }
-        }
-    }
+    // Already gone (the load balancer or the instance): nothing to deregister.
+    err::found(
+        "DeregisterInstancesFromLoadBalancer",
+        res,
+        c.elb
+            .deregister_instances_from_load_balancer()
+            .load_balancer_name(lb)
+            .instances(LbInstance::builder().instance_id(instance_id).build())
+            .send()
+            .await,
+    )?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- the kind
@@ -758,7 +751,7 @@ pub(crate) async fn deregister(c: &AwsCloud, lb: &str, instance_id: &str, res: &
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -768,6 +761,11 @@ mod kind_impl {
 
     impl AwsKind for LoadBalancerSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: the load balancer is found with the security groups (its spec names them by key) and gives the groups their instances' health.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

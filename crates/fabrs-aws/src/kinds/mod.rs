@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fabrs_cloud::{ApplyCtx, CloudError};
+use fabrs_cloud::{ApplyCtx, CloudError, Scope};
 use fabrs_plan::kinds::ResourceKind;
 #[allow(clippy::wildcard_imports)]
 use fabrs_plan::resource::*;
@@ -21,6 +21,14 @@ pub(crate) trait AwsKind: ResourceKind {
     /// The longest pause between two looks of a wait: the first look is at
     /// once after the action, then 1 s, doubling up to this.
     const BACKOFF_CAP: Duration;
+
+    /// This kind's resources in the account, found by discovery's first
+    /// round: the owned ones and the look-alikes in the way (the split:
+    /// `util::Claims`). Kinds whose discovery needs another's answers (a
+    /// security group's id → key map, the load balancer's health, the
+    /// groups' launch configurations) are found together in `discover.rs`'s
+    /// rounds: their `list` says so and finds nothing itself.
+    async fn list(c: &AwsCloud, scope: &Scope) -> Result<Listing, CloudError>;
 
     /// Read one back as it is now (`None`: gone).
     async fn read(
@@ -60,6 +68,19 @@ pub(crate) trait AwsKind: ResourceKind {
 
     /// Whether a status means ready to be used by what needs it.
     fn ready(spec: &Self, status: &Status) -> bool;
+}
+
+/// What a kind's `list` found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub owned: Vec<Observed>,
+    pub foreign: Vec<Foreign>,
+}
+
+impl From<(Vec<Observed>, Vec<Foreign>)> for Listing {
+    fn from((owned, foreign): (Vec<Observed>, Vec<Foreign>)) -> Self {
+        Listing { owned, foreign }
+    }
 }
 
 /// What a create answers when the call's success says it all.
@@ -104,6 +125,21 @@ macro_rules! aws_kinds {
         $(pub(crate) mod $module;)*
 
         impl AwsCloud {
+            /// Every kind's `list`, at once.
+            pub(crate) async fn list_all(&self, scope: &Scope) -> Result<Listing, CloudError> {
+                let all = futures::future::try_join_all([
+                    $(Box::pin(<$spec as AwsKind>::list(self, scope))
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = Result<Listing, CloudError>> + Send + '_>>,)*
+                ])
+                .await?;
+                let mut out = Listing::default();
+                for l in all {
+                    out.owned.extend(l.owned);
+                    out.foreign.extend(l.foreign);
+                }
+                Ok(out)
+            }
+
             pub(crate) async fn create_kind(
                 &self,
                 address: &Address,

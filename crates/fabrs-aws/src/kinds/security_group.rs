@@ -95,17 +95,12 @@ pub(crate) fn sg_to_observed(sg: &SecurityGroup, gmap: &GroupMap, vpc: &VpcInfo)
 }
 
 pub(crate) async fn describe_sg(c: &AwsCloud, id: &str, res: &str) -> Result<Option<SecurityGroup>, CloudError> {
-    match c.ec2.describe_security_groups().group_ids(id).send().await {
-        Ok(o) => Ok(o.security_groups().first().cloned()),
-        Err(e) => {
-            let e = err::sdk("DescribeSecurityGroups", res, e);
-            if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(err::found(
+        "DescribeSecurityGroups",
+        res,
+        c.ec2.describe_security_groups().group_ids(id).send().await,
+    )?
+    .and_then(|o| o.security_groups().first().cloned()))
 }
 
 pub(crate) async fn read_sg(
@@ -343,7 +338,7 @@ pub(crate) async fn delete_sg(c: &AwsCloud, current: &Observed) -> Result<(), Cl
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use super::*;
@@ -353,6 +348,11 @@ mod kind_impl {
 
     impl AwsKind for SecurityGroupSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            // Found with the other kinds in discover.rs: security groups are found first: their id → key map is what every other kind's spec is read with.
+            Ok(kinds::Listing::default())
+        }
 
         async fn read(
             c: &AwsCloud,

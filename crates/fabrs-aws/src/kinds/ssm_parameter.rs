@@ -154,21 +154,14 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<(Vec<Observe
         },
     ))
     .await?;
+    let claims = util::Claims::new(scope);
     let mut owned = Vec::new();
     let mut foreign = Vec::new();
     for (meta, name, tags) in found {
-        if util::owned(&tags, p, e) {
-            owned.extend(observe(meta, tags));
-        } else if let Some((a, _)) = scope
-            .names
-            .iter()
-            .find(|(a, n)| a.kind == Kind::SsmParameter && n.as_str() == name)
-        {
-            foreign.push(Foreign {
-                address: a.clone(),
-                id: name.to_string(),
-                name: name.to_string(),
-            });
+        match claims.claim(Kind::SsmParameter, claims.owned(&tags), name, name) {
+            util::Claim::Owned => owned.extend(observe(meta, tags)),
+            util::Claim::LookAlike(f) => foreign.push(f),
+            util::Claim::Unrelated => {}
         }
     }
     Ok((owned, foreign))
@@ -277,7 +270,7 @@ pub(crate) async fn delete(c: &AwsCloud, s: &SsmParameterSpec) -> Result<(), Clo
 mod kind_impl {
     use std::time::Duration;
 
-    use fabrs_cloud::{ApplyCtx, CloudError};
+    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
     use fabrs_plan::resource::*;
 
     use crate::AwsCloud;
@@ -286,6 +279,10 @@ mod kind_impl {
 
     impl AwsKind for SsmParameterSpec {
         const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+            Ok(super::discover(c, scope).await?.into())
+        }
 
         async fn read(
             c: &AwsCloud,

@@ -132,9 +132,7 @@ pub fn markdown(plan: &Plan, extras: &Extras) -> String {
     let destroys: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| {
-            c.action == Action::Delete || c.action == Action::Replace
-        })
+        .filter(|c| c.action == Action::Delete || c.action == Action::Replace)
         .collect();
     if !destroys.is_empty() {
         head.push_str("> [!WARNING]\n> **Destroys and replacements**\n>\n");
