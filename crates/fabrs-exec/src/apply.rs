@@ -9,7 +9,6 @@ use std::time::Duration;
 use fabrs_config::RoleKind;
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::desired::is_known;
-use fabrs_plan::kinds::DELETE_STEPS;
 use fabrs_plan::plan::{Action, Change, Plan};
 use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec};
 use futures::StreamExt;
@@ -19,19 +18,6 @@ use futures::stream::FuturesUnordered;
 use fabrs_cloud::{ApplyCtx, Cloud, CloudError, DbDelete, ErrorKind};
 
 use crate::deploy::{Clock, SystemClock};
-
-/// The order deletions run in, backwards (`ResourceKind::delete_step`):
-/// groups before their launches, instances before their security groups,
-/// replicas before their master. (Creates follow the plan's dependency
-/// graph: `graph::edges`.)
-fn step_of(change: &Change) -> usize {
-    change
-        .current
-        .as_ref()
-        .map(|o| &o.spec)
-        .or(change.desired.as_ref())
-        .map_or(0, |s| s.as_kind().delete_step())
-}
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -326,80 +312,118 @@ pub async fn apply<C: Cloud>(
         return Err(ApplyError { failures, report });
     }
 
-    // Deletions, in reverse dependency order.
-    for step in (0..DELETE_STEPS).rev() {
-        let doomed: Vec<&Change> = plan
-            .changes
-            .iter()
-            .filter(|c| step_of(c) == step && c.action == Action::Delete)
-            .collect();
-        let doomed_groups: Vec<&Change> = doomed
-            .iter()
-            .copied()
-            .filter(|c| c.address.kind == Kind::SecurityGroup)
-            .collect();
-        if !doomed_groups.is_empty() {
-            // A group cannot be deleted while another group's rule names it:
-            // strip the rules of every doomed group first.
-            let stripped: Vec<Result<Observed, CloudError>> = futures::stream::iter(&doomed_groups)
-                .map(|change| {
-                    let ctx = ApplyCtx {
-                        ids: ids.clone(),
-                        ..Default::default()
-                    };
-                    async move {
-                        let current = change.current.as_ref().expect("deletes carry the current resource");
-                        let mut bare = current.spec.clone();
-                        if let Spec::SecurityGroup(sg) = &mut bare {
-                            sg.ingress.clear();
-                        }
-                        cloud.update(current, &bare, &ctx).await
+    // Deletions: the dependency graph backwards. Each starts the moment
+    // every deletion that needs it is done (a group before its launch,
+    // servers before their security groups and instance roles, replicas
+    // before their master), at most `concurrency` at once; a deletion that
+    // needs nothing of another waits for nothing (the database's for the
+    // auto scaling group's).
+    let doomed: Vec<&Change> = plan.changes.iter().filter(|c| c.action == Action::Delete).collect();
+    let doomed_groups: Vec<&Change> = doomed
+        .iter()
+        .copied()
+        .filter(|c| c.address.kind == Kind::SecurityGroup)
+        .collect();
+    if !doomed_groups.is_empty() {
+        // A group cannot be deleted while another group's rule names it:
+        // strip the rules of every doomed group first.
+        let stripped: Vec<Result<Observed, CloudError>> = futures::stream::iter(&doomed_groups)
+            .map(|change| {
+                let ctx = ApplyCtx {
+                    ids: ids.clone(),
+                    ..Default::default()
+                };
+                async move {
+                    let current = change.current.as_ref().expect("deletes carry the current resource");
+                    let mut bare = current.spec.clone();
+                    if let Spec::SecurityGroup(sg) = &mut bare {
+                        sg.ingress.clear();
                     }
-                })
-                .buffer_unordered(opts.concurrency.max(1))
-                .collect()
-                .await;
-            let failures: Vec<(Address, CloudError)> = doomed_groups
-                .iter()
-                .zip(stripped)
-                .filter_map(|(c, r)| r.err().map(|e| (c.address.clone(), e)))
-                .collect();
-            if !failures.is_empty() {
-                report.deferred = deferred.into_iter().collect();
-                return Err(ApplyError { failures, report });
+                    cloud.update(current, &bare, &ctx).await
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        let failures: Vec<(Address, CloudError)> = doomed_groups
+            .iter()
+            .zip(stripped)
+            .filter_map(|(c, r)| r.err().map(|e| (c.address.clone(), e)))
+            .collect();
+        if !failures.is_empty() {
+            report.deferred = deferred.into_iter().collect();
+            return Err(ApplyError { failures, report });
+        }
+    }
+    let index: BTreeMap<&Address, usize> = doomed.iter().enumerate().map(|(i, c)| (&c.address, i)).collect();
+    // `held[i]`: how many doomed resources that need `doomed[i]` are still
+    // there; `frees[j]`: what the deletion of `doomed[j]` lets go.
+    let mut held = vec![0usize; doomed.len()];
+    let mut frees: Vec<Vec<usize>> = vec![Vec::new(); doomed.len()];
+    for (j, c) in doomed.iter().enumerate() {
+        let current = c.current.as_ref().expect("deletes carry the current resource");
+        for a in fabrs_plan::graph::needs(&c.address, &current.spec, &fabrs_plan::graph::Context::default()) {
+            if let Some(&i) = index.get(&a) {
+                held[i] += 1;
+                frees[j].push(i);
             }
         }
-        let results: Vec<(Address, Result<(), CloudError>)> = futures::stream::iter(doomed)
-            .map(|change| async move {
+    }
+    let mut ready: std::collections::VecDeque<usize> = (0..doomed.len()).filter(|&i| held[i] == 0).collect();
+    let mut running = FuturesUnordered::new();
+    let mut failures = Vec::new();
+    let mut deleted = 0;
+    loop {
+        while failures.is_empty() && running.len() < opts.concurrency.max(1) {
+            let Some(i) = ready.pop_front() else { break };
+            let change = doomed[i];
+            running.push(async move {
                 events(Event::Started {
                     address: change.address.clone(),
                     action: Action::Delete,
                 });
                 let current = change.current.as_ref().expect("deletes carry the current resource");
-                let r = delete_and_wait(cloud, current, opts, events).await;
-                (change.address.clone(), r)
-            })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        let mut failures = Vec::new();
-        for (address, r) in results {
-            match r {
-                Ok(()) => {
-                    events(Event::Finished {
-                        address: address.clone(),
-                        action: Action::Delete,
-                        id: String::new(),
-                    });
-                    report.applied.push((address, Action::Delete));
+                (i, delete_and_wait(cloud, current, opts, events).await)
+            });
+        }
+        let Some((i, r)) = running.next().await else { break };
+        let address = doomed[i].address.clone();
+        match r {
+            Ok(()) => {
+                deleted += 1;
+                events(Event::Finished {
+                    address: address.clone(),
+                    action: Action::Delete,
+                    id: String::new(),
+                });
+                report.applied.push((address, Action::Delete));
+                for &k in &frees[i] {
+                    held[k] -= 1;
+                    if held[k] == 0 {
+                        ready.push_back(k);
+                    }
                 }
-                Err(e) => failures.push((address, e)),
             }
+            Err(e) => failures.push((address, e)),
         }
-        if !failures.is_empty() {
-            report.deferred = deferred.into_iter().collect();
-            return Err(ApplyError { failures, report });
-        }
+    }
+    if failures.is_empty() && deleted < doomed.len() {
+        // `needs` is acyclic; were it not, what is left could never start.
+        failures.extend(doomed.iter().enumerate().filter(|(i, _)| held[*i] > 0).map(|(_, c)| {
+            (
+                c.address.clone(),
+                CloudError::new(
+                    ErrorKind::Other,
+                    "delete",
+                    c.address.to_string(),
+                    "a dependency cycle among deletions",
+                ),
+            )
+        }));
+    }
+    if !failures.is_empty() {
+        report.deferred = deferred.into_iter().collect();
+        return Err(ApplyError { failures, report });
     }
     report.deferred = deferred.into_iter().collect();
     report.made = made;

@@ -21,6 +21,8 @@ pub struct FakeCloud {
     /// Kinds whose creates wait until released (`hold` / `release`): how a
     /// test shows what the apply driver starts while one kind is slow.
     gates: Mutex<BTreeMap<Kind, std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// The same for deletes (`hold_deletes` / `release`).
+    delete_gates: Mutex<BTreeMap<Kind, std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 #[derive(Default)]
@@ -122,13 +124,29 @@ impl FakeCloud {
             .unwrap()
             .insert(kind, std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
     }
-    /// Creates of `kind` go ahead (those waiting, and every later one).
+    /// Every delete of `kind` waits, from now until [`FakeCloud::release`].
+    pub fn hold_deletes(&self, kind: Kind) {
+        self.delete_gates
+            .lock()
+            .unwrap()
+            .insert(kind, std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+    /// Creates and deletes of `kind` go ahead (those waiting, and every
+    /// later one).
     pub fn release(&self, kind: Kind) {
-        if let Some(gate) = self.gates.lock().unwrap().get(&kind)
-            && gate.available_permits() == 0
-        {
-            // Each create holds a permit only while it passes the gate.
-            gate.add_permits(1 << 16);
+        for gates in [&self.gates, &self.delete_gates] {
+            if let Some(gate) = gates.lock().unwrap().get(&kind)
+                && gate.available_permits() == 0
+            {
+                // Each call holds a permit only while it passes the gate.
+                gate.add_permits(1 << 16);
+            }
+        }
+    }
+    async fn pass_delete_gate(&self, kind: Kind) {
+        let gate = self.delete_gates.lock().unwrap().get(&kind).cloned();
+        if let Some(gate) = gate {
+            drop(gate.acquire().await.expect("gates are never closed"));
         }
     }
     /// The SSM parameter `name` now names `ami` (a new image published),
@@ -444,6 +462,7 @@ impl Cloud for FakeCloud {
     }
 
     async fn delete(&self, current: &Observed) -> Result<(), CloudError> {
+        self.pass_delete_gate(current.address.kind).await;
         if matches!(current.spec, Spec::DbInstance(_)) {
             return self.delete_database(current, &DbDelete::default()).await;
         }
@@ -463,6 +482,7 @@ impl Cloud for FakeCloud {
     }
 
     async fn delete_database(&self, current: &Observed, how: &DbDelete) -> Result<(), CloudError> {
+        self.pass_delete_gate(current.address.kind).await;
         let Spec::DbInstance(db) = &current.spec else {
             return Err(err(
                 ErrorKind::Other,

@@ -224,6 +224,66 @@ async fn destroy_removes_everything_in_an_order_aws_accepts() {
     assert!(pos("autoscaling_group.web") < pos("security_group.web"));
 }
 
+/// Issue 11: deletions follow the dependency graph backwards, not the
+/// kinds' order: with the auto scaling groups' deletes held, the databases
+/// (which nothing held needs) are deleted meanwhile, and the groups are
+/// released from the master's Finished event. A driver deleting by kind
+/// (groups first) waits forever: the guard fires.
+#[tokio::test]
+async fn destroy_deletes_what_nothing_needs_without_waiting_for_the_groups() {
+    let env = env("staging");
+    let renderer = Renderer::new(&root()).unwrap();
+    let cloud = FakeCloud::new();
+    converge_with(&cloud, &env, Some(&rev("3f9c2e1"))).await.unwrap();
+    let (_, inv, _) = make_plan(&cloud, &env, &renderer, None, None).await.unwrap();
+    let o = DestroyOptions {
+        disable_deletion_protection: true,
+        stamp: "20261128T101500Z".into(),
+        ..DestroyOptions::default()
+    };
+    let (p, how) = destroy_plan(&env, &inv, &o);
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    let opts = ApplyOptions {
+        db_delete: how,
+        ..ApplyOptions::default()
+    };
+    cloud.hold_deletes(fabrs_plan::resource::Kind::AutoScalingGroup);
+    let events = |e: Event| {
+        if let Event::Finished { address, .. } = &e
+            && *address == addr::db_master()
+        {
+            cloud.release(fabrs_plan::resource::Kind::AutoScalingGroup);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), apply(&cloud, &p, &inv, &opts, &events))
+        .await
+        .expect("the databases waited for the held groups: deletions are ordered by kind, not by need")
+        .unwrap();
+    assert_eq!(cloud.addresses(), ["bucket.artifacts"]);
+    let calls = cloud.calls();
+    let pos = |pred: &dyn Fn(&str) -> bool| {
+        calls
+            .iter()
+            .position(|(op, a)| op == "delete" && pred(a))
+            .unwrap_or_else(|| panic!("no such delete in {calls:?}"))
+    };
+    let master = pos(&|a| a == "db_instance.master");
+    let group = pos(&|a| a.starts_with("autoscaling_group."));
+    assert!(master < group, "{calls:?}");
+    // What needs another still went first: replicas before their master,
+    // the groups before their launches, every user before its security
+    // group, the launches before their instance roles.
+    assert!(pos(&|a| a.starts_with("db_instance.replica")) < master);
+    let web_group = pos(&|a| a == "autoscaling_group.web");
+    let web_launch = pos(&|a| a == "launch_template.web" || a == "launch_configuration.web");
+    assert!(web_group < web_launch, "{calls:?}");
+    assert!(web_launch < pos(&|a| a == "security_group.web"), "{calls:?}");
+    assert!(web_launch < pos(&|a| a == "instance_role.web"), "{calls:?}");
+    assert!(pos(&|a| a == "instance.cache[0]") < pos(&|a| a == "security_group.cache"));
+    assert!(web_group < pos(&|a| a == "load_balancer.main"), "{calls:?}");
+    assert!(master < pos(&|a| a == "db_subnet_group.main"), "{calls:?}");
+}
+
 #[tokio::test]
 async fn a_run_killed_among_the_groups_converges_on_rerun() {
     // The shape a SIGKILL leaves: some groups made without their rules,

@@ -77,8 +77,4 @@ impl ResourceKind for AutoScalingGroupSpec {
     fn security_groups(&self) -> Vec<String> {
         Vec::new()
     }
-
-    fn delete_step(&self) -> usize {
-        6
-    }
 }

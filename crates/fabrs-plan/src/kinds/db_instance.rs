@@ -96,9 +96,4 @@ impl ResourceKind for DbInstanceSpec {
     fn security_groups(&self) -> Vec<String> {
         self.security_groups.clone()
     }
-
-    fn delete_step(&self) -> usize {
-        // Replicas before their master.
-        if self.replica_of.is_some() { 3 } else { 2 }
-    }
 }

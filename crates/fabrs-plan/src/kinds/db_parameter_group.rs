@@ -55,8 +55,4 @@ impl ResourceKind for DbParameterGroupSpec {
     fn security_groups(&self) -> Vec<String> {
         Vec::new()
     }
-
-    fn delete_step(&self) -> usize {
-        1
-    }
 }

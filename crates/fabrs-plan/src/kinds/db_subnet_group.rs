@@ -51,8 +51,4 @@ impl ResourceKind for DbSubnetGroupSpec {
     fn security_groups(&self) -> Vec<String> {
         Vec::new()
     }
-
-    fn delete_step(&self) -> usize {
-        1
-    }
 }

@@ -66,8 +66,4 @@ impl ResourceKind for InstanceSpec {
     fn security_groups(&self) -> Vec<String> {
         self.launch.security_groups.clone()
     }
-
-    fn delete_step(&self) -> usize {
-        4
-    }
 }

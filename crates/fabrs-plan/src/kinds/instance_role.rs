@@ -62,8 +62,4 @@ impl ResourceKind for InstanceRoleSpec {
     fn security_groups(&self) -> Vec<String> {
         Vec::new()
     }
-
-    fn delete_step(&self) -> usize {
-        0
-    }
 }

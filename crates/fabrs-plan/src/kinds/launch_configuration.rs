@@ -58,8 +58,4 @@ impl ResourceKind for LaunchConfigurationSpec {
     fn security_groups(&self) -> Vec<String> {
         self.launch.security_groups.clone()
     }
-
-    fn delete_step(&self) -> usize {
-        5
-    }
 }

@@ -49,8 +49,4 @@ impl ResourceKind for LaunchTemplateSpec {
     fn security_groups(&self) -> Vec<String> {
         self.launch.security_groups.clone()
     }
-
-    fn delete_step(&self) -> usize {
-        5
-    }
 }

@@ -76,8 +76,4 @@ impl ResourceKind for LoadBalancerSpec {
     fn security_groups(&self) -> Vec<String> {
         self.security_groups.clone()
     }
-
-    fn delete_step(&self) -> usize {
-        1
-    }
 }

@@ -112,10 +112,6 @@ pub trait ResourceKind:
     fn launches(&self) -> Option<RoleKind>;
     /// The security groups (keys) it names: one still named cannot be deleted.
     fn security_groups(&self) -> Vec<String>;
-    /// Its place in the deletion order, which runs from the highest step
-    /// down: groups before their launches, instances before their security
-    /// groups, replicas before their master.
-    fn delete_step(&self) -> usize;
 }
 
 /// [`ResourceKind`]'s per-value methods, object-safe: `Spec::as_kind`.
@@ -126,7 +122,6 @@ pub trait AnyKind {
     fn is_known(&self) -> bool;
     fn launches(&self) -> Option<RoleKind>;
     fn security_groups(&self) -> Vec<String>;
-    fn delete_step(&self) -> usize;
 }
 
 impl<T: ResourceKind> AnyKind for T {
@@ -148,13 +143,7 @@ impl<T: ResourceKind> AnyKind for T {
     fn security_groups(&self) -> Vec<String> {
         ResourceKind::security_groups(self)
     }
-    fn delete_step(&self) -> usize {
-        ResourceKind::delete_step(self)
-    }
 }
-
-/// The number of deletion steps (`ResourceKind::delete_step` is below it).
-pub const DELETE_STEPS: usize = 7;
 
 macro_rules! define_kinds {
     ($($variant:ident($spec:ident) in $module:ident),* $(,)?) => {
@@ -238,9 +227,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delete_steps_are_in_range() {
-        // Each kind's step is checked where a value exists (apply's tests);
-        // here: the names in addresses are unique.
+    fn kind_names_are_unique() {
+        // Addresses (`security_group.web`) and the files of both sides are
+        // named by these.
         let mut names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
         names.sort();
         names.dedup();

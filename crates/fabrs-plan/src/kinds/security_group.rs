@@ -65,8 +65,4 @@ impl ResourceKind for SecurityGroupSpec {
             })
             .collect()
     }
-
-    fn delete_step(&self) -> usize {
-        0
-    }
 }

@@ -63,8 +63,4 @@ impl ResourceKind for SsmParameterSpec {
     fn security_groups(&self) -> Vec<String> {
         Vec::new()
     }
-
-    fn delete_step(&self) -> usize {
-        0
-    }
 }
