@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fabrs_cloud::{Cloud, CloudError, DbDelete, Preconditions, Scope};
+use fabrs_cloud::{Cloud, CloudError, DbDelete, Fleet, Preconditions, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::secrets::Secrets;
 use fabrs_config::{Ami, Environment, Revision, RoleKind};
@@ -209,6 +209,42 @@ pub fn with_markers(user_data: &str, env: &Environment, sha: &str, revision: Opt
 }
 
 /// Discover, render what can be rendered, and plan.
+/// The running servers of a role, (id, private address): the group's
+/// members in service and the role's fixed instances (`fabrs ssh`,
+/// `fabrs maintenance`).
+pub async fn role_servers<C: Cloud + Fleet>(
+    cloud: &C,
+    env: &Environment,
+    role: RoleKind,
+) -> Result<Vec<(String, Option<String>)>, CloudError> {
+    let names_only = desired_state(env, &BTreeMap::new());
+    let inv = cloud.discover(&scope(env, &names_only)).await?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(g) = inv.resources.get(&addr::autoscaling_group(role)) {
+        let now = cloud.group(&g.id).await?;
+        ids.extend(
+            now.members
+                .iter()
+                .filter(|m| m.state == "InService")
+                .map(|m| m.id.clone()),
+        );
+    }
+    ids.extend(inv.resources.values().filter_map(|o| match &o.spec {
+        Spec::Instance(i) if i.role == role => Some(o.id.clone()),
+        _ => None,
+    }));
+    ids.sort();
+    ids.dedup();
+    let mut addrs = cloud.addresses(&ids).await?;
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let a = addrs.remove(&id);
+            (id, a)
+        })
+        .collect())
+}
+
 pub async fn make_plan<C: Cloud>(
     cloud: &C,
     env: &Environment,

@@ -23,6 +23,7 @@
 //!
 //! This crate prints nothing; [`prefixed_lines`] is for the caller to print.
 
+mod adapter;
 mod endpoints;
 mod output;
 mod quote;
@@ -36,6 +37,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use adapter::SshRemote;
 pub use endpoints::{EndpointError, parse_endpoints};
 pub use output::prefixed_lines;
 pub use quote::{maintenance_command, shell_quote};

@@ -3,16 +3,14 @@
 //! the system ssh client.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use fabrs_aws::{AwsCloud, S3Store};
-use fabrs_cloud::{Cloud, Fleet, PutOutcome, Remote, RemoteOutput, Store};
+use fabrs_cloud::{PutOutcome, Store};
 use fabrs_config::{Environment, RoleKind};
 use fabrs_exec::deploy::{self, Actor, DeployError, Deployer, Operation, Settings, SystemClock};
-use fabrs_plan::addr;
 use fabrs_plan::desired::sha256_hex;
-use fabrs_remote::{Outcome as SshOutcome, SshOptions, Target};
+use fabrs_remote::{SshOptions, SshRemote};
 use fabrs_render::{Layout, Renderer};
 
 use super::deploy_events::Events;
@@ -77,126 +75,15 @@ pub fn release_push(global: &GlobalArgs, args: &ReleasePushArgs, printer: &mut P
 
 // ------------------------------------------------------------------ ssh
 
-/// Instance id → where to SSH, and how.
-pub struct Ssh {
-    endpoints: Option<BTreeMap<String, (String, u16)>>,
-    endpoints_file: Option<PathBuf>,
-    opts: SshOptions,
-    user: String,
-}
-
-impl Ssh {
-    pub fn new(args: &SshArgs, env: &Environment) -> anyhow::Result<Ssh> {
-        let endpoints = match &args.ssh_endpoints {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-                Some(fabrs_remote::parse_endpoints(p, &text).map_err(|e| anyhow::anyhow!("{e}"))?)
-            }
-            None => None,
-        };
-        Ok(Ssh {
-            endpoints,
-            endpoints_file: args.ssh_endpoints.clone(),
-            opts: SshOptions {
-                config_file: args.ssh_config.clone(),
-                identity: args.ssh_identity.clone(),
-                command_timeout: args.ssh_timeout,
-                ..SshOptions::default()
-            },
-            user: env.ssh.user.clone(),
-        })
-    }
-
-    /// With an endpoint map, every instance must be in it (never guess an address).
-    pub fn target(&self, id: &str, address: Option<&str>) -> Result<Target, String> {
-        let (host, port) = match (&self.endpoints, address) {
-            (Some(map), _) => map.get(id).cloned().ok_or_else(|| {
-                format!(
-                    "instance {id} is not in the endpoint map {}",
-                    self.endpoints_file
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            })?,
-            (None, Some(a)) => (a.to_string(), 22),
-            (None, None) => return Err(format!("instance {id} has no private address")),
-        };
-        Ok(Target {
-            label: id.to_string(),
-            host,
-            port,
-            user: self.user.clone(),
-        })
-    }
-
-    fn sudo(&self) -> bool {
-        self.user != "root"
-    }
-}
-
-impl Remote for Ssh {
-    async fn run(&self, instance_id: &str, address: &str, command: &str) -> RemoteOutput {
-        let target = match self.target(instance_id, Some(address)) {
-            Ok(t) => t,
-            Err(e) => {
-                return RemoteOutput {
-                    ok: false,
-                    status: e,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                };
-            }
-        };
-        let r = fabrs_remote::run_all(&[target], command, &self.opts)
-            .await
-            .pop()
-            .expect("one result per target");
-        RemoteOutput {
-            ok: r.success(),
-            status: match &r.outcome {
-                SshOutcome::Exited(n) => format!("exit {n}"),
-                SshOutcome::Failed(e) => e.clone(),
-            },
-            stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
-        }
-    }
-}
-
-/// The running instances of a role: (id, private address).
-async fn role_instances(
-    cloud: &AwsCloud,
-    env: &Environment,
-    role: RoleKind,
-) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
-    let inv = cloud.discover(&fabrs_exec::ops::scope(env, &names_only)).await?;
-    let mut ids: Vec<String> = Vec::new();
-    if let Some(g) = inv.resources.get(&addr::autoscaling_group(role)) {
-        let now = cloud.group(&g.id).await?;
-        ids.extend(
-            now.members
-                .iter()
-                .filter(|m| m.state == "InService")
-                .map(|m| m.id.clone()),
-        );
-    }
-    for (a, o) in &inv.resources {
-        if a.kind == fabrs_plan::resource::Kind::Instance && a.name.starts_with(&format!("{role}[")) {
-            ids.push(o.id.clone());
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    let addrs = cloud.addresses(&ids).await?;
-    Ok(ids
-        .into_iter()
-        .map(|id| {
-            let a = addrs.get(&id).cloned();
-            (id, a)
-        })
-        .collect())
+/// The SSH adapter of the file and the command line's `--ssh-*` flags.
+fn ssh_remote(args: &SshArgs, env: &Environment) -> anyhow::Result<SshRemote> {
+    let opts = SshOptions {
+        config_file: args.ssh_config.clone(),
+        identity: args.ssh_identity.clone(),
+        command_timeout: args.ssh_timeout,
+        ..SshOptions::default()
+    };
+    SshRemote::new(args.ssh_endpoints.as_deref(), opts, &env.ssh.user).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Run on every server of a role; print per-host output; Ok(all succeeded).
@@ -204,11 +91,11 @@ async fn run_on_role(
     cloud: &AwsCloud,
     env: &Environment,
     role: RoleKind,
-    ssh: &Ssh,
+    ssh: &SshRemote,
     command: &str,
     printer: &mut Printer,
 ) -> anyhow::Result<bool> {
-    let instances = role_instances(cloud, env, role).await?;
+    let instances = fabrs_exec::ops::role_servers(cloud, env, role).await?;
     if instances.is_empty() {
         bail!("{} / {} has no running {role} server", env.project, env.name);
     }
@@ -243,7 +130,7 @@ pub fn ssh(global: &GlobalArgs, args: &SshCmdArgs, printer: &mut Printer) -> any
     let role = RoleKind::parse(&args.role)
         .filter(|r| env.roles.contains_key(r))
         .ok_or_else(|| anyhow::anyhow!("{} has no role `{}`", env.file.display(), args.role))?;
-    let ssh = Ssh::new(&args.ssh, &env)?;
+    let ssh = ssh_remote(&args.ssh, &env)?;
     let command = args.command.join(" ");
     let rt = runtime()?;
     let ok = rt.block_on(async {
@@ -257,7 +144,7 @@ pub fn maintenance(global: &GlobalArgs, args: &MaintenanceArgs, printer: &mut Pr
     let Some(env) = super::load(&args.env, &global.dir, printer) else {
         return Ok(Outcome::Failed);
     };
-    let ssh = Ssh::new(&args.ssh, &env)?;
+    let ssh = ssh_remote(&args.ssh, &env)?;
     let on = args.state == OnOff::On;
     let flag = Layout::production().maintenance_flag(&env);
     let command = fabrs_remote::maintenance_command(&flag, on, ssh.sudo());
@@ -397,7 +284,7 @@ fn roll_inner(
     let Some(secrets) = resolve_secrets(&env, printer) else {
         return Ok(Outcome::Failed);
     };
-    let ssh = Ssh::new(ssh_args, &env)?;
+    let ssh = ssh_remote(ssh_args, &env)?;
     let settings = settings(&env, roll);
     let renderer = Renderer::new(&env.project_dir)?;
     let rt = runtime()?;
