@@ -400,8 +400,7 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         }
         if let Some(o) = crate::kinds::autoscaling_group::asg_to_observed(g, &lb_health, &vpc) {
             if let Spec::AutoScalingGroup(s) = &o.spec
-                && let LaunchRef::Configuration(n) = &s.launch
-                && !n.is_empty()
+                && let LaunchRef::Configuration(Some(n)) = &s.launch
             {
                 lc_roles.insert(n.clone(), s.role);
             }

@@ -29,12 +29,12 @@ impl Fleet for AwsCloud {
         };
         let health = lb_health(self, &g).await?;
         let launch = match (g.launch_configuration_name(), g.launch_template()) {
-            (Some(lc), _) => LaunchRef::Configuration(lc.to_string()),
+            (Some(lc), _) => LaunchRef::Configuration(Some(lc.to_string())),
             (None, Some(t)) => LaunchRef::Template {
                 name: t.launch_template_name().unwrap_or_default().to_string(),
                 version: t.version().map(str::to_string),
             },
-            (None, None) => LaunchRef::Configuration(String::new()),
+            (None, None) => LaunchRef::Configuration(None),
         };
         Ok(GroupNow {
             name: name.to_string(),
@@ -76,7 +76,14 @@ impl Fleet for AwsCloud {
             .auto_scaling_group_name(name)
             .health_check_type(health_check_type);
         let req = match launch {
-            LaunchRef::Configuration(lc) => req.launch_configuration_name(lc),
+            LaunchRef::Configuration(Some(lc)) => req.launch_configuration_name(lc),
+            LaunchRef::Configuration(None) => {
+                return Err(err::other(
+                    "UpdateAutoScalingGroup",
+                    &res,
+                    "no launch configuration was named to switch the group to",
+                ));
+            }
             LaunchRef::Template { name: lt, version } => req.launch_template(
                 aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
                     .launch_template_name(lt)

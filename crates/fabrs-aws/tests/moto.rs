@@ -444,7 +444,7 @@ async fn launch_configuration_and_group_with_load_balancer() {
     let a_lc = addr::launch_configuration(RoleKind::Web);
     let lc_name = env.name("web-r1-0123abcd");
     let lc = Spec::LaunchConfiguration(LaunchConfigurationSpec {
-        name: lc_name.clone(),
+        name: Some(lc_name.clone()),
         launch: env.launch("web", "r1", &["web", "lb"]),
     });
     let mut lctx = ctx(&ids);
@@ -467,7 +467,7 @@ async fn launch_configuration_and_group_with_load_balancer() {
         min: 1,
         max: 4,
         desired: 2,
-        launch: LaunchRef::Configuration(String::new()),
+        launch: LaunchRef::Configuration(None),
         load_balancers: vec![env.name("lb")],
         subnets: vec![],
         health_check_type: "ELB".into(),
@@ -479,7 +479,7 @@ async fn launch_configuration_and_group_with_load_balancer() {
         .await
         .expect("create asg");
     let mut want = asg.clone();
-    want.launch = LaunchRef::Configuration(lc_name.clone());
+    want.launch = LaunchRef::Configuration(Some(lc_name.clone()));
     assert_eq!(o.spec, Spec::AutoScalingGroup(want.clone()));
     let w = c
         .wait(&o, false, Duration::from_secs(20), &|_| {})
@@ -855,7 +855,7 @@ async fn errors_are_one_line_and_classified() {
         min: 1,
         max: 1,
         desired: 1,
-        launch: LaunchRef::Configuration("no-such-lc".into()),
+        launch: LaunchRef::Configuration(Some("no-such-lc".into())),
         load_balancers: vec![],
         subnets: vec![],
         health_check_type: "EC2".into(),
@@ -962,7 +962,7 @@ async fn launch_configurations_refused_by_the_account() {
     // (under IAM enforcement moto answered the Rust SDK's CreateSecurityGroup
     // with AuthFailure, a signature mismatch unrelated to what is tested).
     let lc = Spec::LaunchConfiguration(LaunchConfigurationSpec {
-        name: env.name("web-r1-0123abcd"),
+        name: Some(env.name("web-r1-0123abcd")),
         launch: env.launch("web", "r1", &["sg-0123456789abcdef0"]),
     });
     let mut lctx = ctx(&[]);

@@ -217,7 +217,9 @@ impl FakeCloud {
     fn delete_inner(&self, current: &Observed) -> Result<(), CloudError> {
         let mut s = self.state.lock().unwrap();
         let key = match &current.spec {
-            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            Spec::LaunchConfiguration(lc) => {
+                Address::new(Kind::LaunchConfiguration, lc.name.clone().unwrap_or_default())
+            }
             _ => current.address.clone(),
         };
         if let Spec::SecurityGroup(sg) = &current.spec {
@@ -287,8 +289,10 @@ impl Cloud for FakeCloud {
             }
         }
         for (a, o) in &s.resources {
-            if let Spec::LaunchConfiguration(lc) = &o.spec {
-                inv.launch_configurations.insert(lc.name.clone(), lc.clone());
+            if let Spec::LaunchConfiguration(lc) = &o.spec
+                && let Some(name) = &lc.name
+            {
+                inv.launch_configurations.insert(name.clone(), lc.clone());
                 // Only the configuration a group uses has the role's address.
                 let used = s.resources.values().any(|g| matches!(&g.spec, Spec::AutoScalingGroup(asg) if asg.launch == LaunchRef::Configuration(lc.name.clone())));
                 if used {
@@ -363,7 +367,17 @@ impl Cloud for FakeCloud {
         }
         // Launch configurations live under their own name (several per role).
         let key = match spec {
-            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            Spec::LaunchConfiguration(LaunchConfigurationSpec { name: Some(n), .. }) => {
+                Address::new(Kind::LaunchConfiguration, n.clone())
+            }
+            Spec::LaunchConfiguration(_) => {
+                return Err(err(
+                    ErrorKind::Other,
+                    "CreateLaunchConfiguration",
+                    address,
+                    "no name yet (its launch spec is not fully known)",
+                ));
+            }
             _ => address.clone(),
         };
         if let Some(existing) = s.resources.get(&key) {
@@ -440,7 +454,9 @@ impl Cloud for FakeCloud {
             s.user_data_sent.push(ud.clone());
         }
         let key = match desired {
-            Spec::LaunchConfiguration(lc) => Address::new(Kind::LaunchConfiguration, lc.name.clone()),
+            Spec::LaunchConfiguration(lc) => {
+                Address::new(Kind::LaunchConfiguration, lc.name.clone().unwrap_or_default())
+            }
             _ => current.address.clone(),
         };
         let Some(o) = s.resources.get_mut(&key) else {

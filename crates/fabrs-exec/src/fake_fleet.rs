@@ -296,12 +296,14 @@ impl Cloud for FakeFleet {
     }
     async fn create(&self, address: &Address, spec: &Spec, ctx: &ApplyCtx) -> Result<Observed, CloudError> {
         let o = self.cloud.create(address, spec, ctx).await?;
-        if let Spec::LaunchConfiguration(lc) = spec {
+        if let Spec::LaunchConfiguration(lc) = spec
+            && let Some(name) = &lc.name
+        {
             let mut s = self.state.lock().unwrap();
-            if !s.created.contains_key(&lc.name) {
+            if !s.created.contains_key(name) {
                 s.next_created += 1;
                 let n = s.next_created;
-                s.created.insert(lc.name.clone(), n);
+                s.created.insert(name.clone(), n);
             }
         }
         Ok(o)

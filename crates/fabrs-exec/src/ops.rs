@@ -352,8 +352,10 @@ pub fn carry(mut inventory: Inventory, report: &ApplyReport) -> Inventory {
         }
     }
     for (address, o) in &report.made {
-        if let Spec::LaunchConfiguration(lc) = &o.spec {
-            inventory.launch_configurations.insert(lc.name.clone(), lc.clone());
+        if let Spec::LaunchConfiguration(lc) = &o.spec
+            && let Some(name) = &lc.name
+        {
+            inventory.launch_configurations.insert(name.clone(), lc.clone());
         }
         inventory.resources.insert(address.clone(), o.clone());
     }
@@ -542,7 +544,7 @@ pub fn destroy_plan(env: &Environment, inventory: &Inventory, o: &DestroyOptions
     for (name, lc) in &inventory.launch_configurations {
         let address = Address::new(Kind::LaunchConfiguration, name.clone());
         let spec = Spec::LaunchConfiguration(LaunchConfigurationSpec {
-            name: name.clone(),
+            name: Some(name.clone()),
             launch: lc.launch.clone(),
         });
         let current = Observed {

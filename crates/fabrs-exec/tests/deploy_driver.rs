@@ -156,7 +156,7 @@ impl Rig {
 
 fn lc(g: &GroupNow) -> String {
     match &g.launch {
-        LaunchRef::Configuration(n) => n.clone(),
+        LaunchRef::Configuration(n) => n.clone().expect("a group's configuration has a name"),
         other => panic!("{other:?}"),
     }
 }

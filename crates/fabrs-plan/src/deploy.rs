@@ -193,7 +193,10 @@ pub fn plan_deploy(i: &DeployInput<'_>) -> Result<DeployPlan, String> {
             other => other.clone(),
         };
         let summary = match &change.desired {
-            Some(Spec::LaunchConfiguration(lc)) => format!("+ launch configuration {}", lc.name),
+            Some(Spec::LaunchConfiguration(lc)) => format!(
+                "+ launch configuration {}",
+                lc.name.as_deref().unwrap_or("(known after apply)")
+            ),
             Some(Spec::LaunchTemplate(lt)) => format!(
                 "+ launch template {} new version (revision {})",
                 lt.name,
@@ -320,7 +323,7 @@ pub fn template_version(o: &Observed) -> Option<String> {
 
 pub fn launch_label(l: &LaunchRef) -> String {
     match l {
-        LaunchRef::Configuration(n) => format!("launch configuration {n}"),
+        LaunchRef::Configuration(n) => format!("launch configuration {}", n.as_deref().unwrap_or("(none)")),
         LaunchRef::Template { name, version } => {
             format!(
                 "launch template {name} version {}",
@@ -436,7 +439,7 @@ mod tests {
             min: 1,
             max: 4,
             desired: members.len() as u32,
-            launch: LaunchRef::Configuration("lc".into()),
+            launch: LaunchRef::Configuration(Some("lc".into())),
             load_balancers: vec!["lb".into()],
             members,
             revision: Revision::read_back("r1"),

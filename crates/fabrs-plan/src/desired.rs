@@ -60,18 +60,16 @@ pub fn launch_configuration_prefix(env: &Environment) -> String {
 
 /// `<project>-<env>-<role>-<revision>-<hash8>`: the revision readable, the same
 /// content always the same name. Empty while the content is not fully known.
-pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> String {
-    if launch.user_data_sha256.is_none() {
-        return String::new();
-    }
+pub fn launch_configuration_name(env: &Environment, launch: &LaunchSpec) -> Option<String> {
+    launch.user_data_sha256.as_ref()?;
     let digest = Sha256::digest(serde_json::to_vec(launch).expect("specs serialize"));
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!(
+    Some(format!(
         "{}-{}-{}-{hash}",
         base(env),
         launch.role,
         or_none(launch.revision.as_ref())
-    )
+    ))
 }
 
 fn tags(env: &Environment, role: Option<&str>, name: &str, extra: &[(&str, String)]) -> Tags {

@@ -211,8 +211,8 @@ fn unknown_when_null(attr: &str) -> bool {
 /// or the name of a launch configuration not yet made.
 fn is_unknown(attr: &str, v: &Value) -> bool {
     (v.is_null() && unknown_when_null(attr))
-        || (attr == "launch" && v.get("configuration").is_some_and(|n| n == ""))
-        || (attr == "name" && v == "")
+        || (attr == "launch" && v.get("configuration").is_some_and(Value::is_null))
+        || (attr == "name" && v.is_null())
 }
 
 /// A version's numeric parts (`16.9` → [16, 9]); a part that is not a

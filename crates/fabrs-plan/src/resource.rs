@@ -167,9 +167,10 @@ pub struct LaunchSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LaunchRef {
-    /// By launch configuration name (as observed; empty in a desired spec
-    /// until the configuration exists).
-    Configuration(String),
+    /// By launch configuration name (`None` in a desired spec until the
+    /// configuration's content, and so its name, is known; read back `None`
+    /// from a group that names no launch at all).
+    Configuration(Option<String>),
     /// Launch template by name, at a version (observed) or `$Latest`-to-be (desired: None).
     Template { name: String, version: Option<String> },
 }

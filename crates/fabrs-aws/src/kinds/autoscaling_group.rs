@@ -74,12 +74,12 @@ pub(crate) fn asg_to_observed(
     let role = RoleKind::parse(tags.get(TAG_ROLE)?)?;
     let name = g.auto_scaling_group_name()?.to_string();
     let launch = match (g.launch_configuration_name(), g.launch_template()) {
-        (Some(lc), _) => LaunchRef::Configuration(lc.to_string()),
+        (Some(lc), _) => LaunchRef::Configuration(Some(lc.to_string())),
         (None, Some(t)) => LaunchRef::Template {
             name: t.launch_template_name().unwrap_or_default().to_string(),
             version: t.version().map(str::to_string),
         },
-        (None, None) => LaunchRef::Configuration(String::new()),
+        (None, None) => LaunchRef::Configuration(None),
     };
     let mut lbs: Vec<String> = g.load_balancer_names().to_vec();
     lbs.sort();
@@ -162,9 +162,14 @@ pub(crate) async fn asg_status(c: &AwsCloud, name: &str) -> Result<Option<Status
     }))
 }
 
-pub(crate) fn lc_name(s: &AutoScalingGroupSpec, n: &str, ctx: &ApplyCtx, res: &str) -> Result<String, CloudError> {
-    if !n.is_empty() {
-        return Ok(n.to_string());
+pub(crate) fn lc_name(
+    s: &AutoScalingGroupSpec,
+    n: &Option<String>,
+    ctx: &ApplyCtx,
+    res: &str,
+) -> Result<String, CloudError> {
+    if let Some(n) = n {
+        return Ok(n.clone());
     }
     ctx.ids
         .get(&addr::launch_configuration(s.role))
@@ -404,11 +409,10 @@ mod kind_impl {
             let mut made = spec.clone();
             // A group made before its configuration's name was known was given
             // the one just made (`lc_name`).
-            if let LaunchRef::Configuration(n) = &mut made.launch
-                && n.is_empty()
+            if let LaunchRef::Configuration(n @ None) = &mut made.launch
                 && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(made.role))
             {
-                n.clone_from(made_lc);
+                *n = Some(made_lc.clone());
             }
             Ok(kinds::made(address, id, made))
         }

@@ -23,7 +23,7 @@ pub(crate) fn lc_to_spec(
     let ebs = lc.block_device_mappings().iter().find_map(|b| b.ebs());
     let meta = lc.metadata_options();
     let spec = LaunchConfigurationSpec {
-        name: lc.launch_configuration_name().unwrap_or_default().to_string(),
+        name: lc.launch_configuration_name().map(str::to_string),
         launch: LaunchSpec {
             role,
             image_id: lc.image_id().unwrap_or_default().to_string(),
@@ -112,19 +112,19 @@ pub(crate) async fn read_lc(
 
 pub(crate) async fn create_lc(
     c: &AwsCloud,
-    _address: &Address,
+    address: &Address,
     s: &LaunchConfigurationSpec,
     ctx: &ApplyCtx,
     _gmap: &GroupMap,
 ) -> Result<String, CloudError> {
-    let res = format!("launch configuration {}", s.name);
-    if s.name.is_empty() {
+    let Some(name) = &s.name else {
         return Err(err::other(
             "CreateLaunchConfiguration",
-            &res,
+            &util::describe(address, &s.clone().into()),
             "the launch configuration has no name yet (its launch spec is not fully known)",
         ));
-    }
+    };
+    let res = format!("launch configuration {name}");
     let ud = ctx
         .user_data
         .as_deref()
@@ -141,12 +141,12 @@ pub(crate) async fn create_lc(
     let adopt = |lc: &LaunchConfiguration| -> Result<String, CloudError> {
         let found = lc.user_data().and_then(util::unb64).unwrap_or_default();
         if addr::parse_user_data_markers(&found).0.as_deref() == Some(owner.as_str()) {
-            Ok(s.name.clone())
+            Ok(name.clone())
         } else {
             Err(err::exists_foreign("CreateLaunchConfiguration", &res))
         }
     };
-    if let Some(lc) = describe_lc(c, &s.name, &res).await? {
+    if let Some(lc) = describe_lc(c, name, &res).await? {
         return adopt(&lc);
     }
     let sgs = util::group_ids(ctx, &s.launch.security_groups, "CreateLaunchConfiguration", &res)?;
@@ -154,7 +154,7 @@ pub(crate) async fn create_lc(
     let r = util::while_profile_propagates("CreateLaunchConfiguration", &res, || {
         c.asg
             .create_launch_configuration()
-            .launch_configuration_name(&s.name)
+            .launch_configuration_name(name)
             .image_id(&s.launch.image_id)
             .instance_type(&s.launch.instance_type)
             .set_security_groups(Some(sgs.clone()))
@@ -188,11 +188,11 @@ pub(crate) async fn create_lc(
     })
     .await;
     match r {
-        Ok(_) => Ok(s.name.clone()),
+        Ok(_) => Ok(name.clone()),
         Err(e) => {
             let e = err::lc_refused(e);
             if e.kind == ErrorKind::AlreadyExists
-                && let Some(lc) = describe_lc(c, &s.name, &res).await?
+                && let Some(lc) = describe_lc(c, name, &res).await?
             {
                 return adopt(&lc);
             }

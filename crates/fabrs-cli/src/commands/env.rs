@@ -528,7 +528,7 @@ fn status_text(env: &Environment, r: &StatusReport) -> String {
     );
     for (role, info) in &r.roles {
         let launch = match &info.launch {
-            Some(LaunchRef::Configuration(name)) => name.clone(),
+            Some(LaunchRef::Configuration(name)) => name.clone().unwrap_or_else(|| "-".into()),
             Some(LaunchRef::Template { name, version }) => {
                 format!("{name} v{}", version.as_deref().unwrap_or("?"))
             }

@@ -197,11 +197,11 @@ pub(super) async fn prune<C: Cloud + Fleet>(
     let names: Vec<String> = inventory.launch_configurations.keys().cloned().collect();
     let times = cloud.launch_configuration_times(&names).await?;
     for (r, new) in done {
-        let LaunchRef::Configuration(in_use) = new else {
+        let LaunchRef::Configuration(Some(in_use)) = new else {
             continue;
         };
         let previous = match &r.from_launch {
-            LaunchRef::Configuration(prev) => Some(prev.as_str()),
+            LaunchRef::Configuration(prev) => prev.as_deref(),
             LaunchRef::Template { .. } => None,
         };
         let doomed = prune_list(

@@ -67,7 +67,7 @@ impl ResourceKind for AutoScalingGroupSpec {
     }
 
     fn is_known(&self) -> bool {
-        !matches!(&self.launch, LaunchRef::Configuration(n) if n.is_empty())
+        !matches!(&self.launch, LaunchRef::Configuration(None))
     }
 
     fn launches(&self) -> Option<RoleKind> {

@@ -10,8 +10,8 @@ use fabrs_config::RoleKind;
 pub struct LaunchConfigurationSpec {
     /// `<project>-<env>-<role>-<revision>-<hash8 of the launch spec>`: the same
     /// content always gets the same name, so a rerun never makes a duplicate.
-    /// Empty while the launch spec is not fully known.
-    pub name: String,
+    /// `None` while the launch spec is not fully known.
+    pub name: Option<String>,
     pub launch: LaunchSpec,
 }
 
@@ -35,11 +35,7 @@ impl ResourceKind for LaunchConfigurationSpec {
     fn describe(&self, address: &Address) -> String {
         format!(
             "launch configuration {}",
-            if self.name.is_empty() {
-                address.to_string()
-            } else {
-                self.name.clone()
-            }
+            self.name.clone().unwrap_or_else(|| address.to_string())
         )
     }
 
