@@ -50,6 +50,8 @@ measure() {
     t1=$(date +%s%N)
     kill $proxy; wait $proxy 2>/dev/null || true
     read -r _ calls _ series < <(python3 "$repo/benches/series.py" "$tr")
+    # SCALE_TRACES=DIR keeps the traces (which calls grew: benches/series.py --chain).
+    if [ -n "${SCALE_TRACES:-}" ]; then mkdir -p "$SCALE_TRACES" && cp "$tr" "$SCALE_TRACES/"; fi
     walls+=($(( (t1 - t0) / 1000000 )))
   done
   mapfile -t sorted < <(printf '%s\n' "${walls[@]}" | sort -n)
