@@ -801,3 +801,42 @@ fn plan_status_dry_run_and_history_output_as_snapshots() {
     ok(&s.deploy("r1", &[]));
     insta::assert_snapshot!("history_after_one_deploy", stdout(&s.fabrs(&["history", "staging"])));
 }
+
+/// A benchmark, not a test (`benches/deploy.sh` runs it): a deploy of
+/// staging's two roles (2 web, 1 worker; migrations over SSH) through the
+/// proxy at 100 ms per request, moto's instant health: its calls, and its
+/// round trips in series from the proxy's trace (benches/series.py).
+#[test]
+#[ignore = "a benchmark: benches/deploy.sh"]
+fn bench_deploy_calls_and_round_trips() {
+    let s = Stage::new("staging", "myproject", &[], &["127.0.0.2"]);
+    s.push("r1");
+    let trace = s.p.path().join("trace");
+    let proxy = Proxy::start(&s.moto, &["--latency-ms", "100", "--trace", trace.to_str().unwrap()]);
+    let out = s.fabrs_via(
+        &proxy.url(),
+        &[
+            "deploy",
+            "staging",
+            "--revision",
+            "r1",
+            "--poll-interval",
+            "1s",
+            "--health-timeout",
+            "30s",
+        ],
+        &[],
+    );
+    ok(&out);
+    let series = std::process::Command::new("python3")
+        .arg(fabrs_test_support::root().join("benches/series.py"))
+        .arg(&trace)
+        .arg("--chain")
+        .output()
+        .unwrap();
+    // The figures are this benchmark's output.
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("deploy {}", String::from_utf8_lossy(&series.stdout));
+    }
+}
