@@ -477,7 +477,7 @@ async fn apply_rules<'a, C: Cloud>(
 }
 
 fn timeout_for(kind: Kind, opts: &ApplyOptions) -> Duration {
-    if kind == Kind::DbInstance {
+    if kind.waits().slow {
         opts.database_timeout
     } else {
         opts.instance_timeout
@@ -503,10 +503,7 @@ pub async fn delete_and_wait<C: Cloud>(
         drain(cloud, current, opts, events).await?;
         cloud.delete(current).await?;
     }
-    if matches!(
-        current.address.kind,
-        Kind::Instance | Kind::DbInstance | Kind::AutoScalingGroup | Kind::LoadBalancer
-    ) {
+    if current.address.kind.waits().until_gone {
         let address = current.address.clone();
         let progress = move |s: &str| {
             events(Event::Waiting {
@@ -594,7 +591,7 @@ async fn run_change<C: Cloud>(
         _ => cloud.create(&change.address, spec, &ctx).await?,
     };
     // Later steps need running instances (their addresses) and available databases.
-    if matches!(change.address.kind, Kind::Instance | Kind::DbInstance) {
+    if change.address.kind.waits().until_ready {
         let address = change.address.clone();
         let progress = move |s: &str| {
             events(Event::Waiting {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::addr;
 use crate::graph::Context;
 use crate::resource::Address;
@@ -29,6 +29,11 @@ pub struct AutoScalingGroupSpec {
 
 impl ResourceKind for AutoScalingGroupSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: true,
+        slow: false,
+    };
     const SERVICE: &'static str = "autoscaling";
 
     fn rules() -> &'static [(&'static str, Rule)] {

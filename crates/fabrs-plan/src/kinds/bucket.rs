@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::Tags;
@@ -26,6 +26,11 @@ pub struct BucketSpec {
 
 impl ResourceKind for BucketSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "s3";
 
     fn rules() -> &'static [(&'static str, Rule)] {

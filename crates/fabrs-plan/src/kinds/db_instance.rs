@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
@@ -42,6 +42,11 @@ pub struct DbInstanceSpec {
 
 impl ResourceKind for DbInstanceSpec {
     const REPLACEMENT: Replacement = Replacement::Refuse;
+    const WAITS: Waits = Waits {
+        until_ready: true,
+        until_gone: true,
+        slow: true,
+    };
     const SERVICE: &'static str = "rds";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::Context;
 use crate::resource::Address;
 use std::collections::BTreeMap;
@@ -20,6 +20,11 @@ pub struct DbParameterGroupSpec {
 
 impl ResourceKind for DbParameterGroupSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "rds";
 
     fn rules() -> &'static [(&'static str, Rule)] {

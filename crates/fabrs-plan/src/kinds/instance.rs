@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::addr;
 use crate::graph::{self, Context};
 use crate::resource::Address;
@@ -20,6 +20,11 @@ pub struct InstanceSpec {
 
 impl ResourceKind for InstanceSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: true,
+        until_gone: true,
+        slow: false,
+    };
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {

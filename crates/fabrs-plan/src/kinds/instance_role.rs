@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::Context;
 use crate::resource::Address;
 use crate::resource::{PolicyStatement, Tags};
@@ -26,6 +26,11 @@ pub struct InstanceRoleSpec {
 
 impl ResourceKind for InstanceRoleSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "iam";
 
     fn rules() -> &'static [(&'static str, Rule)] {

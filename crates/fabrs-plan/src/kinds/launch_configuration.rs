@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use crate::resource::LaunchSpec;
@@ -17,6 +17,11 @@ pub struct LaunchConfigurationSpec {
 
 impl ResourceKind for LaunchConfigurationSpec {
     const REPLACEMENT: Replacement = Replacement::CreateBeside;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "autoscaling";
 
     fn rules() -> &'static [(&'static str, Rule)] {

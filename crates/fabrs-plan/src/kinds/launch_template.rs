@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use crate::resource::{LaunchSpec, Tags};
@@ -16,6 +16,11 @@ pub struct LaunchTemplateSpec {
 
 impl ResourceKind for LaunchTemplateSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::{self, Context};
 use crate::resource::Address;
 use std::collections::BTreeMap;
@@ -36,6 +36,11 @@ pub struct LoadBalancerSpec {
 
 impl ResourceKind for LoadBalancerSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: true,
+        slow: false,
+    };
     const SERVICE: &'static str = "elb";
 
     fn rules() -> &'static [(&'static str, Rule)] {

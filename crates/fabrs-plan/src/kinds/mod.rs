@@ -67,6 +67,19 @@ pub enum Replacement {
     Refuse,
 }
 
+/// How the apply driver waits for a kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waits {
+    /// After a create or update, until ready: what needs it reads what it
+    /// has only once ready (a server's address, a database's endpoint).
+    pub until_ready: bool,
+    /// After a delete, until gone: what it used is free only then (a
+    /// group's instances hold their security groups, a replica its master).
+    pub until_gone: bool,
+    /// Its waits take the database timeout (minutes), not the instance one.
+    pub slow: bool,
+}
+
 /// A kind's rules: one per field of its spec, written like the spec itself.
 /// The macro also writes the spec as a struct expression of exactly these
 /// fields: a spec field without a rule ("missing field") or a rule for no
@@ -97,6 +110,8 @@ pub trait ResourceKind:
     fn rules() -> &'static [(&'static str, Rule)];
     /// What a `Replace` rule's change becomes.
     const REPLACEMENT: Replacement;
+    /// How the apply driver waits for it.
+    const WAITS: Waits;
     /// The name AWS knows it by (`None`: none fabrs can predict, as for a
     /// launch configuration, whose name hashes its content).
     fn aws_name(&self) -> Option<String>;
@@ -178,6 +193,13 @@ macro_rules! define_kinds {
             pub fn replacement(self) -> Replacement {
                 match self {
                     $(Kind::$variant => <$spec as ResourceKind>::REPLACEMENT),*
+                }
+            }
+
+            /// `ResourceKind::WAITS`.
+            pub fn waits(self) -> Waits {
+                match self {
+                    $(Kind::$variant => <$spec as ResourceKind>::WAITS),*
                 }
             }
 

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{Replacement, ResourceKind, Rule};
+use super::{Replacement, ResourceKind, Rule, Waits};
 use crate::graph::Context;
 use crate::resource::Address;
 use std::collections::BTreeSet;
@@ -21,6 +21,11 @@ pub struct SecurityGroupSpec {
 
 impl ResourceKind for SecurityGroupSpec {
     const REPLACEMENT: Replacement = Replacement::DeleteThenCreate;
+    const WAITS: Waits = Waits {
+        until_ready: false,
+        until_gone: false,
+        slow: false,
+    };
     const SERVICE: &'static str = "ec2";
 
     fn rules() -> &'static [(&'static str, Rule)] {
