@@ -1,4 +1,4 @@
-//! EC2: security groups, launch templates, fixed instances.
+//! What the EC2 kinds (security groups, launch templates, fixed instances) share: tags and filters.
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use fabrs_cloud::CloudError;

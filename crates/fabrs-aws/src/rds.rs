@@ -1,4 +1,4 @@
-//! RDS: the PostgreSQL master, its read replicas, subnet and parameter groups.
+//! What the RDS kinds (the database instances, subnet and parameter groups) share: tags, and which group names may be the environment's.
 
 use aws_sdk_rds::types::Tag;
 use fabrs_cloud::CloudError;

@@ -1,14 +1,17 @@
-//! Groups (asg).
+//! The auto scaling group kind: its launch, capacity, load balancer and health
+//! check; its members with the load balancer's health.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_config::RoleKind;
 use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::resource::{Address, AutoScalingGroupSpec, LaunchRef, Member, Observed, Spec, Status, Tags};
 
-use crate::util::{self};
+use crate::kinds::{self, AwsKind};
+use crate::util::{self, GroupMap};
 use crate::{AwsCloud, VpcInfo, err};
 
 pub(crate) fn asg_filters(project: &str, environment: &str) -> Vec<Filter> {
@@ -369,76 +372,64 @@ pub(crate) async fn delete_asg(c: &AwsCloud, name: &str) -> Result<(), CloudErro
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for AutoScalingGroupSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: a group's members carry the load balancer's health, and it names the launch configuration it uses.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        _gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_asg(c, address, id).await
+    }
 
-    impl AwsKind for AutoScalingGroupSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: a group's members carry the load balancer's health, and it names the launch configuration it uses.
-            Ok(kinds::Listing::default())
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        let id = create_asg(c, address, spec, ctx).await?;
+        let mut made = spec.clone();
+        // A group made before its configuration's name was known was given
+        // the one just made (`lc_name`).
+        if let LaunchRef::Configuration(n @ None) = &mut made.launch
+            && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(made.role))
+        {
+            *n = Some(made_lc.clone());
         }
+        Ok(kinds::made(address, id, made))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            _gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_asg(c, address, id).await
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_asg(c, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            let id = create_asg(c, address, spec, ctx).await?;
-            let mut made = spec.clone();
-            // A group made before its configuration's name was known was given
-            // the one just made (`lc_name`).
-            if let LaunchRef::Configuration(n @ None) = &mut made.launch
-                && let Some(made_lc) = ctx.ids.get(&fabrs_plan::addr::launch_configuration(made.role))
-            {
-                *n = Some(made_lc.clone());
-            }
-            Ok(kinds::made(address, id, made))
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_asg(c, &current.id).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_asg(c, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+        asg_status(c, &current.id).await
+    }
 
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_asg(c, &current.id).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
-            asg_status(c, &current.id).await
-        }
-
-        fn ready(spec: &Self, status: &Status) -> bool {
-            status.members.iter().filter(|m| m.state == "InService").count() >= spec.desired as usize
-        }
+    fn ready(spec: &Self, status: &Status) -> bool {
+        status.members.iter().filter(|m| m.state == "InService").count() >= spec.desired as usize
     }
 }

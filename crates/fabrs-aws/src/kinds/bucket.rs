@@ -7,16 +7,20 @@
 //! bucket of this account without the owner's tags is a look-alike, never
 //! used or changed.
 
+use std::time::Duration;
+
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
     ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
-use fabrs_cloud::{CloudError, ErrorKind, Scope};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_plan::addr::{self, MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_PROJECT};
 use fabrs_plan::resource::{Address, BucketSpec, Foreign, Kind, Observed, Spec, Status, Tags};
 
+use crate::kinds::{self, AwsKind};
+use crate::util::GroupMap;
 use crate::{AwsCloud, err, util};
 
 fn res(name: &str) -> String {
@@ -449,66 +453,54 @@ pub(crate) async fn empty_bucket(c: &AwsCloud, name: &str) -> Result<u64, CloudE
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for BucketSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        Ok(self::discover(c, scope).await?.into())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        _gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_bucket(c, address, id).await
+    }
 
-    impl AwsKind for BucketSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(address, create_bucket(c, spec).await?, spec.clone()))
+    }
 
-        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            Ok(super::discover(c, scope).await?.into())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_bucket(c, was, desired).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            _gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_bucket(c, address, id).await
-        }
+    async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+        delete_bucket(c, &spec.name).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(address, create_bucket(c, spec).await?, spec.clone()))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_bucket(c, was, desired).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
-            delete_bucket(c, &spec.name).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

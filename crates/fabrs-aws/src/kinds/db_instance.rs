@@ -1,12 +1,17 @@
-//! DB instances (rds).
+//! The DB instance kind (RDS): the PostgreSQL master and its read replicas;
+//! deletion with a final snapshot (`Cloud::delete_database`), and the engine
+//! versions RDS offers.
+
+use std::time::Duration;
 
 use aws_sdk_rds::error::ProvideErrorMetadata;
 use aws_sdk_rds::types::DbInstance;
-use fabrs_cloud::{ApplyCtx, CloudError, DbDelete, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, DbDelete, ErrorKind, Scope};
 use fabrs_plan::addr;
 use fabrs_plan::plan::{engine_major, engine_version_satisfied};
 use fabrs_plan::resource::{Address, DbInstanceSpec, Observed, Spec, Status, Tags};
 
+use crate::kinds::{self, AwsKind};
 use crate::rds::*;
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, err};
@@ -386,71 +391,59 @@ pub(crate) async fn engine_versions(
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for DbInstanceSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, DbDelete, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: a database's spec names its security groups by key.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_db(c, address, id, gmap).await
+    }
 
-    impl AwsKind for DbInstanceSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(30);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(
+            address,
+            create_db(c, address, spec, ctx, gmap).await?,
+            spec.clone(),
+        ))
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: a database's spec names its security groups by key.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_db(c, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_db(c, address, id, gmap).await
-        }
+    async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+        delete_db(c, spec, &DbDelete::default()).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(
-                address,
-                create_db(c, address, spec, ctx, gmap).await?,
-                spec.clone(),
-            ))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+        db_status_of(c, &current.id).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_db(c, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
-            delete_db(c, spec, &DbDelete::default()).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
-            db_status_of(c, &current.id).await
-        }
-
-        fn ready(_spec: &Self, status: &Status) -> bool {
-            status.state == "available" && status.endpoint.is_some()
-        }
+    fn ready(_spec: &Self, status: &Status) -> bool {
+        status.state == "available" && status.endpoint.is_some()
     }
 }

@@ -1,14 +1,16 @@
-//! Parameter groups (rds).
+//! The DB parameter group kind (RDS): the user-set parameters only.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_rds::types::{ApplyMethod, DbParameterGroup, Parameter};
-use fabrs_cloud::{CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{Address, DbParameterGroupSpec, Observed, Spec, Status, Tags};
 
+use crate::kinds::{self, AwsKind};
 use crate::rds::*;
-use crate::util::{self};
+use crate::util::{self, GroupMap};
 use crate::{AwsCloud, err};
 
 pub(crate) async fn all_parameter_groups(c: &AwsCloud) -> Result<Vec<DbParameterGroup>, CloudError> {
@@ -232,71 +234,59 @@ pub(crate) async fn delete_parameter_group(c: &AwsCloud, name: &str) -> Result<(
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for DbParameterGroupSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: RDS groups are listed with the databases and the others, in one round.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        _gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_parameter_group(c, address, id).await
+    }
 
-    impl AwsKind for DbParameterGroupSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(
+            address,
+            create_parameter_group(c, address, spec).await?,
+            spec.clone(),
+        ))
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: RDS groups are listed with the databases and the others, in one round.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_parameter_group(c, was, desired).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            _gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_parameter_group(c, address, id).await
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_parameter_group(c, &current.id).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(
-                address,
-                create_parameter_group(c, address, spec).await?,
-                spec.clone(),
-            ))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_parameter_group(c, was, desired).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_parameter_group(c, &current.id).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

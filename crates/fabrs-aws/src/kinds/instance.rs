@@ -1,18 +1,22 @@
-//! Instances (ec2).
+//! The fixed instance kind (EC2): the cache server, launched by RunInstances with
+//! a deterministic client token, and registered with the load balancer when a
+//! fixed web server.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceType, ResourceType, VolumeType,
 };
-use fabrs_cloud::{ApplyCtx, CloudError};
+use fabrs_cloud::{ApplyCtx, CloudError, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::resource::{Address, InstanceSpec, LaunchSpec, Observed, Spec, Status};
 
 use crate::ec2::*;
+use crate::kinds::{self, AwsKind};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, VpcInfo, err};
 
@@ -406,71 +410,59 @@ pub(crate) async fn delete_instance(c: &AwsCloud, id: &str) -> Result<(), CloudE
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for InstanceSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: a fixed instance's spec names its security groups by key and its load balancer registration.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_instance(c, address, id, gmap).await
+    }
 
-    impl AwsKind for InstanceSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(5);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(
+            address,
+            create_instance(c, address, spec, ctx, gmap).await?,
+            spec.clone(),
+        ))
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: a fixed instance's spec names its security groups by key and its load balancer registration.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_instance(c, &current.id, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_instance(c, address, id, gmap).await
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_instance(c, &current.id).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(
-                address,
-                create_instance(c, address, spec, ctx, gmap).await?,
-                spec.clone(),
-            ))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+        instance_status_of(c, &current.id).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_instance(c, &current.id, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_instance(c, &current.id).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
-            instance_status_of(c, &current.id).await
-        }
-
-        fn ready(_spec: &Self, status: &Status) -> bool {
-            status.state == "running" && status.private_ip.is_some()
-        }
+    fn ready(_spec: &Self, status: &Status) -> bool {
+        status.state == "running" && status.private_ip.is_some()
     }
 }

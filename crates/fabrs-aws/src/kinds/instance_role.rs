@@ -6,14 +6,17 @@
 //! tags is a look-alike, never changed or deleted.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use aws_sdk_iam::types::{Role, Tag};
-use fabrs_cloud::{CloudError, ErrorKind, Scope};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_config::RoleKind;
 use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::iam::{POLICY_NAME, TRUST_POLICY, parse_policy_document, policy_document};
 use fabrs_plan::resource::{Address, Foreign, InstanceRoleSpec, Kind, Observed, Spec, Status, Tags};
 
+use crate::kinds::{self, AwsKind};
+use crate::util::GroupMap;
 use crate::{AwsCloud, err, util};
 
 fn iam_tags(tags: &Tags) -> Result<Vec<Tag>, CloudError> {
@@ -419,66 +422,54 @@ fn ignore_not_found<T>(r: Result<T, CloudError>) -> Result<(), CloudError> {
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for InstanceRoleSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        Ok(self::discover(c, scope).await?.into())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        _gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_role(c, address, id).await
+    }
 
-    impl AwsKind for InstanceRoleSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(address, create_role(c, spec).await?, spec.clone()))
+    }
 
-        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            Ok(super::discover(c, scope).await?.into())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_role(c, was, desired).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            _gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_role(c, address, id).await
-        }
+    async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+        delete_role(c, spec).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(address, create_role(c, spec).await?, spec.clone()))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_role(c, was, desired).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
-            delete_role(c, spec).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

@@ -1,14 +1,19 @@
-//! Launch configurations (asg).
+//! The launch configuration kind (Auto Scaling): immutable, named by its
+//! content's hash, owned by its user-data's `# fabrs:owner=` line (it cannot be
+//! tagged); a new one is made beside the old (`create_beside`).
+
+use std::time::Duration;
 
 use aws_sdk_autoscaling::types::{
     BlockDeviceMapping, Ebs, InstanceMetadataEndpointState, InstanceMetadataHttpTokensState, InstanceMetadataOptions,
     LaunchConfiguration,
 };
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr::{self};
 use fabrs_plan::resource::{Address, LaunchConfigurationSpec, LaunchSpec, Observed, Spec, Status};
 
+use crate::kinds::{self, AwsKind};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, err};
 
@@ -225,77 +230,65 @@ mod tests {
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for LaunchConfigurationSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: a launch configuration is owned by its user-data's owner line and attributed to a role by the group that uses it.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::{self, GroupMap};
-    use crate::{AwsCloud, err};
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_lc(c, address, id, spec.launch.role, gmap).await
+    }
 
-    impl AwsKind for LaunchConfigurationSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(
+            address,
+            create_lc(c, address, spec, ctx, gmap).await?,
+            spec.clone(),
+        ))
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: a launch configuration is owned by its user-data's owner line and attributed to a role by the group that uses it.
-            Ok(kinds::Listing::default())
+    async fn update(
+        _c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        _ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        if was != desired {
+            return Err(err::other(
+                "update",
+                &util::describe(&current.address, &current.spec),
+                "launch configurations are immutable: create a new one (a new name) and point the group at it",
+            ));
         }
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_lc(c, address, id, spec.launch.role, gmap).await
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_lc(c, &current.id).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(
-                address,
-                create_lc(c, address, spec, ctx, gmap).await?,
-                spec.clone(),
-            ))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            _c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            _ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            if was != desired {
-                return Err(err::other(
-                    "update",
-                    &util::describe(&current.address, &current.spec),
-                    "launch configurations are immutable: create a new one (a new name) and point the group at it",
-                ));
-            }
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_lc(c, &current.id).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

@@ -1,4 +1,7 @@
-//! Launch templates (ec2).
+//! The launch template kind (EC2): a role's launch as a template whose new
+//! versions a deploy points its group at (`Status::template_version`).
+
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -6,13 +9,14 @@ use aws_sdk_ec2::types::{
     LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateVersion, RequestLaunchTemplateData, ResourceType,
     VolumeType,
 };
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_config::revision::or_none;
 use fabrs_config::{Revision, RoleKind};
 use fabrs_plan::addr::{self, TAG_ROLE};
 use fabrs_plan::resource::{Address, LaunchSpec, LaunchTemplateSpec, Observed, Spec, Status};
 
 use crate::ec2::*;
+use crate::kinds::{self, AwsKind};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, err};
 
@@ -275,83 +279,71 @@ pub(crate) async fn delete_lt(c: &AwsCloud, current: &Observed) -> Result<(), Cl
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for LaunchTemplateSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: a launch template's spec names its security groups by key.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::{self, GroupMap};
-    use crate::{AwsCloud, err};
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_lt(c, address, id, gmap).await
+    }
 
-    impl AwsKind for LaunchTemplateSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        let id = create_lt(c, address, spec, ctx, gmap).await?;
+        // A new template starts at version 1.
+        let mut o = kinds::made(address, id, spec.clone());
+        o.status.state = "version 1".into();
+        o.status.template_version = Some(1);
+        Ok(o)
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: a launch template's spec names its security groups by key.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_lt(c, &current.id, was, desired, ctx).await?;
+        // An update is a new version: read back for its number (what deploy
+        // points the group at).
+        let res = util::describe(&current.address, &current.spec);
+        Self::read(c, &current.address, &current.id, desired, gmap)
+            .await?
+            .ok_or_else(|| {
+                err::not_found(
+                    "update",
+                    &res,
+                    "not found right after it was written (eventual consistency?)",
+                )
+            })
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_lt(c, address, id, gmap).await
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_lt(c, current).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            let id = create_lt(c, address, spec, ctx, gmap).await?;
-            // A new template starts at version 1.
-            let mut o = kinds::made(address, id, spec.clone());
-            o.status.state = "version 1".into();
-            o.status.template_version = Some(1);
-            Ok(o)
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_lt(c, &current.id, was, desired, ctx).await?;
-            // An update is a new version: read back for its number (what deploy
-            // points the group at).
-            let res = util::describe(&current.address, &current.spec);
-            Self::read(c, &current.address, &current.id, desired, gmap)
-                .await?
-                .ok_or_else(|| {
-                    err::not_found(
-                        "update",
-                        &res,
-                        "not found right after it was written (eventual consistency?)",
-                    )
-                })
-        }
-
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_lt(c, current).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

@@ -7,12 +7,13 @@ use aws_sdk_elasticloadbalancing::types::{
     ConnectionDraining, ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Instance as LbInstance, Listener,
     LoadBalancerAttributes, LoadBalancerDescription, PolicyAttribute, Tag, TagKeyOnly,
 };
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_plan::addr;
 use fabrs_plan::resource::{
     Address, HealthCheckSpec, ListenerSpec, LoadBalancerSpec, Member, Observed, Spec, Status, Tags,
 };
 
+use crate::kinds::{self, AwsKind};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, VpcInfo, err};
 
@@ -748,71 +749,59 @@ pub(crate) async fn deregister(c: &AwsCloud, lb: &str, instance_id: &str, res: &
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for LoadBalancerSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: the load balancer is found with the security groups (its spec names them by key) and gives the groups their instances' health.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        _id: &str,
+        spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_lb(c, address, &spec.name, gmap).await
+    }
 
-    impl AwsKind for LoadBalancerSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(5);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(
+            address,
+            create_lb(c, address, spec, ctx, gmap).await?,
+            spec.clone(),
+        ))
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: the load balancer is found with the security groups (its spec names them by key) and gives the groups their instances' health.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_lb(c, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            _id: &str,
-            spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_lb(c, address, &spec.name, gmap).await
-        }
+    async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+        delete_lb(c, &spec.name).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(
-                address,
-                create_lb(c, address, spec, ctx, gmap).await?,
-                spec.clone(),
-            ))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
+        lb_status(c, &current.id).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_lb(c, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
-            delete_lb(c, &spec.name).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<Option<Status>, CloudError> {
-            lb_status(c, &current.id).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

@@ -1,13 +1,16 @@
-//! Security groups (ec2).
+//! The security group kind (EC2): created bare, its rules authorized and revoked
+//! to match; the group ids in every other spec are mapped to keys (`GroupMap`).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, UserIdGroupPair};
-use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind};
+use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_plan::addr::{self};
 use fabrs_plan::resource::{Address, IngressRule, Observed, RuleSource, SecurityGroupSpec, Spec, Status, VpcRef};
 
 use crate::ec2::*;
+use crate::kinds::{self, AwsKind};
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, VpcInfo, err};
 
@@ -335,67 +338,55 @@ pub(crate) async fn delete_sg(c: &AwsCloud, current: &Observed) -> Result<(), Cl
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for SecurityGroupSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        // Found with the other kinds in discover.rs: security groups are found first: their id → key map is what every other kind's spec is read with.
+        Ok(kinds::Listing::default())
+    }
 
-    use super::*;
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        address: &Address,
+        id: &str,
+        _spec: &Self,
+        gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        read_sg(c, address, id, gmap).await
+    }
 
-    impl AwsKind for SecurityGroupSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        create_sg(c, address, spec, ctx).await
+    }
 
-        async fn list(_c: &AwsCloud, _scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            // Found with the other kinds in discover.rs: security groups are found first: their id → key map is what every other kind's spec is read with.
-            Ok(kinds::Listing::default())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        update_sg(c, &current.id, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            address: &Address,
-            id: &str,
-            _spec: &Self,
-            gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            read_sg(c, address, id, gmap).await
-        }
+    async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
+        delete_sg(c, current).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            create_sg(c, address, spec, ctx).await
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            update_sg(c, &current.id, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, current: &Observed, _spec: &Self) -> Result<(), CloudError> {
-            delete_sg(c, current).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }

@@ -7,12 +7,16 @@
 //! back. A parameter of a wanted name without this environment's tags is a
 //! look-alike, never overwritten or deleted.
 
+use std::time::Duration;
+
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterType, ResourceTypeForTagging, Tag};
 use fabrs_cloud::{ApplyCtx, CloudError, ErrorKind, Scope};
 use fabrs_config::secrets::SecretValue;
 use fabrs_plan::addr::{self, TAG_FINGERPRINT};
-use fabrs_plan::resource::{Foreign, Kind, Observed, Spec, SsmParameterSpec, Status, Tags};
+use fabrs_plan::resource::{Address, Foreign, Kind, Observed, Spec, SsmParameterSpec, Status, Tags};
 
+use crate::kinds::{self, AwsKind};
+use crate::util::GroupMap;
 use crate::{AwsCloud, err, util};
 
 fn res(name: &str) -> String {
@@ -267,65 +271,54 @@ pub(crate) async fn delete(c: &AwsCloud, s: &SsmParameterSpec) -> Result<(), Clo
 
 // ---------------------------------------------------------------- the kind
 
-mod kind_impl {
-    use std::time::Duration;
+impl AwsKind for SsmParameterSpec {
+    const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
-    use fabrs_cloud::{ApplyCtx, CloudError, Scope};
-    use fabrs_plan::resource::*;
+    async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
+        Ok(self::discover(c, scope).await?.into())
+    }
 
-    use crate::AwsCloud;
-    use crate::kinds::{self, AwsKind};
-    use crate::util::GroupMap;
+    async fn read(
+        c: &AwsCloud,
+        _address: &Address,
+        id: &str,
+        _spec: &Self,
+        _gmap: &GroupMap,
+    ) -> Result<Option<Observed>, CloudError> {
+        self::read(c, id).await
+    }
 
-    impl AwsKind for SsmParameterSpec {
-        const BACKOFF_CAP: Duration = Duration::from_secs(10);
+    async fn create(
+        c: &AwsCloud,
+        address: &Address,
+        spec: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        Ok(kinds::made(address, self::create(c, spec, ctx).await?, spec.clone()))
+    }
 
-        async fn list(c: &AwsCloud, scope: &Scope) -> Result<kinds::Listing, CloudError> {
-            Ok(super::discover(c, scope).await?.into())
-        }
+    async fn update(
+        c: &AwsCloud,
+        current: &Observed,
+        was: &Self,
+        desired: &Self,
+        ctx: &ApplyCtx,
+        _gmap: &GroupMap,
+    ) -> Result<Observed, CloudError> {
+        self::update(c, was, desired, ctx).await?;
+        Ok(kinds::updated(current, desired.clone()))
+    }
 
-        async fn read(
-            c: &AwsCloud,
-            _address: &Address,
-            id: &str,
-            _spec: &Self,
-            _gmap: &GroupMap,
-        ) -> Result<Option<Observed>, CloudError> {
-            super::read(c, id).await
-        }
+    async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
+        self::delete(c, spec).await
+    }
 
-        async fn create(
-            c: &AwsCloud,
-            address: &Address,
-            spec: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            Ok(kinds::made(address, super::create(c, spec, ctx).await?, spec.clone()))
-        }
+    async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
+        kinds::status_by_read(c, current, spec).await
+    }
 
-        async fn update(
-            c: &AwsCloud,
-            current: &Observed,
-            was: &Self,
-            desired: &Self,
-            ctx: &ApplyCtx,
-            _gmap: &GroupMap,
-        ) -> Result<Observed, CloudError> {
-            super::update(c, was, desired, ctx).await?;
-            Ok(kinds::updated(current, desired.clone()))
-        }
-
-        async fn delete(c: &AwsCloud, _current: &Observed, spec: &Self) -> Result<(), CloudError> {
-            super::delete(c, spec).await
-        }
-
-        async fn status(c: &AwsCloud, current: &Observed, spec: &Self) -> Result<Option<Status>, CloudError> {
-            kinds::status_by_read(c, current, spec).await
-        }
-
-        fn ready(_spec: &Self, _status: &Status) -> bool {
-            true
-        }
+    fn ready(_spec: &Self, _status: &Status) -> bool {
+        true
     }
 }
