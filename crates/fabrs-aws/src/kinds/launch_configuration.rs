@@ -151,11 +151,12 @@ pub(crate) async fn create_lc(
             Err(err::exists_foreign("CreateLaunchConfiguration", &res))
         }
     };
-    if let Some(lc) = describe_lc(c, name, &res).await? {
+    // The image's root device is read beside the look.
+    let (existing, root) = futures::join!(describe_lc(c, name, &res), c.root_device(&s.launch.image_id));
+    if let Some(lc) = existing? {
         return adopt(&lc);
     }
     let sgs = util::group_ids(ctx, &s.launch.security_groups, "CreateLaunchConfiguration", &res)?;
-    let root = c.root_device(&s.launch.image_id).await;
     let r = util::while_profile_propagates("CreateLaunchConfiguration", &res, || {
         c.asg
             .create_launch_configuration()

@@ -258,7 +258,20 @@ where
     pub async fn prepare(&self, operation: &Operation) -> Result<Prepared, DeployError> {
         let (env, store) = (self.env, self.store);
         let names_only = fabrs_plan::desired::desired_state(env, &BTreeMap::new());
-        let inventory = self.cloud.discover(&crate::ops::scope(env, &names_only)).await?;
+        // A deploy names its revision: its artifact is looked for beside the
+        // discovery (a rotate's or rollback's revision comes from what it finds).
+        let named = match operation {
+            Operation::Deploy { revision } => Some(revision.clone()),
+            Operation::Rotate { .. } | Operation::Rollback { .. } => None,
+        };
+        let scope = crate::ops::scope(env, &names_only);
+        let (inventory, named_head) = futures::join!(self.cloud.discover(&scope), async {
+            match &named {
+                Some(r) => Some(store.head(&env.artifact_key(r.as_str())).await),
+                None => None,
+            }
+        });
+        let inventory = inventory?;
         let current = current_revision(&inventory);
         let revision = match operation {
             Operation::Deploy { revision } => revision.clone(),
@@ -272,7 +285,11 @@ where
             Operation::Rollback { to: None } => audit::previous_revision(store, env, current.as_ref()).await?,
         };
         let artifact = env.artifact_key(revision.as_str());
-        if store.head(&artifact).await?.is_none() {
+        let head = match named_head {
+            Some(h) if named.as_ref() == Some(&revision) => h?,
+            _ => store.head(&artifact).await?,
+        };
+        if head.is_none() {
             return Err(DeployError::Refused(format!(
                 "revision {revision} has no release artifact at s3://{}/{artifact}: push it first with \
                  `fabrs release push {} --revision {revision} PATH`; nothing was changed",
@@ -314,11 +331,9 @@ where
         &self,
         which: &BTreeMap<RoleKind, String>,
     ) -> Result<BTreeMap<RoleKind, GroupNow>, DeployError> {
-        let mut out = BTreeMap::new();
-        for (role, id) in which {
-            out.insert(*role, self.cloud.group(id).await?);
-        }
-        Ok(out)
+        // Every group at once.
+        let groups = futures::future::try_join_all(which.values().map(|id| self.cloud.group(id))).await?;
+        Ok(which.keys().copied().zip(groups).collect())
     }
 
     async fn migrate_step(&self, candidates: &[String], revision: &Revision) -> Result<MigrateStep, DeployError> {
