@@ -31,9 +31,10 @@ run() {
   # What a user makes by hand before create-env (AMIs, key pair, certificate).
   .venv/bin/python tests/peers/moto-seed --endpoint "http://127.0.0.1:$mp" >/dev/null
   # moto's first requests are slow (it builds its regions): warm it up, untimed.
-  # Its -v output names the plan's dependency depth (fabrs_plan::graph::depth).
+  # Its -v output names the plan's dependency depth, in changes
+  # (fabrs_plan::graph::depth) and in round trips (graph::round_trips).
   "$fabrs" -v --endpoint-url "http://127.0.0.1:$mp" plan "$env" >/dev/null 2>"$work/depth" || true
-  echo "depth $(sed -n 's/.*dependency depth: \([0-9]*\).*/\1/p' "$work/depth") 0 0"
+  echo "depth $(sed -n 's/.*dependency depth: \([0-9]*\) changes, \([0-9]*\) round trips.*/\1 \2/p' "$work/depth") 0"
   local step=0
   while read -r name args; do
     step=$((step + 1))
@@ -67,7 +68,9 @@ for env in staging production; do
     read -r name calls series w0 <<<"${zero[$i]}"
     read -r _ calls1 series1 w1 <<<"${slow[$i]}"
     if [ "$name" = depth ]; then
-      printf '%-11s %-12s %s\n' "$env" depth "$calls (the plan's dependency graph: fabrs_plan::graph::depth)"
+      # "depth <changes> <round trips> 0": issue 11's bound for create-env
+      # is 1.5 x the round trips the graph needs.
+      printf '%-11s %-12s %s\n' "$env" depth "$calls changes, $series round trips (fabrs_plan::graph; create-env's bound: 1.5 x $series = $(python3 -c "print(1.5 * $series)"))"
       continue
     fi
     printf '%-11s %-12s %9s %18s %8sms %9sms\n' "$env" "$name" "$calls1" "$series1" "$w0" "$w1"

@@ -998,6 +998,15 @@ async fn the_dependency_depth_of_staging() {
         "{}",
         fabrs_plan::review::concise(&plan)
     );
+    // In round trips: the discovery's one round; a call each for the
+    // parameter group, launch template and group; a call and a look each
+    // for the master and the replica (what follows needs their endpoints).
+    assert_eq!(
+        fabrs_plan::graph::round_trips(&plan),
+        8,
+        "{}",
+        fabrs_plan::review::concise(&plan)
+    );
 }
 
 /// One discovery per command (issue 11): create-env of an empty account

@@ -96,9 +96,34 @@ pub fn edges(plan: &Plan) -> Vec<(&Change, Vec<usize>)> {
 /// changes (0 for a plan without any): a driver that starts every change
 /// as soon as what it needs is done finishes in this many rounds.
 pub fn depth(plan: &Plan) -> usize {
+    longest(plan, |_| 1)
+}
+
+/// What the plan needs in round trips in series, at the least: one round of
+/// concurrent Describe calls (the discovery it was made from), then along
+/// the longest chain one call per change, and one look more for each change
+/// whose dependents wait until it is ready (its `Waits::until_ready`: a
+/// database's endpoint, a server's address exist only then). Calls a kind
+/// makes beyond one per change (a security group's rules, a load balancer's
+/// listener policies) are not counted: they are what an apply may add to
+/// this floor, and what the benchmarks measure against it.
+pub fn round_trips(plan: &Plan) -> usize {
+    1 + longest(plan, |c| 1 + usize::from(c.address.kind.waits().until_ready))
+}
+
+/// The longest chain of the plan's creates and updates, each weighing
+/// `weight`.
+fn longest(plan: &Plan, weight: impl Fn(&Change) -> usize) -> usize {
     let edges = edges(plan);
+    let weights: Vec<usize> = edges.iter().map(|(c, _)| weight(c)).collect();
     let mut memo: Vec<Option<usize>> = vec![None; edges.len()];
-    fn walk(i: usize, edges: &[(&Change, Vec<usize>)], memo: &mut [Option<usize>], on: &mut Vec<usize>) -> usize {
+    fn walk(
+        i: usize,
+        edges: &[(&Change, Vec<usize>)],
+        weights: &[usize],
+        memo: &mut [Option<usize>],
+        on: &mut Vec<usize>,
+    ) -> usize {
         if let Some(d) = memo[i] {
             return d;
         }
@@ -106,13 +131,19 @@ pub fn depth(plan: &Plan) -> usize {
             return 0; // a cycle is the planner's bug; never loop on it
         }
         on.push(i);
-        let d = 1 + edges[i].1.iter().map(|&j| walk(j, edges, memo, on)).max().unwrap_or(0);
+        let d = weights[i]
+            + edges[i]
+                .1
+                .iter()
+                .map(|&j| walk(j, edges, weights, memo, on))
+                .max()
+                .unwrap_or(0);
         on.pop();
         memo[i] = Some(d);
         d
     }
     (0..edges.len())
-        .map(|i| walk(i, &edges, &mut memo, &mut Vec::new()))
+        .map(|i| walk(i, &edges, &weights, &mut memo, &mut Vec::new()))
         .max()
         .unwrap_or(0)
 }

@@ -107,8 +107,10 @@ pub fn plan(global: &GlobalArgs, args: &PlanArgs, printer: &mut Printer) -> anyh
             r
         })?;
     printer.detail(&format!(
-        "dependency depth: {} (the longest chain of changes that wait for one another)",
-        fabrs_plan::graph::depth(&plan)
+        "dependency depth: {} changes, {} round trips (the longest chain of changes that wait for one another; \
+         in round trips: a round of discovery, a call per change, a look for each one waited on)",
+        fabrs_plan::graph::depth(&plan),
+        fabrs_plan::graph::round_trips(&plan)
     ));
     let extras = rendered.review_extras(&plan, &inventory);
     let format = match args.format {
