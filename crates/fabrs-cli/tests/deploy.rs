@@ -828,6 +828,10 @@ fn bench_deploy_calls_and_round_trips() {
         &[],
     );
     ok(&out);
+    // DEPLOY_TRACE=FILE keeps the trace (which calls: benches/series.py --chain).
+    if let Some(keep) = std::env::var_os("DEPLOY_TRACE") {
+        std::fs::copy(&trace, keep).unwrap();
+    }
     let series = std::process::Command::new("python3")
         .arg(fabrs_test_support::root().join("benches/series.py"))
         .arg(&trace)

@@ -1,14 +1,14 @@
 //! What apply and rollout need from a cloud. The AWS implementation lives in
 //! `fabrs-aws`; tests may use an in-memory one. No SDK type appears here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use fabrs_config::Revision;
 use fabrs_config::secrets::SecretValue;
-use fabrs_plan::resource::{Address, Inventory, Observed, Spec, VpcRef};
+use fabrs_plan::resource::{Address, Inventory, Kind, Observed, Spec, VpcRef};
 
 use crate::preflight::{Missing, Preconditions};
 
@@ -28,6 +28,37 @@ pub struct Scope {
     /// SSM parameters naming AMIs (`ami: resolve:ssm:…`) to read with the
     /// rest: their values land in `Inventory::image_parameters`.
     pub image_parameters: Vec<String>,
+    /// The kinds to look for; `None`, every kind. A deploy looks only for
+    /// what it rolls and what its launches name (`Scope::for_deploy`).
+    pub kinds: Option<BTreeSet<Kind>>,
+}
+
+impl Scope {
+    /// Whether discovery looks for resources of `kind`.
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
+
+    /// What a deploy needs to know: the groups it rolls, their launch
+    /// configurations or templates, and what the launches name (security
+    /// groups by id; the database endpoints and the cache server's address
+    /// in the user-data; the fixed servers migrations may run on). Not the
+    /// buckets, roles, parameters, load balancer settings or database
+    /// groups: a deploy changes none of them, and `fabrs plan` reviews them.
+    pub fn for_deploy(mut self) -> Scope {
+        self.kinds = Some(Scope::DEPLOY_KINDS.iter().copied().collect());
+        self
+    }
+
+    /// The kinds of [`Scope::for_deploy`].
+    pub const DEPLOY_KINDS: &[Kind] = &[
+        Kind::AutoScalingGroup,
+        Kind::LaunchConfiguration,
+        Kind::LaunchTemplate,
+        Kind::SecurityGroup,
+        Kind::Instance,
+        Kind::DbInstance,
+    ];
 }
 
 /// Inputs of a create or update beyond the spec itself.

@@ -308,6 +308,11 @@ impl Cloud for FakeCloud {
             }
             inv.resources.insert(a.clone(), o.clone());
         }
+        // What the scope leaves out is not looked for.
+        inv.resources.retain(|a, _| scope.wants(a.kind));
+        if !scope.wants(Kind::LaunchConfiguration) {
+            inv.launch_configurations.clear();
+        }
         Ok(inv)
     }
 

@@ -45,6 +45,7 @@ pub fn scope(env: &Environment, desired: &Desired) -> Scope {
         names: desired.names(),
         launch_configuration_prefix: launch_configuration_prefix(env),
         image_parameters: fabrs_plan::images::parameters(env),
+        kinds: None,
     }
 }
 

@@ -128,7 +128,14 @@ macro_rules! aws_kinds {
             /// Every kind's `list`, at once.
             pub(crate) async fn list_all(&self, scope: &Scope) -> Result<Listing, CloudError> {
                 let all = futures::future::try_join_all([
-                    $(Box::pin(<$spec as AwsKind>::list(self, scope))
+                    // A scope that leaves a kind out (a deploy's) lists none of it.
+                    $(Box::pin(async move {
+                        if scope.wants(Kind::$variant) {
+                            <$spec as AwsKind>::list(self, scope).await
+                        } else {
+                            Ok(Listing::default())
+                        }
+                    })
                         as std::pin::Pin<Box<dyn std::future::Future<Output = Result<Listing, CloudError>> + Send + '_>>,)*
                 ])
                 .await?;

@@ -3,10 +3,12 @@
 //! driver; what to do is decided by the pure [`fabrs_plan::deploy`].
 //!
 //! The order, each step bounded in time:
-//! 1. [`Deployer::prepare`] (no change): one discovery; the artifact exists;
-//!    the plan's only changes are launch configurations / template versions
-//!    and the groups' pointers to them (anything else: run `create-env`
-//!    first); the groups read once;
+//! 1. [`Deployer::prepare`] (no change): one discovery, of what the deploy
+//!    rolls and what its launches name (`Scope::for_deploy`: groups,
+//!    launches, security groups, servers, databases); the artifact exists;
+//!    the plan's only changes to those are launch configurations / template
+//!    versions and the groups' pointers to them (anything else: run
+//!    `create-env` first); the groups read once;
 //! 2. [`Deployer::run`]: the deploy lock, an object written with
 //!    `If-None-Match: *` ([`lock`]); under it the groups are read again —
 //!    what another deploy may have changed while this one waited — and only
@@ -264,7 +266,9 @@ where
             Operation::Deploy { revision } => Some(revision.clone()),
             Operation::Rotate { .. } | Operation::Rollback { .. } => None,
         };
-        let scope = crate::ops::scope(env, &names_only);
+        // What a deploy rolls and what its launches name, not the whole
+        // environment (`Scope::for_deploy`): `fabrs plan` reviews the rest.
+        let scope = crate::ops::scope(env, &names_only).for_deploy();
         let (inventory, named_head) = futures::join!(self.cloud.discover(&scope), async {
             match &named {
                 Some(r) => Some(store.head(&env.artifact_key(r.as_str())).await),
@@ -297,8 +301,11 @@ where
                 env.name
             )));
         }
-        let (plan, rendered) =
+        let (mut plan, rendered) =
             crate::ops::plan_from(env, self.renderer, &inventory, Some(&revision), Some(self.secrets))?;
+        // The kinds not looked for would plan as missing: the plan is of
+        // those looked for.
+        plan.changes.retain(|c| scope.wants(c.address.kind));
         let groups = self.read_groups(&groups_to_read(env, &inventory)).await?;
         let dp = plan_deploy(&DeployInput {
             env,
