@@ -21,6 +21,15 @@ that already behaves or whose code has changed (it says so).
    moto-public-parameters.json: [{"Name": ..., "Value": ...}]), the first
    time a /aws/service/ name is looked up, as moto loads its own.
 
+4. Every EC2 resource's tags (a tag filter, a response listing tags) are
+   read with DescribeTags filtered by its id, which scans every tag of the
+   account: a Describe call's time grows with the square of the account's
+   size (1.1 s for DescribeSecurityGroups with tag filters at 218 groups),
+   a cost of moto's, not of the call, that buried what issue 11's
+   scale benchmark (benches/scale.sh) measures. The patch reads the tags of
+   ids given literally (no wildcard) from the tag index by id; the answer is
+   the same (a literal id's pattern matches only that id).
+
 Usage: moto-patch.py SITE_PACKAGES_DIR
 """
 import pathlib
@@ -113,5 +122,29 @@ patch(
                         data_type="aws:ec2:image",
                     )
                 )
+""",
+)
+
+# 4.
+patch(
+    "tags of one resource read by id",
+    "moto/ec2/models/tags.py",
+    "# fabrs: literal ids read from the index",
+    "def describe_tags",
+    """        for resource_id, tags in self.tags.copy().items():
+            for key, value in tags.items():
+                add_result = False
+""",
+    """        # fabrs: literal ids read from the index, not by scanning every tag
+        only_ids = filters is not None and list(filters) == ["resource-id"] and not any(
+            ch in v for v in filters["resource-id"] for ch in "*?"
+        )
+        if only_ids:
+            items = [(r, self.tags[r]) for r in dict.fromkeys(filters["resource-id"]) if r in self.tags]
+        else:
+            items = list(self.tags.copy().items())
+        for resource_id, tags in items:
+            for key, value in tags.items():
+                add_result = False
 """,
 )

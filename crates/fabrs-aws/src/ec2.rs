@@ -31,9 +31,12 @@ pub(crate) fn filter(name: &str, value: &str) -> Filter {
 
 /// The tag filters that select one environment's resources.
 pub(crate) fn owner_filters(project: &str, environment: &str) -> Vec<Filter> {
+    // The environment first: the filter that tells an account's
+    // environments apart (moto tries filters in order, each a scan of the
+    // account's tags; AWS does not mind the order).
     vec![
-        filter(&format!("tag:{}", addr::TAG_PROJECT), project),
         filter(&format!("tag:{}", addr::TAG_ENVIRONMENT), environment),
+        filter(&format!("tag:{}", addr::TAG_PROJECT), project),
         filter(&format!("tag:{}", addr::TAG_MANAGED_BY), addr::MANAGED_BY),
     ]
 }

@@ -15,9 +15,10 @@ use crate::util::{self, GroupMap};
 use crate::{AwsCloud, VpcInfo, err};
 
 pub(crate) fn asg_filters(project: &str, environment: &str) -> Vec<Filter> {
+    // The environment first, as in `ec2::owner_filters`.
     [
-        (addr::TAG_PROJECT, project),
         (addr::TAG_ENVIRONMENT, environment),
+        (addr::TAG_PROJECT, project),
         (addr::TAG_MANAGED_BY, addr::MANAGED_BY),
     ]
     .iter()
