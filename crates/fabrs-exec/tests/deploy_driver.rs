@@ -404,3 +404,41 @@ async fn under_the_lock_a_deploy_another_one_got_to_first_finds_nothing_to_do() 
     assert_eq!(r.history().await.len(), 1, "no record for the no-op");
     assert!(r.notes().contains("the groups changed while waiting for the lock"));
 }
+
+/// A deploy looks only at what it rolls and what its launches name
+/// (`Scope::for_deploy`): drift in the load balancer's settings does not
+/// stop it (`fabrs plan` shows it), drift in a security group the launches
+/// name does.
+#[tokio::test]
+async fn a_deploy_refuses_drift_in_what_it_rolls_and_leaves_the_rest_to_plan() {
+    use fabrs_plan::addr;
+    use fabrs_plan::resource::Spec;
+    let r = rig(FakeRemote::new()).await;
+    r.fleet.cloud().tamper(&addr::load_balancer(), |s| {
+        if let Spec::LoadBalancer(lb) = s {
+            lb.idle_timeout_secs += 7;
+        }
+    });
+    let (plan, _, _) = make_plan(&r.fleet, &r.env, &r.renderer, None, None).await.unwrap();
+    assert!(
+        plan.changes.iter().any(|c| c.address == addr::load_balancer()),
+        "plan shows the load balancer's drift: {:?}",
+        plan.changes
+    );
+    let p = r
+        .prepare(deploy_op("r1"))
+        .await
+        .expect("the load balancer's settings are not the deploy's");
+    assert_eq!(p.roles.len(), 2);
+
+    r.fleet.cloud().tamper(&addr::security_group("web"), |s| {
+        if let Spec::SecurityGroup(g) = s {
+            g.ingress.clear();
+        }
+    });
+    let e = r.prepare(deploy_op("r1")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("security_group.web") && e.contains("beyond launch settings"),
+        "{e}"
+    );
+}
