@@ -287,7 +287,8 @@ pub(crate) async fn discover(c: &AwsCloud, scope: &Scope) -> Result<Inventory, C
         if !scope.wants(Kind::DbInstance) {
             return Ok(vec![]);
         }
-        crate::kinds::db_instance::all_dbs(c).await
+        // By identifier, not the account's every instance (issue 11).
+        crate::kinds::db_instance::all_dbs(c, &scope.db_identifiers).await
     };
     let subnet_groups = async {
         if !scope.wants(Kind::DbSubnetGroup) {

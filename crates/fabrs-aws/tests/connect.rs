@@ -32,6 +32,7 @@ fn connect_uses_the_environment_and_an_explicit_endpoint_wins() {
         names: Default::default(),
         launch_configuration_prefix: "p-connect-".into(),
         image_parameters: Vec::new(),
+        db_identifiers: Vec::new(),
         kinds: None,
     };
     let result = rt.block_on(async {

@@ -84,6 +84,7 @@ impl Env {
             names: names.iter().cloned().collect(),
             launch_configuration_prefix: format!("{}-{}-", self.p, self.e),
             image_parameters: Vec::new(),
+            db_identifiers: Vec::new(),
             kinds: None,
         }
     }

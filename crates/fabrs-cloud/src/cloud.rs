@@ -28,6 +28,10 @@ pub struct Scope {
     /// SSM parameters naming AMIs (`ami: resolve:ssm:…`) to read with the
     /// rest: their values land in `Inventory::image_parameters`.
     pub image_parameters: Vec<String>,
+    /// The identifiers this environment's databases may have (the master,
+    /// every replica a file may ask for): discovery asks RDS for these
+    /// rather than for the account's every instance. Empty: every one.
+    pub db_identifiers: Vec<String>,
     /// The kinds to look for; `None`, every kind. A deploy looks only for
     /// what it rolls and what its launches name (`Scope::for_deploy`).
     pub kinds: Option<BTreeSet<Kind>>,

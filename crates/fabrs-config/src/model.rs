@@ -282,6 +282,9 @@ pub enum QueueEngine {
     None,
 }
 
+/// The most read replicas a file may ask for (`database.replicas`).
+pub const MAX_REPLICAS: u32 = 5;
+
 #[derive(Clone, Debug)]
 pub struct Database {
     pub engine: String,
@@ -292,6 +295,7 @@ pub struct Database {
     pub name: String,
     pub username: String,
     pub password_secret: String,
+    /// At most [`MAX_REPLICAS`].
     pub replicas: u32,
     pub backup_retention_days: u32,
     pub multi_az: bool,

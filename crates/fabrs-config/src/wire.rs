@@ -1295,7 +1295,7 @@ fn database(sink: &mut Sink, n: &Node, secrets: &[String]) -> Option<Database> {
         .req(sink, "password_secret")
         .and_then(|v| secret_ref(sink, v, &p("password_secret"), secrets));
     let replicas = match o.opt("replicas") {
-        Some(v) => int(sink, v, &p("replicas"), 0, 5),
+        Some(v) => int(sink, v, &p("replicas"), 0, crate::model::MAX_REPLICAS.into()),
         None => Some(At::new(0, o.loc)),
     };
     let backups = match o.opt("backup_retention_days") {

@@ -173,6 +173,7 @@ impl FakeFleet {
             names: BTreeMap::new(),
             launch_configuration_prefix: String::new(),
             image_parameters: Vec::new(),
+            db_identifiers: Vec::new(),
             kinds: None,
         };
         let inv = self.cloud.discover(&scope).await.expect("the fake cloud discovers");

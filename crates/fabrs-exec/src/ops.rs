@@ -45,6 +45,9 @@ pub fn scope(env: &Environment, desired: &Desired) -> Scope {
         names: desired.names(),
         launch_configuration_prefix: launch_configuration_prefix(env),
         image_parameters: fabrs_plan::images::parameters(env),
+        db_identifiers: std::iter::once(fabrs_config::names::db_master(env))
+            .chain((0..fabrs_config::MAX_REPLICAS).map(|n| fabrs_config::names::db_replica(env, n)))
+            .collect(),
         kinds: None,
     }
 }

@@ -16,9 +16,20 @@ use crate::rds::*;
 use crate::util::{self, GroupMap};
 use crate::{AwsCloud, err};
 
-pub(crate) async fn all_dbs(c: &AwsCloud) -> Result<Vec<DbInstance>, CloudError> {
+/// The account's DB instances; those of `identifiers` only, when given (a
+/// filter: an identifier that does not exist is not an error).
+pub(crate) async fn all_dbs(c: &AwsCloud, identifiers: &[String]) -> Result<Vec<DbInstance>, CloudError> {
+    let filter = (!identifiers.is_empty()).then(|| {
+        vec![
+            aws_sdk_rds::types::Filter::builder()
+                .name("db-instance-id")
+                .set_values(Some(identifiers.to_vec()))
+                .build(),
+        ]
+    });
     c.rds
         .describe_db_instances()
+        .set_filters(filter)
         .into_paginator()
         .items()
         .send()
