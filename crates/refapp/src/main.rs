@@ -64,7 +64,13 @@ fn main() -> Result<()> {
     let cfg = Config::from_env(cli.env_file.as_deref())?;
     init_logging(cfg.rust_log.as_deref());
     tracing::info!(config = ?cfg, "starting");
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = match cli.command {
+        Command::Web => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.web_threads)
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Runtime::new()?,
+    };
     let secrets = cfg.secrets.clone();
     let res = rt.block_on(async move {
         match cli.command {

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,9 +34,10 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Stamp};
 use crate::config::Config;
 use crate::db::{self, PhotoRow, Pool};
 use crate::imaging::{self, ProbeError};
@@ -44,10 +45,13 @@ use crate::queue::{Publisher, RenderJob};
 use crate::storage::Storage;
 
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bounds the staleness left by the one race of this scheme (a render that
-/// completes between the page's DB read and its SET).
-pub const INDEX_TTL_SECS: u64 = 60;
+/// How long Redis keeps the shared copy of the index page. Not what keeps it
+/// fresh: every copy is checked against the page's version on each request
+/// (cache.rs).
+pub const INDEX_TTL_SECS: u64 = 600;
 pub const INDEX_LIMIT: i64 = 48;
+const X_REFAPP_REVISION: HeaderName = HeaderName::from_static("x-refapp-revision");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// Room for the multipart framing around the file itself.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
@@ -56,6 +60,8 @@ pub struct AppState {
     pub db: Pool,
     pub replica: Pool,
     pub cache: Cache,
+    /// This server's copy of the index page (validated per request).
+    pub page: LocalPage,
     pub publisher: Publisher,
     pub storage: Storage,
 }
@@ -70,6 +76,7 @@ pub async fn state(cfg: Config) -> Result<Arc<AppState>> {
         db,
         replica,
         cache: Cache::new(cfg.clone()),
+        page: LocalPage::default(),
         publisher: Publisher::new(cfg.clone()),
         storage: Storage::new(&cfg).await,
         cfg,
@@ -84,13 +91,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/photos", post(upload))
         .route("/photos/{id}", get(photo))
         .nest_service("/static", ServeDir::new(&st.cfg.static_dir))
-        .layer(axum::middleware::map_response(move |mut res: Response| {
-            let revision = revision.clone();
-            async move {
-                res.headers_mut().insert("x-refapp-revision", revision);
-                res
-            }
-        }))
+        .layer(SetResponseHeaderLayer::overriding(X_REFAPP_REVISION, revision))
         .with_state(st)
 }
 
@@ -488,44 +489,124 @@ pub fn render_index(cfg: &Config, photos: &[PhotoRow]) -> String {
     )
 }
 
-async fn index(State(st): State<Arc<AppState>>) -> Response {
-    let key = st.cfg.index_cache_key();
-    let cached = tokio::time::timeout(CHECK_TIMEOUT, st.cache.get(&key)).await;
-    let cache_ok = match cached {
-        Ok(Ok(Some(html))) => return page(html, "HIT"),
-        Ok(Ok(None)) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache read failed");
-            false
+/// The page as this web server last built or fetched it, with the version
+/// it is valid for (see cache.rs).
+#[derive(Default)]
+pub struct LocalPage {
+    page: std::sync::Mutex<Option<(u64, Bytes)>>,
+    /// One fill at a time: concurrent misses of one version wait for the
+    /// first and take its page.
+    fill: tokio::sync::Mutex<()>,
+}
+
+impl LocalPage {
+    fn get(&self, version: u64) -> Option<Bytes> {
+        let g = self.page.lock().unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some((v, body)) if *v == version => Some(body.clone()),
+            _ => None,
         }
-        Err(_) => false,
+    }
+    fn put(&self, version: u64, body: Bytes) {
+        *self.page.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, body));
+    }
+}
+
+/// A change being committed (cache.rs) normally takes a database UPDATE and
+/// one Redis round trip: wait that long for it rather than building the page
+/// from the primary for every request meanwhile.
+const CHANGE_WAITS: u32 = 10;
+const CHANGE_WAIT: Duration = Duration::from_millis(2);
+
+/// The page's stamp, read after this request arrived (coalesced with
+/// concurrent requests); a change in progress is waited for, briefly.
+async fn current_stamp(cache: &Cache) -> Result<Stamp, String> {
+    let mut stamp = cache.fresh_stamp().await?;
+    for _ in 0..CHANGE_WAITS {
+        if !stamp.changing {
+            break;
+        }
+        tokio::time::sleep(CHANGE_WAIT).await;
+        stamp = cache.fresh_stamp().await?;
+    }
+    Ok(stamp)
+}
+
+async fn index(State(st): State<Arc<AppState>>) -> Response {
+    let stamp = match current_stamp(&st.cache).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Degraded: Redis is down or slow. The replica spares the primary.
+            tracing::warn!(error = %st.cfg.secrets.scrub(&e), "cache read failed");
+            return match build_page(&st, &st.replica).await {
+                Ok(body) => page(body, "BYPASS"),
+                Err(resp) => resp,
+            };
+        }
     };
+    if stamp.changing {
+        // A change is still being committed: build from the primary, store nothing.
+        return match build_page(&st, &st.db).await {
+            Ok(body) => page(body, "BYPASS"),
+            Err(resp) => resp,
+        };
+    }
+    if let Some(body) = st.page.get(stamp.version) {
+        return page(body, "HIT");
+    }
+    let _fill = st.page.fill.lock().await;
+    if let Some(body) = st.page.get(stamp.version) {
+        return page(body, "HIT");
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, st.cache.get_page(stamp.version)).await {
+        Ok(Ok(Some(body))) => {
+            st.page.put(stamp.version, body.clone());
+            return page(body, "HIT");
+        }
+        Ok(Ok(None)) | Err(_) => {}
+        Ok(Err(e)) => tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache read failed"),
+    }
+    // Built from the primary: a page tagged with this version must show every
+    // change counted in it, and an asynchronous replica may not have it yet.
+    let body = match build_page(&st, &st.db).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    if let Ok(Err(e)) =
+        tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_page(stamp.version, &body, INDEX_TTL_SECS)).await
+    {
+        tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache write failed");
+    }
+    st.page.put(stamp.version, body.clone());
+    page(body, "MISS")
+}
+
+async fn build_page(st: &AppState, pool: &Pool) -> Result<Bytes, Response> {
     let photos = async {
-        let c = st.replica.get().await?;
+        let c = pool.get().await?;
         db::recent_photos(&c, INDEX_LIMIT).await
     }
     .await;
-    let photos = match photos {
-        Ok(p) => p,
+    match photos {
+        Ok(p) => Ok(Bytes::from(render_index(&st.cfg, &p))),
         Err(e) => {
             tracing::error!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "listing photos failed");
-            return (
+            Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 Html("<!doctype html><p>Temporarily unavailable.</p>\n"),
             )
-                .into_response();
+                .into_response())
         }
-    };
-    let html = render_index(&st.cfg, &photos);
-    if !cache_ok {
-        return page(html, "BYPASS");
     }
-    if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, st.cache.set_ex(&key, &html, INDEX_TTL_SECS)).await {
-        tracing::warn!(error = %st.cfg.secrets.scrub(&format!("{e:#}")), "cache write failed");
-    }
-    page(html, "MISS")
 }
 
-fn page(html: String, cache: &'static str) -> Response {
-    ([("x-cache", cache)], Html(html)).into_response()
+fn page(body: Bytes, cache: &'static str) -> Response {
+    let mut res = Response::new(Body::from(body));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(X_CACHE, HeaderValue::from_static(cache));
+    res
 }

@@ -1,9 +1,13 @@
 //! The render worker.
 //!
 //! A job is acked only after the renditions are in S3, the row says
-//! 'rendered' and the index page's cache key is gone. Everything it writes
-//! is idempotent (deterministic S3 keys, `UPDATE ... WHERE status <>
-//! 'rendered'`), so a job redelivered after a crash renders once in effect.
+//! 'rendered' and the index page's version is bumped. The commit that
+//! changes the page is bracketed for the web servers (cache.rs): announced
+//! in Redis before it, counted in the page's version after it, so no web
+//! server serves a page without the photo once its status says rendered.
+//! Everything it writes is idempotent (deterministic S3 keys, `UPDATE ...
+//! WHERE status <> 'rendered'`), so a job redelivered after a crash renders
+//! once in effect.
 //!
 //! Failures: a poison job (undecodable image, missing original, malformed
 //! message) is rejected without requeue, so RabbitMQ dead-letters it to
@@ -92,9 +96,10 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
     };
     match row.status.as_str() {
         "rendered" => {
-            // Redelivered after the row update (e.g. the cache DEL failed or
-            // the worker died before acking): finish the remaining step.
-            ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
+            // Redelivered after the row update (e.g. the version bump failed
+            // or the worker died before acking): finish the remaining step.
+            let id = row.id.to_string();
+            ctx.cache.end_page_change(&id).await.map_err(transient)?;
             return Ok(());
         }
         "failed" => return Ok(()),
@@ -135,11 +140,17 @@ async fn process(ctx: &Ctx, data: &[u8]) -> Result<(), JobError> {
             tokio::time::sleep(Duration::from_millis(ctx.cfg.test_render_delay_ms)).await;
         }
     }
-    {
-        let c = ctx.db.get().await.map_err(transient)?;
-        db::mark_rendered(&c, row.id, &renditions).await.map_err(transient)?;
+    let id = row.id.to_string();
+    ctx.cache.begin_page_change(&id).await.map_err(transient)?;
+    let marked = async {
+        let c = ctx.db.get().await?;
+        db::mark_rendered(&c, row.id, &renditions).await
     }
-    ctx.cache.del(&ctx.cfg.index_cache_key()).await.map_err(transient)?;
+    .await;
+    // Even after an error: the commit may have happened all the same.
+    let ended = ctx.cache.end_page_change(&id).await;
+    marked.map_err(transient)?;
+    ended.map_err(transient)?;
     tracing::info!(photo_id = %row.id, renditions = renditions.len(), "rendered");
     Ok(())
 }
@@ -155,10 +166,18 @@ fn photo_id_of(data: &[u8]) -> Option<Uuid> {
 
 async fn mark_failed(ctx: &Ctx, data: &[u8], why: &str) -> Result<()> {
     if let Some(id) = photo_id_of(data) {
-        let c = ctx.db.get().await?;
-        db::mark_failed(&c, id, why).await?;
-        // The page shows failed photos too.
-        let _ = ctx.cache.del(&ctx.cfg.index_cache_key()).await;
+        // The page shows failed photos too. Best effort, as recording the
+        // failure matters more (with Redis down the web servers bypass
+        // their caches anyway).
+        let key = id.to_string();
+        let _ = ctx.cache.begin_page_change(&key).await;
+        let marked = async {
+            let c = ctx.db.get().await?;
+            db::mark_failed(&c, id, why).await
+        }
+        .await;
+        let _ = ctx.cache.end_page_change(&key).await;
+        marked?;
     }
     Ok(())
 }

@@ -180,6 +180,137 @@ async fn upload_render_list_and_cache() {
     web.stop().await;
 }
 
+/// A web process of the real binary, killed at the end.
+struct WebProcess {
+    child: std::process::Child,
+    base: String,
+}
+impl Drop for WebProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get_page(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let x_cache = r.headers()["x-cache"].to_str().unwrap().to_string();
+    (x_cache, r.text().await.unwrap())
+}
+
+fn rendered_item(id: &str) -> String {
+    format!(r#"<li class="photo" data-id="{id}"><a href="#)
+}
+
+/// Exact invalidation of the cached page across web servers: two web
+/// processes share one Redis (and the database), each with the page cached
+/// in memory; the moment GET /photos/{id} says a new photo is rendered, the
+/// very next GET / on EITHER server shows it rendered. Meanwhile both
+/// servers are kept busy serving and refilling their caches, so a page
+/// built from the database during the render (before its commit) is
+/// exercised too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_photo_on_every_web_server_right_after_its_render() {
+    let env = Env::new().await;
+    env.migrate().await;
+    let webs: Vec<WebProcess> = (0..2)
+        .map(|_| {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            WebProcess {
+                child: env.spawn_bin("web", &[("REFAPP_LISTEN", listen.as_str()), ("RUST_LOG", "warn")]),
+                base: format!("http://{listen}"),
+            }
+        })
+        .collect();
+    for w in &webs {
+        let port: u16 = w.base.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(wait_port(port, Duration::from_secs(15)), "web did not listen");
+    }
+    let bases: Vec<String> = webs.iter().map(|w| w.base.clone()).collect();
+    let worker = env.start_worker();
+    let http = reqwest::Client::new();
+
+    // The page is cached on both servers before anything changes.
+    for b in &bases {
+        get_page(&http, b).await;
+        assert_eq!(get_page(&http, b).await.0, "HIT", "{b}");
+    }
+
+    // Both servers busy with GET / throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammers: Vec<_> = bases
+        .iter()
+        .flat_map(|b| [b.clone(), b.clone()])
+        .map(|b| {
+            let (http, stop) = (http.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut hits = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if get_page(&http, &b).await.0 == "HIT" {
+                        hits += 1;
+                    }
+                }
+                hits
+            })
+        })
+        .collect();
+
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let (upload_to, poll_on) = (&bases[round % 2], &bases[(round + 1) % 2]);
+        let r = http
+            .post(format!("{upload_to}/photos"))
+            .header("content-type", "image/jpeg")
+            .body(sample_image(640, 480, 40 + round as u32, ImageFormat::Jpeg))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        let start = std::time::Instant::now();
+        loop {
+            let r = http.get(format!("{poll_on}/photos/{id}")).send().await.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            if v["status"] != "pending" {
+                assert_eq!(v["status"], "rendered", "{v}");
+                break;
+            }
+            assert!(start.elapsed() < RENDER_TIMEOUT, "{id} still pending");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Right after: every server, no waiting.
+        for b in &bases {
+            let (x_cache, page) = get_page(&http, b).await;
+            assert!(
+                page.contains(&rendered_item(&id)),
+                "round {round}: {b} answered a page ({x_cache}) without the photo rendered right after its render:\n{page}"
+            );
+        }
+        ids.push(id);
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut hits = 0;
+    for h in hammers {
+        hits += h.await.unwrap();
+    }
+    assert!(hits > 0, "the servers answered from their caches meanwhile");
+    // And the page is cached again, complete, on both.
+    for b in &bases {
+        get_page(&http, b).await;
+        let (x_cache, page) = get_page(&http, b).await;
+        assert_eq!(x_cache, "HIT", "{b}");
+        for id in &ids {
+            assert!(page.contains(&rendered_item(id)), "{b}: {id}");
+        }
+    }
+    worker.stop().await.unwrap();
+    drop(webs);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_reports_each_dependency() {
     let env = Env::new().await;

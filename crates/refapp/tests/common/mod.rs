@@ -258,7 +258,12 @@ impl Drop for Env {
                 if let Ok(c) = redis::Client::open(cfg.redis_url.as_str())
                     && let Ok(mut c) = c.get_multiplexed_async_connection().await
                 {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(cfg.index_cache_key()).query_async(&mut c).await;
+                    let _: Result<(), _> = redis::cmd("DEL")
+                        .arg(cfg.index_cache_key())
+                        .arg(cfg.index_version_key())
+                        .arg(cfg.index_changing_key())
+                        .query_async(&mut c)
+                        .await;
                 }
             });
         })
